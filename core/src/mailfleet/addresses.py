@@ -1,0 +1,67 @@
+"""E-mail addresses and header values: validated before anything is queued."""
+
+from __future__ import annotations
+
+import re
+
+from mailfleet.errors import AddressError, HeaderError
+
+_LOCAL_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def check_header(name: str, value: str) -> str:
+    """``value`` unchanged, or HeaderError if it holds CR, LF or NUL (header injection)."""
+    if any(c in value for c in "\r\n\0"):
+        raise HeaderError(f"header {name}: CR, LF and NUL are not allowed in a header value")
+    return value
+
+
+def normalize_domain(domain: str) -> str:
+    """The domain in ASCII (IDNA for internationalised names), lower case."""
+    domain = domain.strip().rstrip(".").lower()
+    if not domain:
+        raise AddressError("the domain is empty")
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise AddressError(f"the domain {domain!r} is not a valid internationalised name") \
+            from None
+    labels = ascii_domain.split(".")
+    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        raise AddressError(f"the domain {domain!r} is not a valid host name")
+    if len(ascii_domain) > 253:
+        raise AddressError(f"the domain {domain!r} is too long")
+    return ascii_domain
+
+
+def normalize_address(address: str) -> str:
+    """A bare address ``local@domain`` checked and with an ASCII (IDNA) domain.
+
+    Refuses CR/LF, spaces, display names, missing or repeated ``@``, and non-ASCII local
+    parts (they need SMTPUTF8, which mailfleet does not send).
+    """
+    if not isinstance(address, str):
+        raise AddressError("an address must be a string")
+    value = address.strip()
+    if any(c in value for c in "\r\n\0"):
+        raise AddressError("an address must not contain CR, LF or NUL")
+    if not value or value.count("@") != 1:
+        raise AddressError(f"{address!r} is not an e-mail address (expected local@domain)")
+    local, domain = value.split("@")
+    if not local or len(local) > 64:
+        raise AddressError(f"{address!r}: the part before @ is empty or longer than 64")
+    if not local.isascii():
+        raise AddressError(f"{address!r}: non-ASCII before @ is not supported")
+    if not _LOCAL_ATOM.match(local) or local.startswith(".") or local.endswith(".") \
+            or ".." in local:
+        raise AddressError(f"{address!r}: invalid characters before @")
+    return f"{local}@{normalize_domain(domain)}"
+
+
+def is_valid_address(address: str) -> bool:
+    try:
+        normalize_address(address)
+    except AddressError:
+        return False
+    return True

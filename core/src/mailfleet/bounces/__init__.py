@@ -1,0 +1,1 @@
+"""Bounce parsing: turn delivery reports, complaints and auto-replies into BounceReports."""

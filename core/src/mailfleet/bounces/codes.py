@@ -1,0 +1,78 @@
+"""Addresses, RFC 3463 status codes and SMTP reply codes found in free text."""
+
+from __future__ import annotations
+
+import re
+
+ADDR_RE = re.compile(
+    r"(?<![\w.+\-=/%])"
+    r"(?:\"[^\"\r\n]{1,64}\"|[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-][A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]*)"
+    r"@(?:\[[0-9.]+\]|[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?)*)"
+)
+STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
+REPLY_RE = re.compile(r"(?:^|(?<=[\s:(\[\"'=#]))([245][0-5]\d)(?=[ \-:;,.)\]]|$)(?![.\d]\d)",
+                      re.MULTILINE)
+SYSTEM_LOCALS = frozenset({
+    "postmaster", "mailer-daemon", "mailerdaemon", "mail-daemon", "maildaemon", "abuse",
+    "noreply", "no-reply", "donotreply", "do-not-reply", "double-bounce", "nobody",
+    "mail.delivery.system", "hostmaster", "webmaster",
+})
+
+
+def clean_address(text: str) -> str | None:
+    """Normalise one address: strip brackets, quotes around the local part, trailing dots."""
+    text = text.strip().strip("<>[]()'\",;:").strip()
+    if text.lower().startswith(("mailto:", "smtp:", "rfc822;")):
+        text = text.split(":", 1)[1] if ":" in text else text.split(";", 1)[1]
+        text = text.strip().strip("<>").strip()
+    match = ADDR_RE.search(text)
+    if not match:
+        return None
+    addr = match.group(0).rstrip(".-")
+    local, _, domain = addr.rpartition("@")
+    if len(local) >= 2 and local[0] == '"' and local[-1] == '"':
+        local = local[1:-1]
+    if not local or not domain or len(addr) > 254:
+        return None
+    return f"{local}@{domain}"
+
+
+def addresses_in(text: str) -> list[str]:
+    """All addresses in ``text``, cleaned, in order, without duplicates (case-insensitive)."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for match in ADDR_RE.finditer(text):
+        addr = clean_address(match.group(0))
+        if addr and addr.lower() not in seen:
+            seen.add(addr.lower())
+            out.append(addr)
+    return out
+
+
+def is_system_address(addr: str) -> bool:
+    """True for role addresses of mail systems (postmaster, MAILER-DAEMON, ...)."""
+    return addr.rpartition("@")[0].lower() in SYSTEM_LOCALS
+
+
+def find_status(text: str) -> str | None:
+    """The first RFC 3463 enhanced status code in ``text``."""
+    match = STATUS_RE.search(text)
+    if not match:
+        return None
+    code = ".".join(match.groups())
+    return code
+
+
+def find_reply_code(text: str) -> str | None:
+    """The first SMTP reply code (``550``) in ``text``."""
+    match = REPLY_RE.search(text)
+    return match.group(1) if match else None
+
+
+def status_class(status: str | None, reply_code: str | None = None) -> str | None:
+    """``'4'`` or ``'5'`` (or ``'2'``) from the status, else from the reply code."""
+    for code in (status, reply_code):
+        if code and code[0] in "245":
+            return code[0]
+    return None

@@ -1,0 +1,98 @@
+"""RFC 3464 delivery-status fields (also when pasted into a text part)."""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+
+from mailfleet.bounces.codes import clean_address, find_reply_code, find_status
+
+_FIELD_RE = re.compile(r"^([A-Za-z][A-Za-z0-9\-]{1,40})\s*:\s*(.*)$")
+DSN_HINT_RE = re.compile(r"^\s*(Final|Original)-Recipient\s*:", re.IGNORECASE | re.MULTILINE)
+
+
+@attrs.frozen
+class DsnRecipient:
+    """One per-recipient block of a delivery-status report."""
+
+    address: str
+    action: str | None
+    status: str | None
+    reply_code: str | None
+    diagnostic: str | None
+    remote_mta: str | None
+
+
+@attrs.frozen
+class DsnReport:
+    """The per-message fields and the per-recipient blocks."""
+
+    reporting_mta: str | None
+    recipients: tuple[DsnRecipient, ...]
+
+
+def _blocks(text: str) -> list[dict[str, str]]:
+    blocks: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    last: str | None = None
+    for line in text.splitlines():
+        if not line.strip():
+            if current:
+                blocks.append(current)
+            current, last = {}, None
+            continue
+        if line[0] in " \t" and last is not None:
+            current[last] += " " + line.strip()
+            continue
+        match = _FIELD_RE.match(line.strip())
+        if not match:
+            continue
+        name = match.group(1).lower()
+        if name in current and name in {"final-recipient", "original-recipient"}:
+            blocks.append(current)
+            current = {}
+        last = name
+        current.setdefault(name, match.group(2).strip())
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def _typed_value(value: str) -> str:
+    """``rfc822; x@y`` -> ``x@y``; ``smtp; 550 ...`` -> ``550 ...``."""
+    if ";" in value:
+        kind, _, rest = value.partition(";")
+        if len(kind) <= 20 and " " not in kind.strip():
+            return rest.strip()
+    return value.strip()
+
+
+def parse_dsn(text: str) -> DsnReport:
+    """Parse delivery-status fields from ``text`` (blocks separated by blank lines)."""
+    reporting: str | None = None
+    recipients: list[DsnRecipient] = []
+    for block in _blocks(text):
+        if reporting is None and "reporting-mta" in block:
+            reporting = _typed_value(block["reporting-mta"]) or None
+        if "final-recipient" not in block and "original-recipient" not in block:
+            continue
+        address = None
+        for field in ("final-recipient", "original-recipient", "x-actual-recipient"):
+            if field in block:
+                address = clean_address(_typed_value(block[field]))
+                if address:
+                    break
+        if not address:
+            continue
+        diag = _typed_value(block.get("diagnostic-code", "")) or None
+        status_field = block.get("status", "")
+        status = find_status(status_field) or (find_status(diag) if diag else None)
+        if status_field and not status:
+            short = re.match(r"\s*([245])[.\s]", status_field)
+            status = f"{short.group(1)}.0.0" if short else None
+        reply = find_reply_code(diag) if diag else None
+        action = block.get("action", "").strip().lower().split(" ")[0] or None
+        remote = _typed_value(block["remote-mta"]) if "remote-mta" in block else None
+        recipients.append(DsnRecipient(address, action, status, reply, diag, remote or None))
+    return DsnReport(reporting, tuple(recipients))

@@ -1,0 +1,351 @@
+"""Entry points: turn any message into a :class:`BounceReport` (never raises)."""
+
+from __future__ import annotations
+
+import re
+from email.message import EmailMessage, Message
+
+import attrs
+
+from mailfleet.bounces.codes import (
+    addresses_in,
+    clean_address,
+    find_reply_code,
+    find_status,
+    is_system_address,
+)
+from mailfleet.bounces.dsn import DSN_HINT_RE, DsnRecipient, parse_dsn
+from mailfleet.bounces.mime import content_type, header, headers_text, parse_raw, part_text, walk
+from mailfleet.bounces.reasons import classify, is_hard
+from mailfleet.bounces.report import BounceReport, FailedRecipient, Kind
+from mailfleet.bounces.ses import parse_ses
+from mailfleet.bounces.signals import (
+    is_autoreply,
+    looks_like_bounce_sender,
+    looks_like_bounce_subject,
+    looks_like_bounce_text,
+)
+from mailfleet.bounces.text import (
+    find_recipients,
+    is_warning,
+    lines_mentioning,
+    report_region,
+    strip_addresses,
+)
+
+LETTER_ID_RE = re.compile(r"X-Mailfleet-Letter-Id:[ \t]*(?:\r?\n[ \t]+)?<?([A-Za-z0-9._:=\-]{1,128})",
+                          re.IGNORECASE)
+VERP_RE = re.compile(r"\+mf-([A-Za-z0-9._=\-]{1,128})@", re.IGNORECASE)
+_VERP_HEADERS = ("To", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To",
+                 "X-Rcpt-To", "Original-Recipient", "Return-Path", "X-Failed-Recipients-To")
+_MSGID_RE = re.compile(r"^[ \t>]*Message-I[Dd][ \t]*:[ \t]*(?:\r?\n[ \t]+)?(<[^<>\s]+>)",
+                       re.MULTILINE | re.IGNORECASE)
+_MTA_RE = re.compile(
+    r"(?:at host|program at|agent at|mail system at(?: host)?|system at|server at|"
+    r"Message from|delivery agent at|Reporting-MTA:\s*dns;)\s+\[?([A-Za-z0-9.\-]+\.[A-Za-z]{2,})",
+    re.IGNORECASE,
+)
+_TAG_RE = re.compile(r"<(?:style|script)[^>]*>.*?</(?:style|script)>|<[^>]+>", re.I | re.S)
+_ORIGINAL_TYPES = frozenset({"message/rfc822", "message/global", "text/rfc822-headers",
+                             "message/rfc822-headers", "text/rfc822-header"})
+
+
+@attrs.define
+class _Parts:
+    texts: list[str] = attrs.field(factory=list)
+    html: list[str] = attrs.field(factory=list)
+    dsn: list[str] = attrs.field(factory=list)
+    feedback: list[str] = attrs.field(factory=list)
+    originals: list[Message] = attrs.field(factory=list)
+    original_headers: list[str] = attrs.field(factory=list)
+    report_type: str = ""
+
+
+def _collect(msg: Message) -> _Parts:
+    parts = _Parts()
+    try:
+        parts.report_type = str(msg.get_param("report-type", "") or "").lower()
+    except Exception:
+        parts.report_type = ""
+    for part, _depth, inside in walk(msg):
+        ctype = content_type(part)
+        if inside:
+            continue
+        if ctype.endswith("delivery-status"):
+            parts.dsn.append(part_text(part))
+        elif ctype == "message/feedback-report":
+            parts.feedback.append(part_text(part))
+        elif ctype in {"message/rfc822", "message/global"}:
+            try:
+                payload = part.get_payload()
+            except Exception:
+                payload = None
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+                parts.originals.append(payload[0])
+            elif isinstance(payload, str):
+                parts.original_headers.append(payload[:100_000])
+        elif ctype in _ORIGINAL_TYPES:
+            parts.original_headers.append(part_text(part))
+        elif ctype == "text/plain" or (ctype.startswith("text/") and ctype != "text/html"
+                                       and not part.is_multipart()):
+            try:
+                disposition = part.get_content_disposition()
+            except Exception:
+                disposition = None
+            text = part_text(part)
+            if disposition == "attachment" and not DSN_HINT_RE.search(text):
+                parts.original_headers.append(text)
+            else:
+                parts.texts.append(text)
+        elif ctype == "text/html":
+            parts.html.append(_TAG_RE.sub(" ", part_text(part)).replace("&nbsp;", " "))
+    if not parts.texts and parts.html:
+        parts.texts = [re.sub(r"[ \t]+", " ", h) for h in parts.html]
+    if not parts.texts and not parts.dsn and not parts.originals:
+        parts.texts.append(_raw_body(msg))
+    return parts
+
+
+def _raw_body(msg: Message) -> str:
+    """The undecoded body of a message whose MIME structure could not be used."""
+    try:
+        payload = msg.get_payload()
+    except Exception:
+        return ""
+    if isinstance(payload, str):
+        return payload[:300_000]
+    try:
+        text = msg.as_string()
+    except Exception:
+        return ""
+    head, _, body = text.partition("\n\n")
+    return body[:300_000]
+
+
+def _letter_id(msg: Message, raw: bytes, parts: _Parts) -> str | None:
+    sources = [*(headers_text(o) for o in parts.originals), *parts.original_headers, *parts.texts]
+    for text in sources:
+        match = LETTER_ID_RE.search(text)
+        if match:
+            return match.group(1)
+    match = LETTER_ID_RE.search(raw[:1_000_000].decode("latin-1"))
+    if match:
+        return match.group(1)
+    for name in _VERP_HEADERS:
+        verp = VERP_RE.search(header(msg, name))
+        if verp:
+            return verp.group(1)
+    for text in parts.dsn:
+        verp = VERP_RE.search(text)
+        if verp:
+            return verp.group(1)
+    return None
+
+
+def _original_message_id(msg: Message, parts: _Parts, tail: str) -> str | None:
+    own = header(msg, "Message-ID")
+    for original in parts.originals:
+        value = header(original, "Message-ID")
+        if value and value != own:
+            return value
+    for text in [*parts.original_headers, tail]:
+        match = _MSGID_RE.search(text)
+        if match and match.group(1) != own:
+            return match.group(1)
+    return None
+
+
+def _reporting_mta(msg: Message, dsn_mta: str | None, text: str) -> str | None:
+    if dsn_mta:
+        return dsn_mta
+    match = _MTA_RE.search(text[:5000])
+    if match:
+        return match.group(1).rstrip(".").lower()
+    sender = clean_address(header(msg, "From"))
+    return sender.rpartition("@")[2].lower() if sender else None
+
+
+def _recipient(address: str, status: str | None, reply: str | None, diagnostic: str | None,
+               *, action: str | None, kind: Kind, context: str = "") -> FailedRecipient:
+    diag_text = " ".join((diagnostic or "").split())[:1000] or None
+    if kind == "delivered":
+        return FailedRecipient(address, action or "delivered", status or "2.0.0", reply,
+                               "delivered", False, diag_text)
+    if status is None:
+        cls = reply[0] if reply and reply[0] in "45" else ("4" if kind == "delay" else "5")
+        status = f"{cls}.0.0"
+    reason = classify(status, strip_addresses(diag_text or ""), temporary=kind == "delay",
+                      context=strip_addresses(context))
+    return FailedRecipient(address, action, status, reply, reason, is_hard(reason), diag_text)
+
+
+def _excluded(msg: Message, parts: _Parts) -> set[str]:
+    out: set[str] = set()
+    for name in ("To", "From", "Reply-To", "Sender"):
+        out.update(a.lower() for a in addresses_in(header(msg, name)))
+    for original in parts.originals:
+        for name in ("From", "Sender", "Return-Path", "Reply-To"):
+            out.update(a.lower() for a in addresses_in(header(original, name)))
+    return out
+
+
+def _text_diagnostic(address: str, region: str, segment: str | None) -> str:
+    if segment and (find_status(segment) or find_reply_code(segment)):
+        return segment
+    mention = lines_mentioning(region, address)
+    if mention:
+        return mention
+    return (segment or "") + "\n" + region[-2000:]
+
+
+def _from_dsn(dsn_recipients: list[DsnRecipient], warning: bool, region: str,
+              exclude_text: dict[str, str]) -> tuple[Kind, list[FailedRecipient]]:
+    actions = [r.action or "" for r in dsn_recipients]
+    kind: Kind
+    if any(a.startswith("fail") for a in actions):
+        kind = "bounce"
+    elif any(a.startswith("delay") for a in actions):
+        kind = "delay"
+    elif actions and all(a.startswith(("deliver", "relay", "expand")) for a in actions):
+        kind = "delivered"
+    else:
+        classes = {(r.status or "")[:1] for r in dsn_recipients}
+        if classes == {"2"}:
+            kind = "delivered"
+        elif "5" not in classes and warning:
+            kind = "delay"
+        else:
+            kind = "bounce"
+    out: list[FailedRecipient] = []
+    seen: set[str] = set()
+    for r in dsn_recipients:
+        act = r.action or ""
+        if kind == "bounce" and act and not act.startswith("fail"):
+            continue
+        if kind == "delay" and act and not act.startswith("delay"):
+            continue
+        if r.address.lower() in seen:
+            continue
+        seen.add(r.address.lower())
+        diag = r.diagnostic
+        context = _text_diagnostic(r.address, region, exclude_text.get(r.address.lower()))
+        if not diag or not (find_status(diag) or len(diag) > 12):
+            diag = ((diag or "") + "\n" + context).strip()
+        out.append(_recipient(r.address, r.status, r.reply_code, diag, action=r.action,
+                              kind=kind, context=context))
+    return kind, out
+
+
+def _parse(msg: Message, raw: bytes) -> BounceReport:
+    parts = _collect(msg)
+    full_text = "\n".join(parts.texts)
+    region = report_region(full_text)
+    tail = full_text[len(region):]
+    letter_id = _letter_id(msg, raw, parts)
+    original_id = _original_message_id(msg, parts, tail)
+    subject = header(msg, "Subject")
+
+    def report(kind: Kind, recipients: list[FailedRecipient], mta: str | None = None,
+               msg_id: str | None = None) -> BounceReport:
+        return BounceReport(kind=kind, recipients=tuple(recipients),
+                            original_message_id=msg_id or original_id, letter_id=letter_id,
+                            reporting_mta=_reporting_mta(msg, mta, full_text))
+
+    # RFC 5965 feedback reports
+    if parts.feedback or parts.report_type == "feedback-report":
+        fb_text = "\n".join(parts.feedback)
+        rcpts = [a for a in (clean_address(v) for v in re.findall(
+            r"^Original-Rcpt-To:\s*(.+)$", fb_text, re.I | re.M)) if a]
+        if not rcpts:
+            for original in parts.originals:
+                rcpts += [a for a in addresses_in(header(original, "To"))
+                          if not is_system_address(a)]
+            for text in parts.original_headers:
+                match = re.search(r"^To:\s*(.+)$", text, re.I | re.M)
+                if match:
+                    rcpts += [a for a in addresses_in(match.group(1))
+                              if not is_system_address(a)]
+        seen: set[str] = set()
+        fb = []
+        for a in rcpts:
+            if a.lower() not in seen:
+                seen.add(a.lower())
+                fb.append(FailedRecipient(a, None, None, None, "feedback", False, None))
+        mta = re.search(r"^Reporting-MTA:\s*(?:\w+;\s*)?(\S+)", fb_text, re.I | re.M)
+        return report("feedback", fb, mta.group(1) if mta else None)
+
+    # Amazon SES notifications
+    for text in parts.texts:
+        ses = parse_ses(text)
+        if ses is not None:
+            kind: Kind = ses.kind  # type: ignore[assignment]
+            rcpts = [_recipient(r.address, r.status, r.reply_code, r.diagnostic,
+                                action=None, kind=kind) for r in ses.recipients]
+            return report(kind, rcpts, ses.reporting_mta, ses.message_id)
+
+    warning = is_warning(subject + "\n" + region)
+    text_rcpts = {}
+    dsn_sources = list(parts.dsn)
+    if not any(DSN_HINT_RE.search(t) for t in dsn_sources):
+        dsn_sources += [t for t in parts.texts if DSN_HINT_RE.search(t)]
+    dsn_mta: str | None = None
+    dsn_recipients: list[DsnRecipient] = []
+    for text in dsn_sources:
+        parsed = parse_dsn(text)
+        dsn_mta = dsn_mta or parsed.reporting_mta
+        dsn_recipients += parsed.recipients
+    exclude = _excluded(msg, parts)
+    found = find_recipients(region, exclude) if region.strip() else []
+    text_rcpts = {r.address.lower(): r.diagnostic for r in found}
+    if dsn_recipients:
+        kind, rcpts = _from_dsn(dsn_recipients, warning, region, text_rcpts)
+        return report(kind, rcpts, dsn_mta)
+
+    failed_header = header(msg, "X-Failed-Recipients")
+    sender_sig = looks_like_bounce_sender(msg)
+    subject_sig = looks_like_bounce_subject(msg)
+    body_sig = looks_like_bounce_text(region)
+    bounce_like = bool(failed_header) or bool(parts.dsn) or (
+        (sender_sig or subject_sig) and (body_sig or bool(found))) or (
+        body_sig and (sender_sig or subject_sig or bool(found)))
+    if not bounce_like and not sender_sig and is_autoreply(msg):
+        sender = clean_address(header(msg, "From"))
+        rcpts = [FailedRecipient(sender, None, None, None, "vacation", False, None)] \
+            if sender else []
+        return report("autoreply", rcpts)
+    if not bounce_like:
+        return report("not-bounce", [])
+
+    kind = "delay" if warning else "bounce"
+    addresses: list[str] = []
+    if failed_header:
+        addresses = addresses_in(failed_header)
+    if not addresses:
+        addresses = [r.address for r in found]
+    rcpts = []
+    for addr in addresses:
+        diag = _text_diagnostic(addr, region, text_rcpts.get(addr.lower()))
+        rcpts.append(_recipient(addr, find_status(diag), find_reply_code(diag), diag,
+                                action="delayed" if kind == "delay" else "failed", kind=kind))
+    return report(kind, rcpts)
+
+
+def parse_message(message: EmailMessage, raw: bytes) -> BounceReport:
+    """Parse a message (``email.policy.default``) and its raw bytes; never raises."""
+    try:
+        return _parse(message, raw)
+    except Exception:  # any malformed input: an empty verdict, never an exception
+        try:
+            letter = LETTER_ID_RE.search(raw[:1_000_000].decode("latin-1"))
+            return BounceReport(kind="not-bounce", letter_id=letter.group(1) if letter else None)
+        except Exception:
+            return BounceReport(kind="not-bounce")
+
+
+def parse_bytes(raw: bytes) -> BounceReport:
+    """Parse raw message bytes; never raises."""
+    try:
+        message = parse_raw(raw)
+    except Exception:
+        return BounceReport(kind="not-bounce")
+    return parse_message(message, raw)

@@ -1,0 +1,213 @@
+"""Reason classification: map an RFC 3463 status and the diagnostic text to :data:`REASONS`."""
+
+from __future__ import annotations
+
+import re
+
+HARD_REASONS = frozenset({"userunknown", "hostunknown", "hasmoved"})
+
+# Ordered: the first matching pattern wins. Texts are matched lower-cased, spaces collapsed.
+_TEXT_RULES: tuple[tuple[str, str], ...] = (
+    ("virusdetected", r"virus|malware|infected|trojan"),
+    ("networkerror", r"host not found, try again|temporary (dns|lookup|name) |"
+                     r"dns.{0,30}temporar|lookup.{0,30}timed? ?out"),
+    ("expired", r"did not accept our requests to connect|retry time(out)? exceeded|"
+                r"could not be delivered within|has not been collected|"
+                r"(was|has been|have been) (unable|failing)|message (has been )?expired"),
+    ("requireptr", r"\bptr\b|name lookup failed|reverse (dns|lookup|hostname)|rdns|no ptr|"
+                   r"cannot find your hostname|client host .{0,40}(rejected|not found)|"
+                   r"does not resolve|unresolvable|hostname .{0,30}(not|doesn.t) (match|resolve)"),
+    ("authfailure", r"\bdmarc\b|\bspf\b|\bdkim\b|unauthenticated (email|mail)|"
+                    r"authentication (failure|failed|check)|sender is unauthenticated|"
+                    r"sender policy framework|domainkeys"),
+    ("securityerror", r"tls required|starttls|encryption|must use tls|must be encrypted|"
+                      r"authentication required|not authenticated|auth.* required|"
+                      r"relay access.*auth|insecure|5\.7\.515|does not meet the required"),
+    ("norelaying", r"relay(ing)? (access )?(denied|not permitted|prohibited|not allowed)|"
+                   r"not permitted to relay|unable to relay|no relaying|we do not relay|"
+                   r"relaying denied|not a gateway|cannot be used to relay|relay not"),
+    ("badreputation", r"reputation|sender ?score|senderbase"),
+    ("spamdetected", r"spam|unsolicited|bulk mail|junk mail|blocked by content filter|"
+                     r"scored too high|classified as|considered as|content.{0,20}rejected|"
+                     r"message.{0,20}looks? like|suspicious"),
+    ("blocked", r"refused to talk to me|server refused|blacklist|blocklist|block ?list|black ?list|\bdnsbl|\brbl\b|spamhaus|"
+                r"spamcop|sorbs|barracudacentral|listed (at|in|on|by)|"
+                r"(your|the|sending|client) (ip|host|server|network)(.{0,30}) "
+                r"(is |has been |was )?(blocked|rejected|banned|denied|not allowed)|"
+                r"connection (refused|rejected|denied)|bloque|"
+                r"\bblocked\b.{0,30}\b(ip|host|address|network)\b|"
+                r"\b(ip|host|network)\b.{0,30}\bblocked\b|poor reputation|"
+                r"not allowed to (send|connect)|banned|too many (invalid|bad)|"
+                r"service unavailable.{0,20}client host"),
+    ("toomanyconn", r"too many (connections|sessions|concurrent|simultaneous|recipients)|"
+                    r"connection (limit|rate|frequency)|frequency limited"),
+    ("speeding", r"rate limit|too many (messages|mails|emails)|sending rate|"
+                 r"exceeded.{0,20}(rate|velocity)|throttl|slow down|try again later"),
+    ("hasmoved", r"has moved|address.{0,20}changed|no longer (at|with)|moved to|"
+                 r"forwarding address|user has moved"),
+    ("mailboxfull", r"mailbox (is |was )?full|over ?quota|quota (exceeded|violation|full)|"
+                    r"exceeded.{0,30}(quota|storage|size limit)|mailbox.{0,30}(size|storage) "
+                    r"limit|insufficient (disk )?(space|storage)|not enough (space|storage)|"
+                    r"space not enough|disk (full|quota)|mail ?folder is full|"
+                    r"mailbox.{0,30}exceed|account.{0,20}(is )?full|storage (full|quota)|"
+                    r"ящик переполнен|переполнен|превышен.{0,20}(квот|размер)|"
+                    r"number of messages.{0,40}exceeded|full mailbox|too much mail|"
+                    r"user.{0,20}over.{0,10}quota|mailbox size|\bquota\b"),
+    ("mesgtoobig", r"message (is )?too (big|large)|message size.{0,40}(exceed|limit|too)|"
+                   r"size limit|exceeds? .{0,30}size|message length exceeds|too large|"
+                   r"maximum (message )?size"),
+    ("exceedlimit", r"exceeded.{0,30}limit|limit.{0,20}exceeded|too many recipients|"
+                    r"recipient limit"),
+    ("suspend", r"(?<!temporarily )suspend|disabled|deactivated|inactive|not active|discontinued|"
+                r"account.{0,30}(locked|frozen|expired|closed|blocked)|"
+                r"mailbox.{0,20}(disabled|inactive|locked|frozen)|frozen|"
+                r"account.{0,20}(temporarily )?(unavailable|locked)|blocked (account|mailbox|user)|"
+                r"(user|recipient).{0,20}(blocked|locked)|заблокирован|отключен"),
+    ("hostunknown", r"host (or domain name )?not found|unknown host|no such (host|domain)|"
+                    r"host unknown|domain (not found|does not exist|unknown|doesn.t exist|"
+                    r"name not found)|unrouteable|unroutable|"
+                    r"name service error|nxdomain|no mx|null mx|mx (record|host).{0,20}"
+                    r"(not|no)|unknown (mail )?domain|does not accept mail|"
+                    r"dns (error|failure)|host.{0,20}(could not|cannot) be (found|resolved)|"
+                    r"domain.{0,40}(is not|isn.t) (valid|registered)|all relevant mx"),
+    ("userunknown", r"user (is )?unknown|unknown (user|recipient|address|local|mailbox|alias)|"
+                    r"no such (user|mailbox|recipient|address|account|local)|"
+                    r"(user|recipient|mailbox|address|account)s? .{0,30}"
+                    r"(does not|doesn.t|did not|not) exist|invalid (recipient|mailbox|user)|"
+                    r"(recipient|user|mailbox|addressee) (is )?(not found|unknown|invalid|"
+                    r"not recognized)|not listed in|not our customer|"
+                    r"bad destination|no (mailbox|account) (here|by that name)|"
+                    r"undeliverable address|mailbox not found|address not found|"
+                    r"no longer valid|no longer exists|recipientnotfound|"
+                    r"not a (valid )?user|no valid recipients|doesn.t have a .{0,40}account|"
+                    r"does not have a final|user not found|unknown or illegal|"
+                    r"addressee unknown|invalid address|email address.{0,40}(wasn.t|was not) found|"
+                    r"нет такого|не существует|не найден|user not local|wrong address|"
+                    r"dosn't exist"),
+    ("filtered", r"filter|rejected by (the )?recipient|refused by (the )?recipient|"
+                 r"recipient (refused|rejected)|not accepting (mail|messages)|"
+                 r"does not (wish|want) to receive|denied by (the )?(user|recipient)|"
+                 r"not authorized to (send|receive)|content rejected|"
+                 r"sender (is )?blocked by (the )?recipient|blocked by (the )?recipient"),
+    ("syntaxerror", r"syntax error|command unrecognized|bad sequence|unrecognized command|"
+                    r"command not (implemented|recognized)|invalid command"),
+    ("notcompliantrfc", r"rfc ?(2822|5322|822|5321)|not (rfc|standards?)[ -]compliant|"
+                        r"duplicate header|malformed|missing.{0,20}header|"
+                        r"header.{0,30}(invalid|missing|duplicate)|bare (lf|cr)"),
+    ("contenterror", r"content|mime|attachment|encoding|8bit|illegal character"),
+    ("policyviolation", r"policy|prohibited|not permitted|not allowed|violat|"
+                        r"administrative(ly)? prohibited"),
+    ("notaccept", r"not accept|does not accept|null mx|no mail service|"
+                  r"accepts? no mail|does not receive mail"),
+    ("rejected", r"sender.{0,40}(rejected|denied|refused|blocked|not allowed|invalid|"
+                 r"unknown)|from.{0,20}(rejected|denied)|domain of sender|"
+                 r"mail from.{0,30}(rejected|refused)|envelope sender|return path|"
+                 r"sender address|bad sender|sender verify|sender verification"),
+    ("expired", r"retry time(out)? (not reached|exceeded)|expired|too long|"
+                r"could not be delivered (for|within)|timed? ?out|has not been collected|"
+                r"giving up|gave up|delivery time|exceeded.{0,30}(delivery )?attempts|"
+                r"maximum.{0,20}(time|attempts)|retry (limit|period)|was not delivered "
+                r"after|failed \d+ attempts|undeliverable for|queue|delayed"),
+    ("networkerror", r"connection (timed out|reset|lost|closed|dropped)|"
+                     r"network (error|unreachable|is unreachable)|no route to host|"
+                     r"routing loop|mail loop|loop(s)? (back|detected)|too many hops|"
+                     r"lost connection|could not connect|unable to connect|"
+                     r"connect(ion)? to .{0,60} failed|hop count exceeded|"
+                     r"remote host .{0,30}(down|unreachable)"),
+    ("mailererror", r"mailer error|command (died|failed)|exit (code|status)|"
+                    r"program.{0,20}(error|failed)|child status|local delivery failed|"
+                    r"procmail|\bpipe\b"),
+    ("systemerror", r"system error|internal (server )?error|server error|"
+                    r"temporary (local )?problem|local error|configuration error|"
+                    r"i/o error|too many hops|unavailable|try again|resources"),
+    ("onhold", r"on hold|held for"),
+    ("rejected", r"not have permission to post|not (a )?member|permission to post|"
+                 r"members-only|not allowed to post"),
+)
+_WEAK_RULES: tuple[tuple[str, str], ...] = (
+    ("userunknown", r"recipient address rejected|mailbox unavailable|does not exist|no such|"
+                    r"not found|not recognized|account.{0,30}(not available|unavailable)|"
+                    r"unknown|rejected"),
+    ("blocked", r"access denied|denied"),
+)
+_COMPILED = tuple((reason, re.compile(rx)) for reason, rx in _TEXT_RULES)
+_WEAK = tuple((reason, re.compile(rx)) for reason, rx in _WEAK_RULES)
+_DATA_STAGE = re.compile(r"end of data|after data|>>> data|final data|after end of|"
+                         r"in reply to data|data command", re.IGNORECASE)
+_MAIL_STAGE = re.compile(r"(after|in reply to) mail from|>>> mail from|mail from:?\s*<[^>]*>"
+                         r"\s*(<<<\s*)?[45]\d\d", re.IGNORECASE)
+
+_STATUS_RULES: dict[str, str] = {
+    "1.0": "userunknown", "1.1": "userunknown", "1.2": "hostunknown", "1.3": "userunknown",
+    "1.4": "userunknown", "1.5": "userunknown", "1.6": "hasmoved", "1.7": "rejected",
+    "1.8": "rejected", "1.9": "hostunknown", "1.10": "userunknown",
+    "2.0": "mailboxfull", "2.1": "suspend", "2.2": "mailboxfull", "2.3": "exceedlimit",
+    "2.4": "mailererror", "3.0": "systemerror", "3.1": "mailboxfull", "3.2": "notaccept",
+    "3.3": "systemerror", "3.4": "mesgtoobig", "3.5": "systemerror",
+    "4.0": "networkerror", "4.1": "networkerror", "4.2": "networkerror",
+    "4.3": "systemerror", "4.4": "hostunknown", "4.5": "networkerror",
+    "4.6": "networkerror", "4.7": "expired",
+    "5.0": "syntaxerror", "5.1": "syntaxerror", "5.2": "syntaxerror", "5.3": "exceedlimit",
+    "5.4": "syntaxerror", "5.5": "syntaxerror", "6.0": "contenterror",
+    "7.0": "policyviolation", "7.1": "rejected", "7.2": "rejected", "7.3": "securityerror",
+    "7.4": "securityerror", "7.5": "securityerror", "7.6": "securityerror",
+    "7.7": "securityerror", "7.8": "authfailure", "7.9": "securityerror",
+    "7.13": "suspend", "7.23": "requireptr", "7.25": "requireptr", "7.26": "authfailure",
+    "7.27": "authfailure", "7.28": "speeding", "7.29": "securityerror",
+    "7.30": "authfailure", "7.32": "authfailure", "7.509": "authfailure",
+    "7.510": "authfailure", "7.515": "securityerror", "7.54": "norelaying",
+    "7.64": "norelaying", "7.57": "securityerror", "7.606": "blocked", "7.607": "blocked",
+    "7.708": "blocked", "7.750": "blocked",
+}
+# Codes whose meaning is precise enough to trust over the free text.
+_DECISIVE = frozenset({"1.1", "1.2", "1.6", "1.10", "1.7", "1.8", "2.2", "2.3", "3.4", "7.26", "7.27", "7.30",
+                       "7.32", "7.509", "7.515", "7.23", "7.25", "7.54", "7.606", "7.13",
+                       "4.4", "4.7"})
+
+
+def _subject_detail(status: str) -> str:
+    parts = status.split(".")
+    return ".".join(parts[1:3]) if len(parts) == 3 else ""
+
+
+def _by_text(low: str, detail: str) -> str | None:
+    for rules in (_COMPILED, _WEAK):
+        for reason, rx in rules:
+            if rx.search(low):
+                if reason == "spamdetected" and detail.startswith("1."):
+                    continue
+                return reason
+    return None
+
+
+def classify(status: str | None, text: str | None, *, temporary: bool = False,
+             context: str | None = None) -> str:
+    """Return the reason word for an RFC 3463 ``status`` and diagnostic ``text``.
+
+    ``context`` is the surrounding report text: it tells the SMTP stage (a refusal after
+    DATA is a content filter even when worded "user unknown"; after MAIL FROM, a sender
+    rejection).
+    """
+    detail = _subject_detail(status) if status else ""
+    if detail in _DECISIVE:
+        return _STATUS_RULES[detail]
+    low = " ".join((text or "").lower().split())
+    reason = _by_text(low, detail) if low else None
+    stage_text = (context or "") + "\n" + (text or "")
+    if reason in {None, "userunknown", "hostunknown", "suspend", "filtered", "undefined"} and (
+            _MAIL_STAGE.search(stage_text)):
+        return "rejected"
+    if reason == "userunknown" and _DATA_STAGE.search(stage_text):
+        return "filtered"
+    if reason:
+        return reason
+    if detail in _STATUS_RULES:
+        return _STATUS_RULES[detail]
+    if temporary:
+        return "expired"
+    return "undefined"
+
+
+def is_hard(reason: str) -> bool:
+    """True when the reason means the address itself is dead."""
+    return reason in HARD_REASONS

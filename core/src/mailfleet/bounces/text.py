@@ -1,0 +1,217 @@
+"""Failed recipients in the plain-text layouts of MTAs that send no RFC 3464 part.
+
+Covers the families by their common shapes rather than by file: qmail/Yahoo/Postfix
+``<addr>:`` paragraphs, Exim/Mail.ru ``The following address(es) failed:`` lists,
+Sendmail ``----- The following addresses had permanent fatal errors -----`` lists with
+session transcripts, Exchange/Domino/Gmail(old)/Yandex "could not be delivered to"
+headings, and a guarded generic fallback.
+"""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+
+from mailfleet.bounces.codes import ADDR_RE, addresses_in, clean_address, is_system_address
+
+_I = re.IGNORECASE | re.MULTILINE
+
+# Where the returned original (or its headers) begins: the report text ends there.
+_ORIGINAL_MARKERS = re.compile(
+    r"^[ \t]*[-=*_]{2,}[ \t]*(?:[^\n]{0,40}?)(?:this is a copy|copy of|original message|"
+    r"returned message|unsent message|undelivered message|message header|original mail|"
+    r"headers? of|message text|below this line|forwarded message|rfc822|"
+    r"копия|оригинал|исходное|原信件|拷贝|元のメール)"
+    r"|^[ \t]*(?:-+ )?(?:original message (?:follows|details|headers)|"
+    r"message headers follow|included is a copy|here is a copy of|a copy of the original|"
+    r"a summary of the undelivered|original message as received|the original message headers|"
+    r"following is a copy of|the headers? of (?:the|your) (?:original )?message|"
+    r"below is a copy|your original message|original message header|"
+    r"[ \t]*-+ ?message header follows|-+ ?header of the source mail|"
+    r"-+ ?returned mail follows|-+ ?message body suppressed)",
+    _I,
+)
+_HEADER_LINE = re.compile(
+    r"^>?(?:Received|Return-Path|DKIM-Signature|Message-I[dD]|MIME-Version|X-[A-Za-z0-9\-]+|"
+    r"Content-Type|Date|From|To|Subject|Reply-To|Sender|Authentication-Results|"
+    r"ARC-[A-Za-z\-]+|Delivered-To|References|In-Reply-To):[ \t]",
+    re.IGNORECASE,
+)
+_HEADERISH = re.compile(
+    r"^\s*>?\s*(?:To|Cc|Bcc|From|Sender|Reply-To|Return-Path|Received|Subject|Sent|Date|"
+    r"Message-I[dD]|In-Reply-To|References|Delivered-To|Envelope-From|X-[\w\-]+|"
+    r"Auto-Submitted|List-[\w\-]+|De|Para|Enviado el|Asunto|Von|An|Betreff|"
+    r"Reporting-MTA|Received-From-MTA|Arrival-Date)\s*:",
+    re.IGNORECASE,
+)
+_HEADINGS = re.compile(
+    r"following (?:e-?mail )?(?:address|recipient|user|destination)|"
+    r"address(?:es)? (?:failed|to which)|could not be delivered to|not (?:be )?delivered to|"
+    r"could not be (?:reached|delivered)|failed permanently|has been delayed|delivery to the following|"
+    r"did not reach|delivery has failed to|unable to deliver|undeliverable to|"
+    r"failed to (?:be delivered|deliver)|delivery (?:failed|problems?)|permanent fatal errors|"
+    r"had (?:transient|permanent|delivery)|message not delivered|not yet been delivered|"
+    r"recipients? (?:failed|rejected)|was not delivered|delivery failure|"
+    r"rejected (?:recipient|address)|undeliverable|cannot be delivered|"
+    r"не (?:может быть |был[оа]? |удалось )?достав|следующ(?:им|ие|его) адрес|"
+    r"無法|送達できません|无法",
+    re.IGNORECASE,
+)
+_LINE_ADDR = re.compile(r"^[ \t]*<([^<>\s]+@[^<>\s]+)>[ \t]*(?::|\.\.\.|\(|$|[ \t]+\()", re.MULTILINE)
+_EXIM_ADDR = re.compile(r"^[ \t]{1,8}<?([^<>\s:]+@[^<>\s:]+?)>?(?::|[ \t]*$)", re.MULTILINE)
+_GENERATED = re.compile(r"\((?:generated|expanded) from:?\s*<?([^<>\s)]+@[^<>\s)]+)>?\)", re.I)
+_URL = re.compile(r"(?:https?|ftp)://\S+|mailto:", re.IGNORECASE)
+_MSGID = re.compile(r"(?:message-?id|id|mid|queue)\s*[:=]?\s*<[^>]*>", re.IGNORECASE)
+_SUPPRESS = re.compile(
+    r"(?:contact|please (?:contact|write)|send (?:an? )?e?-?mail to|report (?:details )?to|"
+    r"helpdesk|postmaster|abuse|administrator|support|questions|"
+    r"envelope-from|sender|from\b|по адресу)[^\n@]{0,60}$",
+    re.IGNORECASE,
+)
+_WARNING = re.compile(
+    r"this is a warning|has not yet been delivered|not yet been delivered|will (?:continue|keep) "
+    r"(?:to )?(?:try|trying|attempt)|delivery attempts will continue|will be retried|"
+    r"message will be retried|still (?:trying|being retried)|you do not need to resend|"
+    r"delivery has been delayed|delivery (?:is )?delayed|has been delayed|will retry|"
+    r"warning: message|delayed mail|delivery status notification \(delay\)|"
+    r"письмо пока не доставлено|повторные попытки",
+    re.IGNORECASE,
+)
+
+
+@attrs.frozen
+class TextRecipient:
+    """An address found in report text and the text that explains its failure."""
+
+    address: str
+    diagnostic: str
+
+
+def report_region(text: str) -> str:
+    """The part of a text body before the returned original message."""
+    cut = len(text)
+    match = _ORIGINAL_MARKERS.search(text)
+    if match:
+        cut = match.start()
+    # a run of two header lines at column 0 also starts a pasted original
+    lines = text[:cut].split("\n")
+    pos = 0
+    for i, line in enumerate(lines[:-1]):
+        if _HEADER_LINE.match(line) and _HEADER_LINE.match(lines[i + 1]):
+            head = line.split(":", 1)[0].lower()
+            if head not in {"to", "subject", "date", "from"} or i > 0:
+                return text[:pos]
+        pos += len(line) + 1
+    return text[:cut]
+
+
+def is_warning(text: str) -> bool:
+    """True when the report text says the message is only delayed."""
+    return bool(_WARNING.search(text[:20000]))
+
+
+def _excluded_spans(region: str) -> list[tuple[int, int]]:
+    spans = [(m.start(), m.end()) for m in _URL.finditer(region)]
+    spans += [(m.start(), m.end()) for m in _MSGID.finditer(region)]
+    offset = 0
+    for line in region.split("\n"):
+        if _HEADERISH.match(line) and not re.match(r"^\s*(?:To|An|Para)\s*:\s*<?\S+@\S+>?\s*$",
+                                                   line):
+            spans.append((offset, offset + len(line)))
+        elif re.match(r"^\s*(?:from|by)\s+\S+\s+\(|^\s*\(envelope-from|^\s*for <", line, re.I):
+            spans.append((offset, offset + len(line)))
+        offset += len(line) + 1
+    return spans
+
+
+def _inside(pos: int, spans: list[tuple[int, int]]) -> bool:
+    return any(a <= pos < b for a, b in spans)
+
+
+def _structured(region: str, spans: list[tuple[int, int]]) -> list[tuple[str, int]]:
+    found: list[tuple[str, int]] = []
+    for match in _LINE_ADDR.finditer(region):
+        addr = clean_address(match.group(1))
+        if addr and not _inside(match.start(), spans):
+            found.append((addr, match.start()))
+    if found:
+        return found
+    heading = _HEADINGS.search(region)
+    if not heading:
+        return found
+    tail_start = heading.start()
+    for match in _EXIM_ADDR.finditer(region, tail_start):
+        addr = clean_address(match.group(1))
+        if addr and not _inside(match.start(), spans):
+            found.append((addr, match.start()))
+    for match in _GENERATED.finditer(region, tail_start):
+        addr = clean_address(match.group(1))
+        if addr:
+            found.append((addr, match.start()))
+    return found
+
+
+def _generic(region: str, spans: list[tuple[int, int]]) -> list[tuple[str, int]]:
+    found: list[tuple[str, int]] = []
+    heading = _HEADINGS.search(region)
+    start = heading.start() if heading else 0
+    for match in ADDR_RE.finditer(region, start):
+        if _inside(match.start(), spans):
+            continue
+        before = region[max(0, match.start() - 80):match.start()]
+        before_line = before.rsplit("\n", 1)[-1]
+        if _SUPPRESS.search(before_line):
+            continue
+        addr = clean_address(match.group(0))
+        if addr:
+            found.append((addr, match.start()))
+    return found
+
+
+def find_recipients(region: str, exclude: set[str]) -> list[TextRecipient]:
+    """Failed recipients described in ``region`` (the report text), with diagnostics."""
+    spans = _excluded_spans(region)
+    found = _structured(region, spans)
+    structured = bool(found)
+    if not found:
+        found = _generic(region, spans)
+    result: list[TextRecipient] = []
+    seen: set[str] = set()
+    ordered = sorted(found, key=lambda item: item[1])
+    for index, (addr, pos) in enumerate(ordered):
+        key = addr.lower()
+        if key in seen or key in exclude:
+            continue
+        if not structured and is_system_address(addr):
+            continue
+        seen.add(key)
+        end = len(region)
+        for later_addr, later_pos in ordered[index + 1:]:
+            if later_addr.lower() != key and later_pos > pos:
+                end = later_pos
+                break
+        segment = region[pos:min(end, pos + 1500)]
+        result.append(TextRecipient(addr, segment))
+    return result
+
+
+def lines_mentioning(region: str, address: str, limit: int = 3) -> str:
+    """Lines of ``region`` that mention ``address`` and carry a reply code, plus context."""
+    lines = region.split("\n")
+    low = address.lower()
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        if low in line.lower() and re.search(r"\b[245]\d\d\b", line):
+            out.append(" ".join(lines[i:i + limit]))
+    return "\n".join(out)
+
+
+def strip_addresses(text: str) -> str:
+    """``text`` with addresses and URLs removed (so they do not sway the reason)."""
+    text = _URL.sub(" ", text)
+    return ADDR_RE.sub(" ", text)
+
+
+__all__ = ["TextRecipient", "addresses_in", "find_recipients", "is_warning", "report_region",
+           "strip_addresses"]

@@ -1,0 +1,196 @@
+"""The ``mailfleet`` command line: every command prints a table, or JSON with ``--json``.
+
+Exit codes: 0 success, 1 a delivery or server failure, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import attrs
+import click
+
+from mailfleet.errors import (
+    AddressError,
+    ConfigError,
+    HeaderError,
+    MailfleetError,
+    PluginError,
+    SmtpError,
+)
+from mailfleet.fleet import Fleet
+from mailfleet.plugins import load_plugins
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_FAILURE, EXIT_USAGE = 1, 2
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
+
+
+def emit(data: Any, as_json: bool, table: Callable[[], None]) -> None:
+    """Print ``data`` as JSON, or call ``table`` for people."""
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, default=str))
+    else:
+        table()
+
+
+def print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)))
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+class Context:
+    def __init__(self, config: str | None) -> None:
+        self.config_path = config
+        self._fleet: Fleet | None = None
+
+    @property
+    def fleet(self) -> Fleet:
+        if self._fleet is None:
+            self._fleet = Fleet.from_file(self.config_path)
+        return self._fleet
+
+
+@click.group()
+@click.option("--config", "-c", metavar="PATH", envvar="MAILFLEET_CONFIG",
+              help="Config file (default: $MAILFLEET_CONFIG, else ./mailfleet.toml).")
+@click.version_option(package_name="mailfleet")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None) -> None:
+    """Send mass mailings through a fleet of SMTP servers and read the bounces back."""
+    ctx.obj = Context(config)
+
+
+@cli.command("plugins")
+@json_option
+def plugins_cmd(as_json: bool) -> None:
+    """List installed plugins: id, distribution, version, hooks, domains served."""
+    records = load_plugins().records()
+    data = [{"id": r.id, "distribution": r.distribution, "version": r.version,
+             "hooks": list(r.hooks), "domains": list(r.provider.domains) if r.provider else []}
+            for r in records]
+    emit(data, as_json, lambda: print_table(
+        [(d["id"], d["distribution"], d["version"], ", ".join(d["domains"]) or "-",
+          len(d["hooks"])) for d in data],
+        ["id", "distribution", "version", "domains", "hooks"]))
+
+
+@cli.group("servers")
+def servers_group() -> None:
+    """Inspect and check the configured SMTP servers."""
+
+
+@servers_group.command("list")
+@json_option
+@click.pass_obj
+def servers_list(obj: Context, as_json: bool) -> None:
+    """The servers in priority order, after provider presets are applied."""
+    data = [{"name": s.name, "kind": s.kind, "provider": s.provider, "host": s.host,
+             "port": s.port, "security": s.security.value, "login": s.login,
+             "sender": s.sender, "priority": s.priority,
+             "allow_sender_override": s.allow_sender_override,
+             "limits": attrs.asdict(s.limits)} for s in obj.fleet.servers]
+    emit(data, as_json, lambda: print_table(
+        [(d["name"], d["kind"], d["provider"], f"{d['host']}:{d['port']}", d["security"],
+          d["login"], d["sender"], d["limits"]["per_hour"], d["limits"]["per_day"])
+         for d in data],
+        ["name", "kind", "provider", "address", "security", "login", "sender", "per hour",
+         "per day"]))
+
+
+@servers_group.command("check")
+@click.argument("name", required=False)
+@json_option
+@click.pass_obj
+def servers_check(obj: Context, name: str | None, as_json: bool) -> None:
+    """Connect, TLS, AUTH and a sender probe (MAIL FROM, RSET) per server; nothing is sent."""
+    fleet = obj.fleet
+    servers = [fleet.server(name)] if name else fleet.servers
+
+    async def run() -> list[Any]:
+        return list(await asyncio.gather(*(fleet.check(s) for s in servers)))
+
+    results = asyncio.run(run())
+    data = [attrs.asdict(r) for r in results]
+
+    def table() -> None:
+        for r in results:
+            if r.ok:
+                click.echo(f"{r.name}: ok")
+            else:
+                code = " ".join(str(x) for x in (r.code, r.enhanced_status) if x)
+                click.echo(f"{r.name}: FAILED at {r.stage} ({r.classification}) {code}".rstrip())
+                click.echo(f"  server said: {r.reply}")
+                if r.diagnosis:
+                    click.echo(f"  diagnosis: {r.diagnosis}")
+
+    emit(data, as_json, table)
+    if not all(r.ok for r in results):
+        sys.exit(EXIT_FAILURE)
+
+
+@cli.command("send")
+@click.option("--server", "server_name", required=True, help="Server name from the config.")
+@click.option("--to", required=True, help="Recipient address.")
+@click.option("--subject", required=True)
+@click.option("--text", required=True, help="Plain-text body.")
+@click.option("--html", default=None, help="HTML body (sent as multipart/alternative).")
+@click.option("--from", "from_addr", default="", help="Wanted From (sender policy applies).")
+@click.option("--from-name", default="")
+@json_option
+@click.pass_obj
+def send_cmd(obj: Context, server_name: str, to: str, subject: str, text: str,
+             html: str | None, from_addr: str, from_name: str, as_json: bool) -> None:
+    """Send one letter through one server."""
+    fleet = obj.fleet
+    server = fleet.server(server_name)
+    try:
+        sent = asyncio.run(fleet.send_one(server, to=to, subject=subject, text=text, html=html,
+                                          from_addr=from_addr, from_name=from_name))
+    except SmtpError as exc:
+        data = {"ok": False, "server": server.name, "stage": exc.stage.value, "code": exc.code,
+                "enhanced_status": exc.enhanced_status, "reply": exc.reply,
+                "classification": exc.classification.value,
+                "diagnosis": exc.diagnosis.summary if exc.diagnosis else None,
+                "next_step": exc.diagnosis.next_step if exc.diagnosis else None}
+        emit(data, as_json, lambda: click.echo(f"not sent: {exc}", err=True))
+        sys.exit(EXIT_FAILURE)
+    data = {"ok": True, "message_id": sent.message_id, "server": sent.server,
+            "from": sent.sender.from_addr, "envelope_from": sent.sender.envelope_from,
+            "sender_reason": sent.sender.reason}
+    emit(data, as_json, lambda: click.echo(
+        f"sent {sent.message_id} via {sent.server} from {sent.sender.from_addr}"
+        + (f" ({sent.sender.reason})" if sent.sender.substituted else "")))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command line; configuration and usage errors exit with 2."""
+    import mailfleet.commands  # noqa: F401  (registers the mailing and bounce commands)
+
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="mailfleet",
+                 standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_FAILURE)
+    except (ConfigError, PluginError, AddressError, HeaderError) as exc:
+        click.echo(f"mailfleet: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except MailfleetError as exc:
+        click.echo(f"mailfleet: {exc}", err=True)
+        sys.exit(EXIT_FAILURE)

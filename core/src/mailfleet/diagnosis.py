@@ -1,0 +1,146 @@
+"""Diagnosing SMTP failures: reply rules as data, and the generic fallback.
+
+Provider plugins describe their replies as :class:`ReplyRule` tables and answer the
+``mailfleet_diagnose`` hook with :func:`match_rules`; the core answers every error left.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+from mailfleet.errors import Classification, Diagnosis, SmtpError, Stage
+from mailfleet.servers import Server
+
+Text = Mapping[str, str]  # locale -> text; "en" is required
+
+
+def _pick(text: Text, locale: str, **values: object) -> str:
+    template = text.get(locale) or text["en"]
+    return template.format(**values) if values else template
+
+
+@attrs.frozen
+class ReplyRule:
+    """One recognisable server reply and what it means.
+
+    ``pattern`` is a case-insensitive regex searched in the reply text; ``stages`` and
+    ``codes`` narrow where it applies (empty: anywhere). Texts may use ``{server}``,
+    ``{login}``, ``{reply}`` and ``{recipient}``.
+    """
+
+    pattern: str
+    classification: Classification
+    summary: Text
+    next_step: Text = attrs.field(factory=dict)
+    reason: str = "undefined"
+    stages: frozenset[Stage] = frozenset()
+    codes: frozenset[int] = frozenset()
+    block_seconds: int | None = None
+    url: str | None = None
+    pause_mailings: bool = False
+    _regex: re.Pattern[str] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_regex", re.compile(self.pattern, re.IGNORECASE | re.DOTALL))
+
+    def matches(self, error: SmtpError) -> bool:
+        if self.stages and error.stage not in self.stages:
+            return False
+        if self.codes and error.code not in self.codes:
+            return False
+        return bool(self._regex.search(f"{error.enhanced_status or ''} {error.reply}"))
+
+    def diagnosis(self, server: Server, error: SmtpError, locale: str) -> Diagnosis:
+        values = {"server": server.name, "login": server.login or server.sender,
+                  "reply": error.reply, "recipient": error.recipient or ""}
+        return Diagnosis(
+            classification=self.classification,
+            summary=_pick(self.summary, locale, **values),
+            next_step=_pick(self.next_step, locale, **values) if self.next_step else "",
+            reason=self.reason, block_seconds=self.block_seconds, url=self.url,
+            pause_mailings=self.pause_mailings)
+
+
+def match_rules(rules: Iterable[ReplyRule], server: Server, error: SmtpError,
+                locale: str) -> Diagnosis | None:
+    """The diagnosis of the first rule matching ``error``, or ``None``."""
+    for rule in rules:
+        if rule.matches(error):
+            return rule.diagnosis(server, error, locale)
+    return None
+
+
+C = Classification
+_GENERIC_RULES = (
+    ReplyRule(r"TLS|certificate", C.SERVER, stages=frozenset({Stage.TLS}), reason="securityerror",
+              summary={"en": "TLS with {server} failed: {reply}",
+                       "ru": "Не удалось установить TLS с {server}: {reply}"},
+              next_step={"en": "check host, port and security; for a private CA set ca_file "
+                               "(tls_verify = false only if you accept the risk)",
+                         "ru": "проверьте host, port и security; для частного УЦ укажите "
+                               "ca_file (tls_verify = false — только осознанно)"}),
+    ReplyRule(r"^5\.7\.8|authentication (failed|credentials)|invalid credentials|"
+              r"password|credentials invalid", C.SERVER, stages=frozenset({Stage.AUTH}),
+              reason="authfailure",
+              summary={"en": "the server refused the login {login}: {reply}",
+                       "ru": "сервер отклонил вход {login}: {reply}"},
+              next_step={"en": "check the login and password (many providers need an app "
+                               "password for SMTP)",
+                         "ru": "проверьте логин и пароль (многие провайдеры требуют пароль "
+                               "приложения для SMTP)"}),
+    ReplyRule(r"quota|sending limit|limit exceeded|too many (messages|mails)|rate ?limit", C.QUOTA, codes=frozenset(
+              {421, 450, 451, 452, 550, 554}), stages=frozenset({Stage.MAIL_FROM, Stage.DATA}),
+              reason="exceedlimit", block_seconds=3600,
+              summary={"en": "{server} says its sending limit is reached: {reply}",
+                       "ru": "{server} сообщает, что лимит отправки исчерпан: {reply}"},
+              next_step={"en": "mailfleet rests this server and uses the next one; lower its "
+                               "limits in the config if this repeats",
+                         "ru": "mailfleet делает паузу для этого сервера и использует "
+                               "следующий; уменьшите лимиты в конфигурации"}),
+)
+
+
+def generic_diagnosis(server: Server, error: SmtpError, locale: str) -> Diagnosis:
+    """The core's reading of any SMTP failure no provider recognised."""
+    found = match_rules(_GENERIC_RULES, server, error, locale)
+    if found is not None:
+        return found
+    cls = error.classification
+    stage = error.stage.value
+    if error.stage is Stage.CONNECT and error.code is None:
+        summary = {"en": "cannot reach {server}: {reply}", "ru": "нет связи с {server}: {reply}"}
+        step = {"en": "check host and port, and that outbound connections to that port are "
+                      "allowed", "ru": "проверьте host и port и что исходящие соединения на "
+                                       "этот порт разрешены"}
+        reason = "networkerror"
+    elif error.stage is Stage.MAIL_FROM and cls is C.SERVER:
+        summary = {"en": "{server} refused the sender: {reply}",
+                   "ru": "{server} отклонил адрес отправителя: {reply}"}
+        step = {"en": "use the server's own address or an alias it allows as the sender, or "
+                      "set allow_sender_override = false",
+                "ru": "отправляйте с адреса самого сервера или разрешённого псевдонима "
+                      "(allow_sender_override = false)"}
+        reason = "rejected"
+    elif cls is C.PERMANENT:
+        summary = {"en": "the letter was refused at {stage}: {reply}",
+                   "ru": "письмо отклонено на этапе {stage}: {reply}"}
+        step = {"en": "the recipient or letter will not be accepted; check the address",
+                "ru": "получатель или письмо не будут приняты; проверьте адрес"}
+        reason = "userunknown" if (error.enhanced_status or "").startswith("5.1.") else "rejected"
+    elif cls is C.TRANSIENT:
+        summary = {"en": "temporary failure at {stage}: {reply}",
+                   "ru": "временная ошибка на этапе {stage}: {reply}"}
+        step = {"en": "nothing to do: the letter will be retried later",
+                "ru": "ничего делать не нужно: письмо будет отправлено позже"}
+        reason = "systemerror"
+    else:
+        summary = {"en": "{server} cannot send now ({stage}): {reply}",
+                   "ru": "{server} сейчас не может отправлять ({stage}): {reply}"}
+        step = {"en": "check the server's settings; the next server is used meanwhile",
+                "ru": "проверьте настройки сервера; пока используется следующий"}
+        reason = "systemerror"
+    values = {"server": server.name, "stage": stage, "reply": error.reply}
+    return Diagnosis(cls, _pick(summary, locale, **values), _pick(step, locale), reason)

@@ -1,0 +1,119 @@
+"""The library entry point: a configured fleet of servers and its plugins.
+
+Host applications build a :class:`Fleet` from a config file (or a parsed :class:`Config`)
+and use it to check servers and send; the mailing engine builds on it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import attrs
+
+from mailfleet.addresses import normalize_address
+from mailfleet.config import Config, load_config
+from mailfleet.envelope import Envelope
+from mailfleet.errors import ConfigError, SmtpError
+from mailfleet.message import build_letter
+from mailfleet.plugins import Plugins, load_plugins
+from mailfleet.sender import SenderDecision, SenderRequest
+from mailfleet.servers import Server, resolve_servers
+
+
+@attrs.frozen
+class CheckResult:
+    """The outcome of ``servers check`` for one server (``None`` where not applicable)."""
+
+    name: str
+    ok: bool
+    stage: str | None = None
+    code: int | None = None
+    enhanced_status: str | None = None
+    reply: str | None = None
+    classification: str | None = None
+    diagnosis: str | None = None
+
+    @classmethod
+    def failed(cls, name: str, error: SmtpError) -> CheckResult:
+        diagnosis = None
+        if error.diagnosis is not None:
+            diagnosis = error.diagnosis.summary
+            if error.diagnosis.next_step:
+                diagnosis += f". Next step: {error.diagnosis.next_step}"
+        return cls(name, False, error.stage.value, error.code, error.enhanced_status,
+                   error.reply, error.classification.value, diagnosis)
+
+
+@attrs.frozen
+class Sent:
+    """One letter accepted by a server."""
+
+    message_id: str
+    server: str
+    sender: SenderDecision
+
+
+class Fleet:
+    """The configured servers, resolved through the installed provider plugins."""
+
+    def __init__(self, config: Config, plugins: Plugins | None = None) -> None:
+        self.config = config
+        self.plugins = plugins or load_plugins()
+        self.servers = resolve_servers(config, self.plugins)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str] | None = None,
+                  plugins: Plugins | None = None) -> Fleet:
+        return cls(load_config(path), plugins)
+
+    @property
+    def locale(self) -> str:
+        return self.config.deployment.locale
+
+    def server(self, name: str) -> Server:
+        for server in self.servers:
+            if server.name == name:
+                return server
+        known = ", ".join(s.name for s in self.servers) or "none configured"
+        raise ConfigError(f"no server named {name!r}; configured servers: {known}")
+
+    def diagnose(self, server: Server, error: SmtpError) -> SmtpError:
+        return self.plugins.diagnose(server, error, self.locale)
+
+    async def check(self, server: Server) -> CheckResult:
+        """Connect, TLS, AUTH and a sender probe (MAIL FROM then RSET); nothing is sent."""
+        try:
+            session = await self.plugins.connect(server)
+        except SmtpError as exc:
+            return CheckResult.failed(server.name, self.diagnose(server, exc))
+        try:
+            decision = self.plugins.sender_policy(server, SenderRequest(server.sender))
+            await session.probe_sender(decision.envelope_from)
+        except SmtpError as exc:
+            return CheckResult.failed(server.name, self.diagnose(server, exc))
+        finally:
+            await session.close()
+        return CheckResult(server.name, True)
+
+    async def send_one(self, server: Server, *, to: str, subject: str, text: str,
+                       html: str | None = None, from_addr: str = "",
+                       from_name: str = "") -> Sent:
+        """Send one letter now through ``server``; raises a diagnosed SmtpError on failure."""
+        decision = self.plugins.sender_policy(server, SenderRequest(from_addr, from_name))
+        letter = build_letter(from_addr=decision.from_addr, from_name=decision.from_name,
+                              to=to, subject=subject, text=text, html=html)
+        envelope = Envelope(decision.envelope_from, (normalize_address(to),), letter.data)
+        try:
+            session = await self.plugins.connect(server)
+        except SmtpError as exc:
+            raise self.diagnose(server, exc) from None
+        try:
+            [result] = await self.plugins.send(server, session, [envelope])
+        except SmtpError as exc:
+            raise self.diagnose(server, exc) from None
+        finally:
+            await session.close()
+        if result.error is not None:
+            raise self.diagnose(server, result.error)
+        return Sent(letter.message_id, server.name, decision)
+

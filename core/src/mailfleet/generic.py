@@ -1,0 +1,103 @@
+"""The core's own plugin: generic SMTP behaviour that every provider plugin may override.
+
+Each implementation is ``trylast`` so a provider's answer comes first.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Sequence
+from email.message import EmailMessage
+
+from mailfleet.bounces.report import BounceReport
+from mailfleet.config import Deployment
+from mailfleet.diagnosis import generic_diagnosis
+from mailfleet.envelope import Envelope, SendResult, SmtpSession
+from mailfleet.errors import Diagnosis, SmtpError
+from mailfleet.hookspecs import hookimpl
+from mailfleet.providers import Security
+from mailfleet.sender import SenderDecision, SenderRequest
+from mailfleet.servers import Server
+from mailfleet.smtp.client import open_session
+
+
+@hookimpl(trylast=True)
+def mailfleet_validate_server(server: Server, deployment: Deployment) -> list[str]:
+    where = f"servers[{server.name}]"
+    problems = []
+    if (deployment.saas and server.kind == "external" and server.port == 25
+            and not server.operator_default):
+        problems.append(
+            f"{where}.port: port 25 is not allowed for user servers in a SaaS deployment "
+            f"(outbound 25 is blocked); use 465 with security = \"ssl\" or 587 with "
+            f"security = \"starttls\"")
+    if server.auth == "password" and server.login and not server.secret.present:
+        problems.append(f"{where}: login is set but no password; add password_env = \"VAR\" "
+                        f"or password_file = \"/path\"")
+    if (server.login and server.auth != "none" and server.security is Security.NONE
+            and not server.allow_insecure_auth):
+        problems.append(
+            f"{where}.security: AUTH over an unencrypted connection is refused; use "
+            f"security = \"ssl\" or \"starttls\", or set allow_insecure_auth = true if the "
+            f"network is trusted")
+    if not 0 < server.port < 65536:
+        problems.append(f"{where}.port: {server.port} is not a TCP port; expected 1-65535")
+    if server.connections < 1:
+        problems.append(f"{where}.connections: expected at least 1 (got {server.connections})")
+    if server.timeout <= 0:
+        problems.append(f"{where}.timeout: expected a positive number of seconds")
+    if server.kind == "internal" and not _is_local(server.host) and server.login is None:
+        problems.append(f"{where}.host: an internal server is the mail server on this host; "
+                        f"{server.host!r} is not local (use kind = \"external\")")
+    return problems
+
+
+def _is_local(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@hookimpl(trylast=True)
+def mailfleet_connect(server: Server, oauth_token: str | None) -> Awaitable[SmtpSession]:
+    return open_session(server, oauth_token)
+
+
+@hookimpl(trylast=True)
+def mailfleet_sender_policy(server: Server, wanted: SenderRequest) -> SenderDecision:
+    own = {server.sender.lower(), *(a.lower() for a in server.aliases)}
+    if not wanted.from_addr:
+        return SenderDecision(server.sender, wanted.from_name or server.sender_name,
+                              server.sender, False, "no sender given; using the server's own")
+    if wanted.from_addr.lower() in own:
+        return SenderDecision(wanted.from_addr, wanted.from_name or server.sender_name,
+                              wanted.envelope_from or wanted.from_addr, False,
+                              "the wanted sender is the server's own address")
+    if server.allow_sender_override:
+        return SenderDecision(wanted.from_addr, wanted.from_name,
+                              wanted.envelope_from or wanted.from_addr, False,
+                              "the server allows sender substitution")
+    return SenderDecision(server.sender, server.sender_name or wanted.from_name, server.sender,
+                          True, f"server {server.name!r} does not allow sender substitution; "
+                          f"sending from its own address {server.sender}")
+
+
+@hookimpl(trylast=True)
+def mailfleet_send(server: Server, session: SmtpSession,
+                   envelopes: Sequence[Envelope]) -> Awaitable[list[SendResult]]:
+    return session.send(envelopes)
+
+
+@hookimpl(trylast=True)
+def mailfleet_diagnose(server: Server, error: SmtpError, locale: str) -> Diagnosis:
+    return generic_diagnosis(server, error, locale)
+
+
+@hookimpl(trylast=True)
+def mailfleet_parse_bounce(message: EmailMessage, raw: bytes) -> BounceReport:
+    from mailfleet.bounces.parse import parse_message  # loaded only by bounce readers
+
+    return parse_message(message, raw)

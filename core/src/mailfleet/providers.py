@@ -1,0 +1,82 @@
+"""What a provider plugin declares about itself: domains, presets, login rule, limits."""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+
+import attrs
+
+
+class Security(enum.StrEnum):
+    """How a connection is protected: implicit TLS, STARTTLS upgrade, or none."""
+
+    SSL = "ssl"
+    STARTTLS = "starttls"
+    NONE = "none"
+
+
+@attrs.frozen
+class Endpoint:
+    """One host, port and security mode of a provider's SMTP, IMAP or POP3 service."""
+
+    host: str
+    port: int
+    security: Security
+
+
+@attrs.frozen
+class Limits:
+    """Sending limits of one server; ``None`` means no limit of that kind.
+
+    ``window`` is ``rolling`` (the last 60 minutes / 24 hours, what most providers do) or
+    ``calendar`` (the clock hour and day in ``timezone``).
+    """
+
+    per_minute: int | None = None
+    per_hour: int | None = None
+    per_day: int | None = None
+    recipients_per_letter: int | None = None
+    window: Literal["rolling", "calendar"] = "rolling"
+    timezone: str = "UTC"
+
+    def merged_over(self, default: Limits) -> Limits:
+        """These limits with every unset value taken from ``default``."""
+        return Limits(
+            per_minute=self.per_minute if self.per_minute is not None else default.per_minute,
+            per_hour=self.per_hour if self.per_hour is not None else default.per_hour,
+            per_day=self.per_day if self.per_day is not None else default.per_day,
+            recipients_per_letter=(
+                self.recipients_per_letter
+                if self.recipients_per_letter is not None
+                else default.recipients_per_letter
+            ),
+            window=self.window,
+            timezone=self.timezone,
+        )
+
+
+@attrs.frozen
+class ProviderInfo:
+    """A provider's identity and presets, returned by ``mailfleet_provider``.
+
+    ``id`` must equal the plugin's entry-point name. ``smtp``, ``imap`` and ``pop3`` list the
+    endpoints in order of preference (the first is the preset). ``login`` is the login rule:
+    ``address`` (the full address) or ``localpart``. ``sender_substitution`` says whether the
+    provider lets a server send From an address other than its own (free providers do not).
+    ``auth`` lists the mechanisms the provider accepts: ``password``, ``app_password``,
+    ``xoauth2``.
+    """
+
+    id: str
+    name: str
+    domains: tuple[str, ...] = ()
+    smtp: tuple[Endpoint, ...] = ()
+    imap: tuple[Endpoint, ...] = ()
+    pop3: tuple[Endpoint, ...] = ()
+    login: Literal["address", "localpart"] = "address"
+    auth: tuple[str, ...] = ("password",)
+    limits: Limits = Limits()
+    sender_substitution: bool = True
+    verp: bool = True
+    help_url: str | None = None

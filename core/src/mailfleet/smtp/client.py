@@ -1,0 +1,365 @@
+"""An asyncio SMTP client made for mass mailing.
+
+One connection carries many letters. With PIPELINING (RFC 2920) each letter costs one round
+trip: the end of the previous letter's data, and this letter's MAIL FROM, RCPT TO and DATA
+go out in one write. TLS is verified by default; STARTTLS that was asked for is required;
+AUTH over a plain connection is refused unless the server allows insecure auth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import logging
+import re
+import socket
+import ssl
+from collections.abc import Sequence
+
+from mailfleet.envelope import Envelope, SendResult
+from mailfleet.errors import SmtpError, Stage
+from mailfleet.providers import Security
+from mailfleet.secrets import Secret
+from mailfleet.servers import Server
+from mailfleet.smtp.replies import Reply, is_last_line, parse_reply_lines
+
+log = logging.getLogger(__name__)
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_BARE_CR = re.compile(rb"\r(?!\n)")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+_MAX_LINE = 8192
+
+
+def tls_context(server: Server) -> ssl.SSLContext:
+    """The client TLS context for ``server``: verified against the system or ``ca_file``."""
+    context = ssl.create_default_context(cafile=server.ca_file)
+    if not server.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def dot_stuff(data: bytes) -> bytes:
+    """The DATA payload: CRLF line ends, leading dots doubled, ending with ``CRLF.CRLF``."""
+    if b"\n" in data and (b"\r" not in data or _BARE_LF.search(data)):
+        data = _BARE_LF.sub(b"\r\n", data)
+    if b"\r" in data and _BARE_CR.search(data):
+        data = _BARE_CR.sub(b"\r\n", data)
+    if data.startswith(b".") or b"\n." in data:
+        data = _LEADING_DOT.sub(b"..", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+class SmtpClient:
+    """A session with one SMTP server; create it with :func:`open_session`."""
+
+    def __init__(self, server: Server, *, local_hostname: str | None = None) -> None:
+        self.server = server
+        self.local_hostname = local_hostname or _local_hostname()
+        self.extensions: dict[str, str] = {}
+        self.tls = False
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._secrets: list[str] = []
+
+    # -- opening ----------------------------------------------------------------------
+    async def connect(self) -> None:
+        """Connect, read the greeting, EHLO, and negotiate TLS as configured."""
+        server = self.server
+        implicit = server.security is Security.SSL
+        context = tls_context(server) if server.security is not Security.NONE else None
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    server.host, server.port, ssl=context if implicit else None,
+                    server_hostname=server.host if implicit else None, limit=_MAX_LINE * 4),
+                server.timeout)
+        except ssl.SSLError as exc:
+            raise self._error(Stage.TLS, f"TLS handshake failed: {_ssl_reason(exc)}") from None
+        except (OSError, TimeoutError) as exc:
+            raise self._error(Stage.CONNECT, f"cannot connect to {server.host}:{server.port}: "
+                              f"{_os_reason(exc)}") from None
+        self.tls = implicit
+        greeting = await self._read(Stage.CONNECT)
+        if greeting.code != 220:
+            raise self._reply_error(Stage.CONNECT, greeting)
+        await self._ehlo()
+        if server.security is Security.STARTTLS:
+            await self._starttls(context)
+
+    async def _ehlo(self) -> None:
+        reply = await self._command(f"EHLO {self.local_hostname}", Stage.CONNECT)
+        if reply.code == 250:
+            self.extensions = {}
+            for line in reply.lines[1:]:
+                name, _, params = line.partition(" ")
+                self.extensions[name.upper()] = params
+            return
+        reply = await self._command(f"HELO {self.local_hostname}", Stage.CONNECT)
+        if reply.code != 250:
+            raise self._reply_error(Stage.CONNECT, reply)
+        self.extensions = {}
+
+    async def _starttls(self, context: ssl.SSLContext | None) -> None:
+        if "STARTTLS" not in self.extensions:
+            raise self._error(
+                Stage.TLS, "STARTTLS was required by the config but the server does not offer "
+                "it; refusing to continue in plain text")
+        reply = await self._command("STARTTLS", Stage.TLS)
+        if reply.code != 220:
+            raise self._reply_error(Stage.TLS, reply)
+        assert self._writer is not None and context is not None
+        try:
+            await asyncio.wait_for(
+                self._writer.start_tls(context, server_hostname=self.server.host),
+                self.server.timeout)
+        except ssl.SSLError as exc:
+            raise self._error(Stage.TLS, f"TLS handshake failed: {_ssl_reason(exc)}") from None
+        except (OSError, TimeoutError) as exc:
+            raise self._error(Stage.TLS, f"TLS handshake failed: {_os_reason(exc)}") from None
+        self.tls = True
+        await self._ehlo()
+
+    async def authenticate(self, login: str, secret: Secret, mechanism: str = "auto") -> None:
+        """AUTH with a password (PLAIN, else LOGIN) or ``xoauth2`` with a token as ``secret``."""
+        if not self.tls and not self.server.allow_insecure_auth:
+            raise self._error(
+                Stage.AUTH, "refusing to send credentials over an unencrypted connection; use "
+                "security = \"ssl\" or \"starttls\", or set allow_insecure_auth = true")
+        value = secret.reveal()
+        offered = self.extensions.get("AUTH", "").upper().split()
+        if mechanism == "xoauth2":
+            payload = f"user={login}\x01auth=Bearer {value}\x01\x01"
+            encoded = base64.b64encode(payload.encode()).decode()
+            self._secrets = [value, encoded]
+            reply = await self._command(f"AUTH XOAUTH2 {encoded}", Stage.AUTH, secret=True)
+            if reply.code == 334:  # the server's JSON error; an empty line ends the exchange
+                reply = await self._command("", Stage.AUTH)
+        elif "PLAIN" in offered or not offered:
+            encoded = base64.b64encode(f"\0{login}\0{value}".encode()).decode()
+            self._secrets = [value, encoded]
+            reply = await self._command(f"AUTH PLAIN {encoded}", Stage.AUTH, secret=True)
+        elif "LOGIN" in offered:
+            user64 = base64.b64encode(login.encode()).decode()
+            pass64 = base64.b64encode(value.encode()).decode()
+            self._secrets = [value, pass64]
+            reply = await self._command("AUTH LOGIN", Stage.AUTH)
+            if reply.code == 334:
+                reply = await self._command(user64, Stage.AUTH)
+            if reply.code == 334:
+                reply = await self._command(pass64, Stage.AUTH, secret=True)
+        else:
+            raise self._error(Stage.AUTH, f"the server offers no supported AUTH mechanism "
+                              f"(offered: {' '.join(offered) or 'none'})")
+        if reply.code != 235:
+            raise self._reply_error(Stage.AUTH, reply)
+
+    # -- sending ----------------------------------------------------------------------
+    async def send(self, envelopes: Sequence[Envelope]) -> list[SendResult]:
+        """Send each envelope; pipelined when the server offers PIPELINING."""
+        if "PIPELINING" in self.extensions:
+            return await self._send_pipelined(envelopes)
+        return [await self._send_one(envelope) for envelope in envelopes]
+
+    async def _send_one(self, envelope: Envelope) -> SendResult:
+        reply = await self._command(f"MAIL FROM:<{envelope.mail_from}>", Stage.MAIL_FROM)
+        if reply.code != 250:
+            await self._rset()
+            return SendResult(envelope, self._reply_error(Stage.MAIL_FROM, reply))
+        refused: dict[str, SmtpError] = {}
+        for rcpt in envelope.rcpt_to:
+            reply = await self._command(f"RCPT TO:<{rcpt}>", Stage.RCPT_TO)
+            if reply.code not in (250, 251):
+                refused[rcpt] = self._reply_error(Stage.RCPT_TO, reply, rcpt)
+        if len(refused) == len(envelope.rcpt_to):
+            await self._rset()
+            return SendResult(envelope, _first(refused), refused)
+        reply = await self._command("DATA", Stage.DATA)
+        if reply.code != 354:
+            await self._rset()
+            return SendResult(envelope, self._reply_error(Stage.DATA, reply), refused)
+        self._write(dot_stuff(envelope.data))
+        reply = await self._read(Stage.DATA)
+        if reply.code != 250:
+            return SendResult(envelope, self._reply_error(Stage.DATA, reply), refused)
+        return SendResult(envelope, None, refused)
+
+    async def _send_pipelined(self, envelopes: Sequence[Envelope]) -> list[SendResult]:
+        results: list[SendResult] = []
+        pending: tuple[Envelope, dict[str, SmtpError]] | None = None
+        body = b""
+        for envelope in envelopes:
+            group = [f"MAIL FROM:<{envelope.mail_from}>\r\n".encode()]
+            group += [f"RCPT TO:<{r}>\r\n".encode() for r in envelope.rcpt_to]
+            group.append(b"DATA\r\n")
+            self._write(body + b"".join(group))
+            if pending is not None:
+                results.append(await self._finish_data(*pending))
+                pending = None
+            mail = await self._read(Stage.MAIL_FROM)
+            refused: dict[str, SmtpError] = {}
+            for rcpt in envelope.rcpt_to:
+                reply = await self._read(Stage.RCPT_TO)
+                if reply.code not in (250, 251):
+                    refused[rcpt] = self._reply_error(Stage.RCPT_TO, reply, rcpt)
+            data = await self._read(Stage.DATA)
+            body = b""
+            if mail.code != 250:
+                error = self._reply_error(Stage.MAIL_FROM, mail)
+            elif len(refused) == len(envelope.rcpt_to):
+                error = _first(refused)
+            elif data.code != 354:
+                error = self._reply_error(Stage.DATA, data)
+            else:
+                body = dot_stuff(envelope.data)
+                pending = (envelope, refused)
+                continue
+            if data.code == 354:  # accepted DATA although the letter failed: end it empty
+                self._write(b".\r\n")
+                await self._read(Stage.DATA)
+            results.append(SendResult(envelope, error, refused))
+            await self._rset()
+        if pending is not None:
+            self._write(body)
+            results.append(await self._finish_data(*pending))
+        return results
+
+    async def _finish_data(self, envelope: Envelope, refused: dict[str, SmtpError]) -> SendResult:
+        reply = await self._read(Stage.DATA)
+        if reply.code != 250:
+            return SendResult(envelope, self._reply_error(Stage.DATA, reply), refused)
+        return SendResult(envelope, None, refused)
+
+    async def probe_sender(self, mail_from: str) -> None:
+        """MAIL FROM then RSET: proves the sender is accepted; nothing is sent."""
+        reply = await self._command(f"MAIL FROM:<{mail_from}>", Stage.MAIL_FROM)
+        if reply.code != 250:
+            await self._rset()
+            raise self._reply_error(Stage.MAIL_FROM, reply)
+        await self._rset()
+
+    async def _rset(self) -> None:
+        reply = await self._command("RSET", Stage.MAIL_FROM)
+        if reply.code != 250:
+            raise self._reply_error(Stage.MAIL_FROM, reply)
+
+    async def close(self) -> None:
+        """QUIT and close the connection; never raises."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        try:
+            writer.write(b"QUIT\r\n")
+            await asyncio.wait_for(writer.drain(), 2)
+            if self._reader is not None:
+                await asyncio.wait_for(self._reader.readline(), 2)
+        except (OSError, TimeoutError, ssl.SSLError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            try:
+                await asyncio.wait_for(writer.wait_closed(), 2)
+            except (OSError, TimeoutError, ssl.SSLError):
+                pass
+
+    # -- wire -------------------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        if self._writer is None:
+            raise self._error(Stage.CONNECT, "the session is closed")
+        self._writer.write(data)
+
+    async def _command(self, line: str, stage: Stage, *, secret: bool = False) -> Reply:
+        if "\r" in line or "\n" in line:
+            raise self._error(stage, "refusing to send a command containing CR or LF")
+        log.debug("%s > %s", self.server.name, "AUTH ***" if secret else line)
+        self._write(line.encode("utf-8") + b"\r\n")
+        return await self._read(stage)
+
+    async def _read(self, stage: Stage) -> Reply:
+        if self._reader is None or self._writer is None:
+            raise self._error(stage, "the session is closed")
+        lines: list[bytes] = []
+        try:
+            await asyncio.wait_for(self._writer.drain(), self.server.timeout)
+            while True:
+                raw = await asyncio.wait_for(self._reader.readline(), self.server.timeout)
+                if not raw:
+                    raise self._error(stage, "the server closed the connection")
+                lines.append(raw)
+                if is_last_line(raw) or len(lines) > 100:
+                    break
+        except TimeoutError:
+            raise self._error(stage, f"no reply within {self.server.timeout:g} s") from None
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise self._error(stage, f"connection lost: {_os_reason(exc)}") from None
+        try:
+            reply = parse_reply_lines(lines)
+        except ValueError as exc:
+            raise self._error(stage, str(exc)) from None
+        if reply.code == 421:  # the server is closing the session
+            raise self._reply_error(stage, reply)
+        return reply
+
+    # -- errors -----------------------------------------------------------------------
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def _error(self, stage: Stage, text: str) -> SmtpError:
+        return SmtpError(stage, self._scrub(text), server=self.server.name)
+
+    def _reply_error(self, stage: Stage, reply: Reply, recipient: str | None = None) -> SmtpError:
+        return SmtpError(stage, self._scrub(reply.message), code=reply.code,
+                         enhanced_status=reply.enhanced_status, server=self.server.name,
+                         recipient=recipient)
+
+
+async def open_session(server: Server, oauth_token: str | None = None) -> SmtpClient:
+    """Connect, negotiate TLS and authenticate as ``server`` says; raises SmtpError."""
+    client = SmtpClient(server)
+    try:
+        await client.connect()
+        if server.auth == "xoauth2":
+            if not oauth_token:
+                raise client._error(
+                    Stage.AUTH, "auth = \"xoauth2\" but no plugin supplied a token; implement "
+                    "the mailfleet_oauth_token hook in the host application")
+            await client.authenticate(server.login or server.sender, Secret(oauth_token),
+                                      "xoauth2")
+        elif server.auth == "password" and server.login:
+            password = server.password()
+            if password is None:
+                raise client._error(
+                    Stage.AUTH, f"servers[{server.name}] has a login but no password; set "
+                    f"password_env or password_file")
+            await client.authenticate(server.login, password)
+    except BaseException:
+        await client.close()
+        raise
+    return client
+
+
+def _first(refused: dict[str, SmtpError]) -> SmtpError:
+    return next(iter(refused.values()))
+
+
+@functools.cache
+def _local_hostname() -> str:
+    name = socket.getfqdn()
+    return name if name and "." in name else "localhost.localdomain"
+
+
+def _ssl_reason(exc: ssl.SSLError) -> str:
+    return getattr(exc, "verify_message", None) or exc.reason or str(exc)
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
