@@ -81,7 +81,7 @@ def mailfleet_connect(  # type: ignore[empty-body]
     :param oauth_token: for ``auth = "xoauth2"``, a fresh token from
         ``mailfleet_oauth_token``; ``None`` otherwise.
 
-    Return an awaitable (call an ``async def`` and return its coroutine) that yields an open
+    :return: an awaitable (call an ``async def`` and return its coroutine) that yields an open
     :class:`~mailfleet.envelope.SmtpSession`; the awaitable raises
     :class:`~mailfleet.errors.SmtpError` with stage ``connect``, ``tls`` or ``auth`` on
     failure. Read the password with ``server.password()`` at this moment; never log it.
@@ -95,8 +95,9 @@ def mailfleet_connect(  # type: ignore[empty-body]
 def mailfleet_oauth_token(server: Server) -> str | None:  # type: ignore[empty-body]
     """Supply a fresh OAuth2 access token for a server with ``auth = "xoauth2"``.
 
-    Host applications implement this (they own the refresh tokens); called before each
-    connection, so return a token that is valid now. ``firstresult``: the first token wins;
+    :param server: the server about to connect, with ``auth = "xoauth2"``.
+    :return: an access token valid now; host applications implement this (they own the
+        refresh tokens); it is called before each connection. ``firstresult``: the first token wins;
     ``None`` means "not mine". A server that needs a token and gets none fails at stage
     ``auth``.
     """
@@ -108,6 +109,7 @@ def mailfleet_sender_policy(  # type: ignore[empty-body]
 ) -> SenderDecision | None:
     """Decide the From and envelope sender a letter will really use on ``server``.
 
+    :param server: the server that will send the letter.
     :param wanted: the mailing's fixed sender and the envelope sender it asks for.
     :return: the decision and its reason (for example "Yandex refuses any envelope sender but
         the login"). ``None`` defers to the next plugin; the core's rule is: the wanted sender
@@ -123,8 +125,11 @@ def mailfleet_send(  # type: ignore[empty-body]
 ) -> Awaitable[list[SendResult]] | None:
     """Send a batch of letters over an open session.
 
-    Return an awaitable yielding one :class:`~mailfleet.envelope.SendResult` per envelope, in
-    order. A plugin may change the bytes (DKIM signing, provider headers) and then hand the
+    :param server: the server the session belongs to.
+    :param session: an open session from ``mailfleet_connect``.
+    :param envelopes: the letters, in order; each carries its envelope and bytes.
+    :return: an awaitable yielding one :class:`~mailfleet.envelope.SendResult` per envelope,
+        in order. A plugin may change the bytes (DKIM signing, provider headers) and then hand the
     batch to ``session.send``. ``firstresult``: ``None`` means "send as is" (the core calls
     ``session.send``).
     """
@@ -136,6 +141,7 @@ def mailfleet_diagnose(  # type: ignore[empty-body]
 ) -> Diagnosis | None:
     """Classify and explain an SMTP failure for the user.
 
+    :param server: the server that failed; its ``provider`` says whose replies these are.
     :param error: the failure: ``stage``, ``code``, ``enhanced_status`` and ``reply`` text.
     :param locale: ``en`` or ``ru``: the language of ``summary`` and ``next_step``.
     :return: a :class:`~mailfleet.errors.Diagnosis` whose classification decides what the
@@ -167,7 +173,11 @@ def mailfleet_parse_bounce(  # type: ignore[empty-body]
 
 @hookspec
 def mailfleet_event(event: DeliveryEvent) -> None:
-    """Observe a delivery event (sent, failed, deferred, skipped, quota exhausted, resumed,
-    paused, bounced, complained). Called on every plugin; the return value is ignored and an
-    exception is logged, never propagated into sending."""
+    """Observe a delivery event.
+
+    :param event: what happened (sent, failed, deferred, skipped, quota exhausted, resumed,
+        paused, bounced, complained), to which letter, recipient, server and mailing.
+    :return: ignored. Called on every plugin; an exception is logged, never propagated
+        into sending. Not ``firstresult``.
+    """
 

@@ -33,7 +33,8 @@ from mailfleet.bounces.text import (
     strip_addresses,
 )
 
-LETTER_ID_RE = re.compile(r"X-Mailfleet-Letter-Id:[ \t]*(?:\r?\n[ \t]+)?<?([A-Za-z0-9._:=\-]{1,128})",
+LETTER_ID_RE = re.compile(
+    r"X-Mailfleet-Letter-Id:[ \t]*(?:\r?\n[ \t]+)?<?([A-Za-z0-9._:=\-]{1,128})",
                           re.IGNORECASE)
 VERP_RE = re.compile(r"\+mf-([A-Za-z0-9._=\-]{1,128})@", re.IGNORECASE)
 _VERP_HEADERS = ("To", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To",
@@ -118,7 +119,7 @@ def _raw_body(msg: Message) -> str:
         text = msg.as_string()
     except Exception:
         return ""
-    head, _, body = text.partition("\n\n")
+    body = text.partition("\n\n")[2]
     return body[:300_000]
 
 
@@ -171,11 +172,15 @@ def _recipient(address: str, status: str | None, reply: str | None, diagnostic: 
     if kind == "delivered":
         return FailedRecipient(address, action or "delivered", status or "2.0.0", reply,
                                "delivered", False, diag_text)
-    if status is None:
-        cls = reply[0] if reply and reply[0] in "45" else ("4" if kind == "delay" else "5")
-        status = f"{cls}.0.0"
     reason = classify(status, strip_addresses(diag_text or ""), temporary=kind == "delay",
                       context=strip_addresses(context))
+    if status is None:
+        if reply and reply[0] in "45":
+            status = f"{reply[0]}.0.0"
+        elif kind == "delay":
+            status = "4.4.7"
+        else:
+            status = "5.0.0"
     return FailedRecipient(address, action, status, reply, reason, is_hard(reason), diag_text)
 
 
@@ -231,7 +236,12 @@ def _from_dsn(dsn_recipients: list[DsnRecipient], warning: bool, region: str,
         context = _text_diagnostic(r.address, region, exclude_text.get(r.address.lower()))
         if not diag or not (find_status(diag) or len(diag) > 12):
             diag = ((diag or "") + "\n" + context).strip()
-        out.append(_recipient(r.address, r.status, r.reply_code, diag, action=r.action,
+        status = r.status
+        diag_status = find_status(r.diagnostic or "")
+        if status and diag_status and act.startswith("fail") and status[0] == "4" \
+                and diag_status[0] == "5":
+            status = diag_status
+        out.append(_recipient(r.address, status, r.reply_code, diag, action=r.action,
                               kind=kind, context=context))
     return kind, out
 
@@ -254,20 +264,20 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
     # RFC 5965 feedback reports
     if parts.feedback or parts.report_type == "feedback-report":
         fb_text = "\n".join(parts.feedback)
-        rcpts = [a for a in (clean_address(v) for v in re.findall(
+        fb_addrs = [a for a in (clean_address(v) for v in re.findall(
             r"^Original-Rcpt-To:\s*(.+)$", fb_text, re.I | re.M)) if a]
-        if not rcpts:
+        if not fb_addrs:
             for original in parts.originals:
-                rcpts += [a for a in addresses_in(header(original, "To"))
+                fb_addrs += [a for a in addresses_in(header(original, "To"))
                           if not is_system_address(a)]
             for text in parts.original_headers:
                 match = re.search(r"^To:\s*(.+)$", text, re.I | re.M)
                 if match:
-                    rcpts += [a for a in addresses_in(match.group(1))
+                    fb_addrs += [a for a in addresses_in(match.group(1))
                               if not is_system_address(a)]
         seen: set[str] = set()
         fb = []
-        for a in rcpts:
+        for a in fb_addrs:
             if a.lower() not in seen:
                 seen.add(a.lower())
                 fb.append(FailedRecipient(a, None, None, None, "feedback", False, None))
@@ -284,7 +294,6 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
             return report(kind, rcpts, ses.reporting_mta, ses.message_id)
 
     warning = is_warning(subject + "\n" + region)
-    text_rcpts = {}
     dsn_sources = list(parts.dsn)
     if not any(DSN_HINT_RE.search(t) for t in dsn_sources):
         dsn_sources += [t for t in parts.texts if DSN_HINT_RE.search(t)]

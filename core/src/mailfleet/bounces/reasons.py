@@ -9,28 +9,32 @@ HARD_REASONS = frozenset({"userunknown", "hostunknown", "hasmoved"})
 # Ordered: the first matching pattern wins. Texts are matched lower-cased, spaces collapsed.
 _TEXT_RULES: tuple[tuple[str, str], ...] = (
     ("virusdetected", r"virus|malware|infected|trojan"),
-    ("networkerror", r"host not found, try again|temporary (dns|lookup|name) |"
+    ("filtered", r"domain filter|recipient.{0,20}filter"),
+    ("notcompliantrfc", r"multiple addresses in from|not rfc ?5322 compliant"),
+    ("networkerror", r"host not found, try again|host not reachable|temporary (dns|lookup|name) |"
                      r"dns.{0,30}temporar|lookup.{0,30}timed? ?out"),
-    ("expired", r"did not accept our requests to connect|retry time(out)? exceeded|"
+    ("expired", r"did not accept our requests to connect|"
                 r"could not be delivered within|has not been collected|"
                 r"(was|has been|have been) (unable|failing)|message (has been )?expired"),
     ("requireptr", r"\bptr\b|name lookup failed|reverse (dns|lookup|hostname)|rdns|no ptr|"
-                   r"cannot find your hostname|client host .{0,40}(rejected|not found)|"
+                   r"cannot find your hostname|client host .{0,40}not found|"
                    r"does not resolve|unresolvable|hostname .{0,30}(not|doesn.t) (match|resolve)"),
     ("authfailure", r"\bdmarc\b|\bspf\b|\bdkim\b|unauthenticated (email|mail)|"
                     r"authentication (failure|failed|check)|sender is unauthenticated|"
                     r"sender policy framework|domainkeys"),
-    ("securityerror", r"tls required|starttls|encryption|must use tls|must be encrypted|"
+    ("securityerror", r"smtp authentication|tls required|starttls|encryption|must use tls|"
+                      r"must be encrypted|"
                       r"authentication required|not authenticated|auth.* required|"
                       r"relay access.*auth|insecure|5\.7\.515|does not meet the required"),
     ("norelaying", r"relay(ing)? (access )?(denied|not permitted|prohibited|not allowed)|"
                    r"not permitted to relay|unable to relay|no relaying|we do not relay|"
                    r"relaying denied|not a gateway|cannot be used to relay|relay not"),
     ("badreputation", r"reputation|sender ?score|senderbase"),
-    ("spamdetected", r"spam|unsolicited|bulk mail|junk mail|blocked by content filter|"
+    ("spamdetected", r"spam(?!haus|cop)|unsolicited|bulk mail|junk mail|blocked by content filter|"
                      r"scored too high|classified as|considered as|content.{0,20}rejected|"
                      r"message.{0,20}looks? like|suspicious"),
-    ("blocked", r"refused to talk to me|server refused|blacklist|blocklist|block ?list|black ?list|\bdnsbl|\brbl\b|spamhaus|"
+    ("blocked", r"refused to talk to me|server refused|blacklist|blocklist|block ?list|"
+                r"black ?list|\bdnsbl|\brbl\b|spamhaus|"
                 r"spamcop|sorbs|barracudacentral|listed (at|in|on|by)|"
                 r"(your|the|sending|client) (ip|host|server|network)(.{0,30}) "
                 r"(is |has been |was )?(blocked|rejected|banned|denied|not allowed)|"
@@ -94,7 +98,6 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
     ("notcompliantrfc", r"rfc ?(2822|5322|822|5321)|not (rfc|standards?)[ -]compliant|"
                         r"duplicate header|malformed|missing.{0,20}header|"
                         r"header.{0,30}(invalid|missing|duplicate)|bare (lf|cr)"),
-    ("contenterror", r"content|mime|attachment|encoding|8bit|illegal character"),
     ("policyviolation", r"policy|prohibited|not permitted|not allowed|violat|"
                         r"administrative(ly)? prohibited"),
     ("notaccept", r"not accept|does not accept|null mx|no mail service|"
@@ -129,6 +132,7 @@ _WEAK_RULES: tuple[tuple[str, str], ...] = (
                     r"not found|not recognized|account.{0,30}(not available|unavailable)|"
                     r"unknown|rejected"),
     ("blocked", r"access denied|denied"),
+    ("contenterror", r"content|mime|attachment|encoding|8bit|illegal character"),
 )
 _COMPILED = tuple((reason, re.compile(rx)) for reason, rx in _TEXT_RULES)
 _WEAK = tuple((reason, re.compile(rx)) for reason, rx in _WEAK_RULES)
@@ -160,7 +164,8 @@ _STATUS_RULES: dict[str, str] = {
     "7.708": "blocked", "7.750": "blocked",
 }
 # Codes whose meaning is precise enough to trust over the free text.
-_DECISIVE = frozenset({"1.1", "1.2", "1.6", "1.10", "1.7", "1.8", "2.2", "2.3", "3.4", "7.26", "7.27", "7.30",
+_DECISIVE = frozenset({"1.1", "1.2", "1.6", "1.10", "1.7", "1.8", "2.2", "2.3", "3.4",
+                       "7.26", "7.27", "7.30",
                        "7.32", "7.509", "7.515", "7.23", "7.25", "7.54", "7.606", "7.13",
                        "4.4", "4.7"})
 

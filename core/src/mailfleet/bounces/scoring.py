@@ -148,7 +148,8 @@ def _score_file(entry: dict[str, Any], result: BounceReport, tallies: list[Tally
             tally.reason_ok += ok
         if not ok:
             misses.append(f"{name}: reason {first.reason if first else None} "
-                          f"!= {entry['reason']} [{(first.diagnostic or '')[:90] if first else ''}]")
+                          f"!= {entry['reason']} "
+                          f"[{(first.diagnostic or '')[:90] if first else ''}]")
 
 
 def score(eml_dir: Path, truth: Path, parse: Callable[[bytes], BounceReport]) -> Scores:

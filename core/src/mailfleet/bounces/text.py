@@ -48,7 +48,8 @@ _HEADERISH = re.compile(
 _HEADINGS = re.compile(
     r"following (?:e-?mail )?(?:address|recipient|user|destination)|"
     r"address(?:es)? (?:failed|to which)|could not be delivered to|not (?:be )?delivered to|"
-    r"could not be (?:reached|delivered)|failed permanently|has been delayed|delivery to the following|"
+    r"could not be (?:reached|delivered)|failed permanently|has been delayed|"
+    r"delivery to the following|"
     r"did not reach|delivery has failed to|unable to deliver|undeliverable to|"
     r"failed to (?:be delivered|deliver)|delivery (?:failed|problems?)|permanent fatal errors|"
     r"had (?:transient|permanent|delivery)|message not delivered|not yet been delivered|"
@@ -58,8 +59,11 @@ _HEADINGS = re.compile(
     r"無法|送達できません|无法",
     re.IGNORECASE,
 )
-_LINE_ADDR = re.compile(r"^[ \t]*<([^<>\s]+@[^<>\s]+)>[ \t]*(?::|\.\.\.|\(|$|[ \t]+\()", re.MULTILINE)
-_EXIM_ADDR = re.compile(r"^[ \t]{1,8}<?([^<>\s:]+@[^<>\s:]+?)>?(?::|[ \t]*$)", re.MULTILINE)
+_LINE_ADDR = re.compile(r"^[ \t]*<([^<>\s]+@[^<>\s]+)>[ \t]*(?::|\.\.\.|\(|$|[ \t]+\()",
+                        re.MULTILINE)
+_EXIM_ADDR = re.compile(r"^[ \t]{0,8}<?([^<>\s:]+@[^<>\s:]+?)>?(?::|[ \t]*$)", re.MULTILINE)
+_LONE_TO = re.compile(r"^\s*(?:To|An|Para)\s*:\s*<?\S+@\S+>?\s*$")
+_RECEIVED_TAIL = re.compile(r"^\s*(?:from|by)\s+\S+\s+\(|^\s*\(envelope-from|^\s*for <", re.I)
 _GENERATED = re.compile(r"\((?:generated|expanded) from:?\s*<?([^<>\s)]+@[^<>\s)]+)>?\)", re.I)
 _URL = re.compile(r"(?:https?|ftp)://\S+|mailto:", re.IGNORECASE)
 _MSGID = re.compile(r"(?:message-?id|id|mid|queue)\s*[:=]?\s*<[^>]*>", re.IGNORECASE)
@@ -99,8 +103,8 @@ def report_region(text: str) -> str:
     pos = 0
     for i, line in enumerate(lines[:-1]):
         if _HEADER_LINE.match(line) and _HEADER_LINE.match(lines[i + 1]):
-            head = line.split(":", 1)[0].lower()
-            if head not in {"to", "subject", "date", "from"} or i > 0:
+            names = {x.split(":", 1)[0].lower().lstrip(">") for x in (line, lines[i + 1])}
+            if not names <= {"to", "subject", "date", "from", "cc", "sender", "reply-to"}:
                 return text[:pos]
         pos += len(line) + 1
     return text[:cut]
@@ -116,10 +120,8 @@ def _excluded_spans(region: str) -> list[tuple[int, int]]:
     spans += [(m.start(), m.end()) for m in _MSGID.finditer(region)]
     offset = 0
     for line in region.split("\n"):
-        if _HEADERISH.match(line) and not re.match(r"^\s*(?:To|An|Para)\s*:\s*<?\S+@\S+>?\s*$",
-                                                   line):
-            spans.append((offset, offset + len(line)))
-        elif re.match(r"^\s*(?:from|by)\s+\S+\s+\(|^\s*\(envelope-from|^\s*for <", line, re.I):
+        headerish = bool(_HEADERISH.match(line)) and not _LONE_TO.match(line)
+        if headerish or _RECEIVED_TAIL.match(line):
             spans.append((offset, offset + len(line)))
         offset += len(line) + 1
     return spans
@@ -208,8 +210,7 @@ def lines_mentioning(region: str, address: str, limit: int = 3) -> str:
 
 
 def strip_addresses(text: str) -> str:
-    """``text`` with addresses and URLs removed (so they do not sway the reason)."""
-    text = _URL.sub(" ", text)
+    """``text`` with addresses removed (so they do not sway the reason)."""
     return ADDR_RE.sub(" ", text)
 
 

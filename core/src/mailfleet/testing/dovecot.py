@@ -191,6 +191,21 @@ class DovecotServer:
         return self.directory / "run" / "auth-postfix"
 
     @property
+    def lda_config_file(self) -> Path:
+        """Config for ``dovecot-lda`` run as the mail user (Postfix delivers with it)."""
+        return self.directory / "lda.conf"
+
+    @property
+    def lda_binary(self) -> str | None:
+        """Path of ``dovecot-lda`` if installed."""
+        return find_binary("dovecot-lda", "/usr/lib/dovecot", "/usr/libexec/dovecot")
+
+    @property
+    def mail_uid_gid(self) -> tuple[int, int]:
+        """(uid, gid) that owns the mail files."""
+        return ensure_mail_user() if is_root() else (os.getuid(), os.getgid())
+
+    @property
     def ca_file(self) -> Path:
         """CA clients should trust."""
         return self.tls.ca_file
@@ -310,7 +325,7 @@ passdb {{
 }}
 userdb {{
   driver = static
-  args = uid={uid} gid={gid} home={self.mail_dir}/%d/%n
+  args = uid={uid} gid={gid} home={self.mail_dir}/%d/%n allow_all_users=yes
 }}
 mail_location = maildir:~/Maildir
 namespace inbox {{
@@ -346,4 +361,30 @@ service pop3-login {{
 }}
 """
         self.config_file.write_text(conf)
+        lda_log = d / "lda.log"
+        lda_log.touch()
+        os.chown(lda_log, uid, gid)
+        self.lda_config_file.write_text(f"""\
+base_dir = {d}/run
+log_path = {lda_log}
+info_log_path = {lda_log}
+first_valid_uid = {first_uid}
+last_valid_uid = 0
+ssl = no
+stats_writer_socket_path =
+postmaster_address = postmaster@{DOMAIN}
+passdb {{
+  driver = static
+  args = password={ANY_USER_PASSWORD}
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={self.mail_dir}/%d/%n allow_all_users=yes
+}}
+mail_location = maildir:~/Maildir
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+""")
 

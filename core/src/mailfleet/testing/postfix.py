@@ -30,7 +30,7 @@ from mailfleet.testing._util import (
     wait_for_ports,
 )
 from mailfleet.testing.certs import CertBundle, TLSCerts
-from mailfleet.testing.dovecot import DOMAIN, DovecotServer, ensure_mail_user
+from mailfleet.testing.dovecot import DOMAIN, MAIL_USER, DovecotServer
 
 __all__ = ["PostfixServer"]
 
@@ -58,6 +58,15 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 """
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (PID 1 may reap late)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in {"Z", "X"}
 
 
 class PostfixServer:
@@ -102,7 +111,7 @@ class PostfixServer:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> PostfixServer:
-        """Write main.cf/master.cf, ``postfix check``, start ``master -w`` and wait for the ports."""
+        """Write the config, ``postfix check``, start ``master -w``, wait for both ports."""
         postfix = find_binary("postfix")
         master = find_binary("master", "/usr/lib/postfix/sbin", "/usr/libexec/postfix")
         if postfix is None or master is None:
@@ -149,11 +158,7 @@ class PostfixServer:
         if self.master_pid is not None:
             kill_group(self.master_pid)
             deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(self.master_pid, 0)
-                except ProcessLookupError:
-                    break
+            while time.monotonic() < deadline and _alive(self.master_pid):
                 time.sleep(0.01)
             self.master_pid = None
         if self._own_dir:
@@ -210,20 +215,16 @@ class PostfixServer:
         if self.one_try:
             lines += ["maximal_queue_lifetime = 0", "bounce_queue_lifetime = 0"]
         if self.dovecot is not None:
-            uid, gid = ensure_mail_user()
-            vmap = etc / "vmailbox.regexp"
-            # <local>@test.local -> test.local/<local>/Maildir/ (the Dovecot home layout)
-            vmap.write_text(r"/^([^@+]+)(\+[^@]*)?@test\.local$/ test.local/${1}/Maildir/" "\n")
+            # Every <name>@test.local exists and is delivered by dovecot-lda into the Dovecot
+            # mailbox with that login (a regexp virtual map may not substitute paths).
             lines += [
                 "smtpd_sasl_auth_enable = yes",
                 "smtpd_sasl_type = dovecot",
                 f"smtpd_sasl_path = {self.dovecot.auth_socket}",
                 f"virtual_mailbox_domains = {DOMAIN}",
-                f"virtual_mailbox_base = {self.dovecot.mail_dir}",
-                f"virtual_mailbox_maps = regexp:{vmap}",
-                "virtual_minimum_uid = 1",
-                f"virtual_uid_maps = static:{uid}",
-                f"virtual_gid_maps = static:{gid}",
+                "virtual_mailbox_maps = static:dovecot",
+                "virtual_transport = dovecot",
+                "dovecot_destination_recipient_limit = 1",
             ]
         (etc / "main.cf").write_text("\n".join(lines) + "\n")
         master_cf = (
@@ -233,6 +234,16 @@ class PostfixServer:
             "  -o smtpd_tls_auth_only=no\n"
             + _UNIX_SERVICES
         )
+        if self.dovecot is not None:
+            lda = self.dovecot.lda_binary
+            if lda is None:
+                raise ServerUnavailable("dovecot-lda not found")
+            user = MAIL_USER if is_root() else ""
+            master_cf += (
+                "dovecot   unix  -       n       n       -       -       pipe\n"
+                f"  flags=DRh user={user} argv={lda} -c {self.dovecot.lda_config_file}"
+                " -f ${sender} -d ${recipient}\n"
+            )
         (etc / "master.cf").write_text(master_cf)
         # Postfix waits ~1 s before trusting files modified less than a second ago: backdate them.
         past = time.time() - 10

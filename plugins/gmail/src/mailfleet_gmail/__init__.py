@@ -1,25 +1,38 @@
-"""mailfleet provider plugin for Gmail and Google Workspace."""
+"""mailfleet provider plugin for Gmail (entry point ``gmail``).
+
+Google Workspace is the same distribution's second provider, ``google-workspace``
+(:mod:`mailfleet_gmail.workspace`): same presets and replies, Workspace limits, no domains.
+"""
 
 from __future__ import annotations
 
 from mailfleet import hookimpl
-from mailfleet.providers import Endpoint, Limits, ProviderInfo, Security
+from mailfleet.config import Deployment
+from mailfleet.errors import Diagnosis, SmtpError
+from mailfleet.providers import ProviderInfo
+from mailfleet.sender import SenderDecision, SenderRequest
+from mailfleet.servers import Server
+from mailfleet_gmail import replies, sender
+from mailfleet_gmail.provider import GMAIL
 
-PROVIDER = ProviderInfo(
-    id="gmail",
-    name="Gmail",
-    domains=("gmail.com", "googlemail.com"),
-    smtp=(Endpoint("smtp.gmail.com", 465, Security.SSL),
-          Endpoint("smtp.gmail.com", 587, Security.STARTTLS)),
-    imap=(Endpoint("imap.gmail.com", 993, Security.SSL),),
-    pop3=(Endpoint("pop.gmail.com", 995, Security.SSL),),
-    auth=("app_password", "xoauth2"),
-    limits=Limits(per_day=500, recipients_per_letter=100),
-    sender_substitution=False,
-    verp=False,
-)
+PROVIDER = GMAIL
 
 
 @hookimpl
 def mailfleet_provider() -> ProviderInfo:
-    return PROVIDER
+    return GMAIL
+
+
+@hookimpl
+def mailfleet_validate_server(server: Server, deployment: Deployment) -> list[str]:
+    return sender.validate(server, deployment)
+
+
+@hookimpl
+def mailfleet_sender_policy(server: Server, wanted: SenderRequest) -> SenderDecision:
+    return sender.sender_policy(server, wanted)
+
+
+@hookimpl
+def mailfleet_diagnose(server: Server, error: SmtpError, locale: str) -> Diagnosis | None:
+    return replies.diagnose(server, error, locale)

@@ -1,0 +1,22 @@
+"""The ``google-workspace`` provider: Gmail's rules with Workspace limits (explicit only).
+
+A separate plugin module (entry point ``google-workspace``) because a provider plugin is one
+provider id; it reuses Gmail's hook implementations.
+"""
+
+from __future__ import annotations
+
+from mailfleet import hookimpl
+from mailfleet.providers import ProviderInfo
+from mailfleet_gmail import mailfleet_diagnose, mailfleet_sender_policy, mailfleet_validate_server
+from mailfleet_gmail.provider import WORKSPACE
+
+__all__ = ["mailfleet_diagnose", "mailfleet_provider", "mailfleet_sender_policy",
+           "mailfleet_validate_server"]
+
+PROVIDER = WORKSPACE
+
+
+@hookimpl
+def mailfleet_provider() -> ProviderInfo:
+    return WORKSPACE
