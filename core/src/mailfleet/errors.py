@@ -151,3 +151,12 @@ def default_classification(stage: Stage, code: int | None) -> Classification:
     if stage in (Stage.AUTH, Stage.MAIL_FROM, Stage.CONNECT, Stage.TLS):
         return Classification.SERVER
     return Classification.PERMANENT
+
+
+class MailboxError(MailfleetError):
+    """Reading the bounce mailbox failed; ``stage`` is connect, tls, auth or read."""
+
+    def __init__(self, stage: str, message: str, *, transient: bool = True) -> None:
+        self.stage = stage
+        self.transient = transient
+        super().__init__(f"bounce mailbox {stage}: {message}")

@@ -53,6 +53,7 @@ class CertBundle:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(str(self.cert_file), str(self.key_file))
+        ctx.num_tickets = 0  # avoids a ~40 ms delayed-ACK stall before the first reply
         return ctx
 
 

@@ -142,11 +142,12 @@ class PostgresServer:
             conn.execute(sql.encode())
 
     def create_database(self, name: str | None = None) -> str:
-        """``CREATE DATABASE`` (default name ``t_<hex>``); returns its DSN."""
+        """``CREATE DATABASE`` (default name ``t_<hex>``, from template0); returns its DSN."""
         name = name or f"t_{uuid.uuid4().hex[:16]}"
         if not _DB_NAME.match(name):
             raise ValueError(f"unsafe database name {name!r}")
-        self.execute(f"CREATE DATABASE {name}")
+        # template0 copies in ~0.03 s; template1 takes ~0.2 s right after initdb.
+        self.execute(f"CREATE DATABASE {name} TEMPLATE template0")
         return self.dsn(name)
 
     def drop_database(self, name: str) -> None:

@@ -7,6 +7,8 @@ it when ``CI=true`` or ``MAILFLEET_SERVERS_REQUIRED=1``.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
@@ -142,10 +144,68 @@ def smtp_sink() -> Iterator[SmtpSink]:
         server.stop()
 
 
+class _Prestart:
+    """Start a slow server in a background thread while the first tests run."""
+
+    def __init__(self, start: Callable[[], PostgresServer]) -> None:
+        self._result: PostgresServer | None = None
+        self._error: BaseException | None = None
+        self.taken = False
+        self._thread = threading.Thread(target=self._run, args=(start,), daemon=True,
+                                        name="mailfleet-prestart")
+        self._thread.start()
+
+    def _run(self, start: Callable[[], PostgresServer]) -> None:
+        try:
+            self._result = start()
+        except BaseException as exc:  # re-raised in the test thread by take()
+            self._error = exc
+
+    def take(self) -> PostgresServer:
+        """Wait for the start; return the server or raise what the start raised."""
+        self._thread.join()
+        self.taken = True
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def discard(self) -> None:
+        """Stop the server if no fixture took it."""
+        if not self.taken:
+            self._thread.join()
+            if self._result is not None:
+                self._result.stop()
+
+
+_PG_PRESTART_KEY = pytest.StashKey[_Prestart]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Pre-start PostgreSQL (initdb ~1 s) in the background when collected tests need it.
+
+    Disable with ``MAILFLEET_PRESTART=0``.
+    """
+    if os.environ.get("MAILFLEET_PRESTART", "1") == "0" or session.config.option.collectonly:
+        return
+    needed = {"postgres", "pg_dsn"}
+    if any(needed & set(getattr(item, "fixturenames", ())) for item in session.items):
+        session.stash[_PG_PRESTART_KEY] = _Prestart(PostgresServer().start)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop a pre-started server that no test used (e.g. deselected on this xdist worker)."""
+    prestart = session.stash.get(_PG_PRESTART_KEY, None)
+    if prestart is not None:
+        prestart.discard()
+
+
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
+def postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
     """Private PostgreSQL cluster (initdb + pg_ctl, trust auth, fsync off)."""
-    server = _start(PostgresServer().start)
+    prestart = request.session.stash.get(_PG_PRESTART_KEY, None)
+    start = prestart.take if prestart is not None else PostgresServer().start
+    server = _start(start)
     try:
         yield server
     finally:

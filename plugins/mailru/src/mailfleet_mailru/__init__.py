@@ -1,25 +1,34 @@
-"""mailfleet provider plugin for Mail.ru (VK)."""
+"""mailfleet provider plugin for Mail.ru (VK) (entry point ``mailru``)."""
 
 from __future__ import annotations
 
 from mailfleet import hookimpl
-from mailfleet.providers import Endpoint, Limits, ProviderInfo, Security
+from mailfleet.config import Deployment
+from mailfleet.errors import Diagnosis, SmtpError
+from mailfleet.providers import ProviderInfo
+from mailfleet.sender import SenderDecision, SenderRequest
+from mailfleet.servers import Server
+from mailfleet_mailru import replies, sender
+from mailfleet_mailru.provider import PROVIDER
 
-PROVIDER = ProviderInfo(
-    id="mailru",
-    name="Mail.ru",
-    domains=("mail.ru", "inbox.ru", "list.ru", "bk.ru", "internet.ru"),
-    smtp=(Endpoint("smtp.mail.ru", 465, Security.SSL),
-          Endpoint("smtp.mail.ru", 587, Security.STARTTLS)),
-    imap=(Endpoint("imap.mail.ru", 993, Security.SSL),),
-    pop3=(Endpoint("pop.mail.ru", 995, Security.SSL),),
-    auth=("app_password",),
-    limits=Limits(per_hour=50, per_day=300),
-    sender_substitution=False,
-    verp=False,
-)
+__all__ = ["PROVIDER"]
 
 
 @hookimpl
 def mailfleet_provider() -> ProviderInfo:
     return PROVIDER
+
+
+@hookimpl
+def mailfleet_validate_server(server: Server, deployment: Deployment) -> list[str]:
+    return sender.validate(server, deployment)
+
+
+@hookimpl
+def mailfleet_sender_policy(server: Server, wanted: SenderRequest) -> SenderDecision:
+    return sender.sender_policy(server, wanted)
+
+
+@hookimpl
+def mailfleet_diagnose(server: Server, error: SmtpError, locale: str) -> Diagnosis | None:
+    return replies.diagnose(server, error, locale)

@@ -1,27 +1,40 @@
-"""mailfleet provider plugin for Yandex Mail and Yandex 360."""
+"""mailfleet provider plugin for Yandex Mail and Yandex 360 (entry point ``yandex``).
+
+Login: the full address (confirmed for yandex.* and Yandex 360). The old "local part for
+@yandex.ru" rule is unconfirmed, so it is not retried automatically (a second failed AUTH
+counts towards login lock-outs); the diagnosis of ``Invalid user or password`` names it as
+the last thing to try, with ``login = "..."`` in the config.
+"""
 
 from __future__ import annotations
 
 from mailfleet import hookimpl
-from mailfleet.providers import Endpoint, Limits, ProviderInfo, Security
+from mailfleet.config import Deployment
+from mailfleet.errors import Diagnosis, SmtpError
+from mailfleet.providers import ProviderInfo
+from mailfleet.sender import SenderDecision, SenderRequest
+from mailfleet.servers import Server
+from mailfleet_yandex import replies, sender
+from mailfleet_yandex.provider import PROVIDER
 
-PROVIDER = ProviderInfo(
-    id="yandex",
-    name="Yandex Mail",
-    domains=("yandex.ru", "yandex.com", "yandex.by", "yandex.kz", "yandex.ua", "ya.ru",
-             "narod.ru"),
-    smtp=(Endpoint("smtp.yandex.ru", 465, Security.SSL),),
-    imap=(Endpoint("imap.yandex.ru", 993, Security.SSL),
-          Endpoint("imap.yandex.ru", 143, Security.STARTTLS)),
-    pop3=(Endpoint("pop.yandex.ru", 995, Security.SSL),
-          Endpoint("pop.yandex.ru", 110, Security.STARTTLS)),
-    auth=("app_password", "xoauth2"),
-    limits=Limits(per_day=500, recipients_per_letter=35),
-    sender_substitution=False,
-    verp=False,
-)
+__all__ = ["PROVIDER"]
 
 
 @hookimpl
 def mailfleet_provider() -> ProviderInfo:
     return PROVIDER
+
+
+@hookimpl
+def mailfleet_validate_server(server: Server, deployment: Deployment) -> list[str]:
+    return sender.validate(server, deployment)
+
+
+@hookimpl
+def mailfleet_sender_policy(server: Server, wanted: SenderRequest) -> SenderDecision:
+    return sender.sender_policy(server, wanted)
+
+
+@hookimpl
+def mailfleet_diagnose(server: Server, error: SmtpError, locale: str) -> Diagnosis | None:
+    return replies.diagnose(server, error, locale)

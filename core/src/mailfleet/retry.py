@@ -1,0 +1,73 @@
+"""Retry policies as data, turned into tenacity strategies (injectable sleep).
+
+``RetryPolicy`` says how a transient failure of one letter is retried (attempts and backoff),
+how a transient connection failure is retried, how long a failing server rests, and after how
+many consecutive server failures a mailing pauses itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import attrs
+import tenacity
+
+from mailfleet.errors import Classification, SmtpError
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How failures are retried.
+
+    ``max_attempts``: transient failures of one letter before it fails for good;
+    ``backoff_initial``/``backoff_multiplier``/``backoff_max``: seconds before the next attempt
+    (exponential); ``connect_attempts``: tries to open a session on a transient failure;
+    ``server_rest_seconds``: how long a server that failed (auth, refused sender, connection)
+    is left alone; ``max_server_failures``: consecutive server failures before a mailing pauses.
+    """
+
+    max_attempts: int = 5
+    backoff_initial: float = 60.0
+    backoff_multiplier: float = 2.0
+    backoff_max: float = 3600.0
+    connect_attempts: int = 3
+    connect_backoff: float = 1.0
+    server_rest_seconds: float = 300.0
+    max_server_failures: int = 10
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> RetryPolicy:
+        """Build from a config table (``[retry]``); unknown keys are refused."""
+        names = {f.name for f in attrs.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"retry: unknown keys {', '.join(unknown)}; allowed: "
+                             f"{', '.join(sorted(names))}")
+        return cls(**dict(data))
+
+    def letter_wait(self) -> tenacity.wait.wait_base:
+        return tenacity.wait_exponential(multiplier=self.backoff_initial,
+                                         exp_base=self.backoff_multiplier,
+                                         max=self.backoff_max)
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after the ``attempt``-th failed attempt (1-based)."""
+        state = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
+        state.attempt_number = max(1, attempt)
+        return float(self.letter_wait()(state))
+
+    def connect_retrying(self, sleep: Callable[[float], Awaitable[None]]
+                         ) -> tenacity.AsyncRetrying:
+        """Retry a connection on transient SMTP errors only; re-raise the last error."""
+        return tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self.connect_attempts),
+            wait=tenacity.wait_exponential(multiplier=self.connect_backoff, max=60),
+            retry=tenacity.retry_if_exception(_is_transient),
+            sleep=sleep,
+            reraise=True,
+        )
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, SmtpError) and exc.classification is Classification.TRANSIENT

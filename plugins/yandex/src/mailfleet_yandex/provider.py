@@ -1,0 +1,27 @@
+"""What Yandex Mail is: domains, presets, login rule, auth, limits (all confirmed)."""
+
+from __future__ import annotations
+
+from mailfleet.providers import Endpoint, Limits, ProviderInfo, Security
+
+PROVIDER = ProviderInfo(
+    id="yandex",
+    name="Yandex Mail",
+    # Yandex 360 custom domains are not listed: choose them with provider = "yandex".
+    domains=("yandex.ru", "yandex.com", "yandex.by", "yandex.kz", "yandex.ua", "ya.ru",
+             "narod.ru"),
+    smtp=(Endpoint("smtp.yandex.ru", 465, Security.SSL),
+          Endpoint("smtp.yandex.com", 465, Security.SSL)),
+    imap=(Endpoint("imap.yandex.ru", 993, Security.SSL),
+          Endpoint("imap.yandex.ru", 143, Security.STARTTLS)),
+    pop3=(Endpoint("pop.yandex.ru", 995, Security.SSL),
+          Endpoint("pop.yandex.ru", 110, Security.STARTTLS)),
+    login="address",
+    auth=("app_password", "xoauth2"),
+    # yandex.com/support/mail/web/letter/create/send-many-letters.html: 500 letters per
+    # 24 h (each recipient counts), 35 recipients per letter from a mail client.
+    limits=Limits(per_day=500, recipients_per_letter=35, window="rolling"),
+    sender_substitution=False,
+    verp=False,
+    help_url="https://yandex.com/support/mail/web/letter/create/send-many-letters.html",
+)
