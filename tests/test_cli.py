@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from fleet_config import server_entry
-
 from mailfleet.cli import main
 from mailfleet.testing.certs import TLSCerts
 from mailfleet.testing.pytest_plugin import SMTP_PASSWORD, SMTP_USER
@@ -36,11 +35,13 @@ def write_config(path: Path, *servers: dict[str, Any], saas: bool = False) -> Pa
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
+    try:
         main(list(args))
-        raise SystemExit(0)
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
     out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
+    return code, out, err
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from mailfleet.config import load_config, parse_config
 from mailfleet.errors import ConfigError
 from mailfleet.fleet import Fleet

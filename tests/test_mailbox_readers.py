@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from mailfleet.config import BouncesConfig
 from mailfleet.errors import MailboxError
 from mailfleet.mailbox.imap import Fetched, ImapReader
@@ -42,7 +42,8 @@ def settings_for(box: Mailbox, protocol: str = "imap", security: str = "ssl",
              ("pop3", "ssl"): box.pop3s_port, ("pop3", "starttls"): box.pop3_port}
     config = BouncesConfig(protocol=protocol, host=box.host,  # type: ignore[arg-type]
                            port=port or ports[(protocol, security)],
-                           security=Security(security), login=box.login, password=Secret(box.password),
+                           security=Security(security), login=box.login,
+                           password=Secret(box.password),
                            ca_file=str(box.ca_file), timeout=5.0, **extra)
     return resolve_mailbox(config)
 
@@ -137,10 +138,8 @@ class DroppingProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self.listener.close()
@@ -159,7 +158,8 @@ def proxy_factory() -> Iterator[Any]:
         p.close()
 
 
-def test_imap_reconnects_after_a_dropped_connection(mailbox: Mailbox, proxy_factory: Any) -> None:
+def test_imap_reconnects_after_a_dropped_connection(mailbox: Mailbox,
+                                                    proxy_factory: Any) -> None:
     mailbox.append(report(1))
     proxy = proxy_factory(mailbox.imaps_port, drops=2)
     reader = ImapReader(settings_for(mailbox, port=proxy.port), MemoryState(), sleep=no_sleep)
@@ -221,12 +221,12 @@ def test_plain_mailbox_login_is_refused_unless_allowed() -> None:
 
     config = BouncesConfig(host="imap.example.com", security=Security.NONE,
                            login="b@example.com", password_env="X")
-    with pytest.raises(ConfigError, match="bounces.security"):
+    with pytest.raises(ConfigError, match=r"bounces\.security"):
         resolve_mailbox(config)
 
 
-def test_imap_untrusted_certificate_is_refused_without_retry(mailbox: Mailbox, tls_certs: Any,
-                                                             proxy_factory: Any) -> None:
+def test_imap_untrusted_certificate_is_refused_without_retry(
+        mailbox: Mailbox, tls_certs: Any, proxy_factory: Any) -> None:
     proxy = proxy_factory(mailbox.imaps_port, drops=0)
     settings = settings_for(mailbox, port=proxy.port)
     object.__setattr__(settings, "ca_file", str(tls_certs.untrusted.ca_file))

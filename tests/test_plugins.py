@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pluggy
 import pytest
-
 from mailfleet import hookimpl, hookspecs
 from mailfleet.config import parse_config
 from mailfleet.errors import PluginError
@@ -177,7 +176,7 @@ def test_every_hook_is_documented_with_its_arguments_and_firstresult() -> None:
         "mailfleet_diagnose", "mailfleet_parse_bounce", "mailfleet_event"}
     for spec in specs:
         doc = inspect.getdoc(spec) or ""
-        opts = getattr(spec, "mailfleet_spec")
+        opts = spec.mailfleet_spec
         assert len(doc) > 80, spec.__name__
         if opts["firstresult"]:
             assert "firstresult" in doc and "None" in doc, spec.__name__

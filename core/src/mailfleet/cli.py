@@ -95,7 +95,8 @@ def servers_group() -> None:
 @click.pass_obj
 def servers_list(obj: Context, as_json: bool) -> None:
     """The servers in priority order, after provider presets are applied."""
-    data = [{"name": s.name, "kind": s.kind, "provider": s.provider, "host": s.host,
+    data: list[dict[str, Any]] = [
+        {"name": s.name, "kind": s.kind, "provider": s.provider, "host": s.host,
              "port": s.port, "security": s.security.value, "login": s.login,
              "sender": s.sender, "priority": s.priority,
              "allow_sender_override": s.allow_sender_override,
@@ -163,7 +164,8 @@ def send_cmd(obj: Context, server_name: str, to: str, subject: str, text: str,
                 "classification": exc.classification.value,
                 "diagnosis": exc.diagnosis.summary if exc.diagnosis else None,
                 "next_step": exc.diagnosis.next_step if exc.diagnosis else None}
-        emit(data, as_json, lambda: click.echo(f"not sent: {exc}", err=True))
+        message = f"not sent: {exc}"
+        emit(data, as_json, lambda: click.echo(message, err=True))
         sys.exit(EXIT_FAILURE)
     data = {"ok": True, "message_id": sent.message_id, "server": sent.server,
             "from": sent.sender.from_addr, "envelope_from": sent.sender.envelope_from,
@@ -175,7 +177,8 @@ def send_cmd(obj: Context, server_name: str, to: str, subject: str, text: str,
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line; configuration and usage errors exit with 2."""
-    import mailfleet.commands  # noqa: F401  (registers the mailing and bounce commands)
+    import mailfleet.bounce_cli
+    import mailfleet.commands  # noqa: F401  (registers the mailing commands)
 
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="mailfleet",

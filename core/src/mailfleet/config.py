@@ -55,7 +55,7 @@ class ServerConfig:
     allow_sender_override: bool | None = None
     aliases: tuple[str, ...] = ()
     priority: int = 100
-    limits: Limits = Limits()
+    limits: Limits = attrs.field(factory=Limits)
     connections: int = 2
     tls_verify: bool = True
     ca_file: str | None = None
@@ -101,7 +101,7 @@ class BouncesConfig:
 class Config:
     """The whole configuration file."""
 
-    deployment: Deployment = Deployment()
+    deployment: Deployment = attrs.field(factory=Deployment)
     servers: tuple[ServerConfig, ...] = ()
     bounces: BouncesConfig | None = None
     source: str = attrs.field(default="<memory>", eq=False)

@@ -91,7 +91,8 @@ _GENERIC_RULES = (
                                "password for SMTP)",
                          "ru": "проверьте логин и пароль (многие провайдеры требуют пароль "
                                "приложения для SMTP)"}),
-    ReplyRule(r"quota|sending limit|limit exceeded|too many (messages|mails)|rate ?limit", C.QUOTA, codes=frozenset(
+    ReplyRule(r"quota|sending limit|limit exceeded|too many (messages|mails)|rate ?limit",
+              C.QUOTA, codes=frozenset(
               {421, 450, 451, 452, 550, 554}), stages=frozenset({Stage.MAIL_FROM, Stage.DATA}),
               reason="exceedlimit", block_seconds=3600,
               summary={"en": "{server} says its sending limit is reached: {reply}",

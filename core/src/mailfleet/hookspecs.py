@@ -44,7 +44,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def mailfleet_provider() -> ProviderInfo | None:  # type: ignore[empty-body]
+def mailfleet_provider() -> ProviderInfo | None:
     """Declare the provider this plugin encodes: id, domains, presets, login rule, limits.
 
     Called once on every plugin when the plugin manager is built. Return ``None`` from a
@@ -56,7 +56,7 @@ def mailfleet_provider() -> ProviderInfo | None:  # type: ignore[empty-body]
 
 
 @hookspec
-def mailfleet_validate_server(  # type: ignore[empty-body]
+def mailfleet_validate_server(
     server: Server, deployment: Deployment
 ) -> list[str] | None:
     """Check a resolved server's config against the provider's rules.
@@ -72,7 +72,7 @@ def mailfleet_validate_server(  # type: ignore[empty-body]
 
 
 @hookspec(firstresult=True)
-def mailfleet_connect(  # type: ignore[empty-body]
+def mailfleet_connect(
     server: Server, oauth_token: str | None
 ) -> Awaitable[SmtpSession] | None:
     """Open an authenticated session to ``server``.
@@ -92,7 +92,7 @@ def mailfleet_connect(  # type: ignore[empty-body]
 
 
 @hookspec(firstresult=True)
-def mailfleet_oauth_token(server: Server) -> str | None:  # type: ignore[empty-body]
+def mailfleet_oauth_token(server: Server) -> str | None:
     """Supply a fresh OAuth2 access token for a server with ``auth = "xoauth2"``.
 
     :param server: the server about to connect, with ``auth = "xoauth2"``.
@@ -104,7 +104,7 @@ def mailfleet_oauth_token(server: Server) -> str | None:  # type: ignore[empty-b
 
 
 @hookspec(firstresult=True)
-def mailfleet_sender_policy(  # type: ignore[empty-body]
+def mailfleet_sender_policy(
     server: Server, wanted: SenderRequest
 ) -> SenderDecision | None:
     """Decide the From and envelope sender a letter will really use on ``server``.
@@ -120,7 +120,7 @@ def mailfleet_sender_policy(  # type: ignore[empty-body]
 
 
 @hookspec(firstresult=True)
-def mailfleet_send(  # type: ignore[empty-body]
+def mailfleet_send(
     server: Server, session: SmtpSession, envelopes: Sequence[Envelope]
 ) -> Awaitable[list[SendResult]] | None:
     """Send a batch of letters over an open session.
@@ -136,7 +136,7 @@ def mailfleet_send(  # type: ignore[empty-body]
 
 
 @hookspec(firstresult=True)
-def mailfleet_diagnose(  # type: ignore[empty-body]
+def mailfleet_diagnose(
     server: Server, error: SmtpError, locale: str
 ) -> Diagnosis | None:
     """Classify and explain an SMTP failure for the user.
@@ -155,7 +155,7 @@ def mailfleet_diagnose(  # type: ignore[empty-body]
 
 
 @hookspec(firstresult=True)
-def mailfleet_parse_bounce(  # type: ignore[empty-body]
+def mailfleet_parse_bounce(
     message: EmailMessage, raw: bytes
 ) -> BounceReport | None:
     """Parse a message from the bounce mailbox.

@@ -14,7 +14,6 @@ import logging
 import os
 from collections.abc import Awaitable, Iterable, Sequence
 from email import policy
-from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any, cast
 
@@ -203,7 +202,7 @@ class Plugins:
     def parse_bounce(self, raw: bytes) -> BounceReport:
         """Parse a bounce mailbox message through every plugin; never raises."""
         try:
-            message = cast(EmailMessage, BytesParser(policy=policy.default).parsebytes(raw))
+            message = BytesParser(policy=policy.default).parsebytes(raw)
         except Exception:  # a message the email package cannot even split
             log.warning("unparseable message of %d bytes", len(raw))
             return BounceReport(kind="not-bounce")

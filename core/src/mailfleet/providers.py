@@ -76,7 +76,7 @@ class ProviderInfo:
     pop3: tuple[Endpoint, ...] = ()
     login: Literal["address", "localpart"] = "address"
     auth: tuple[str, ...] = ("password",)
-    limits: Limits = Limits()
+    limits: Limits = attrs.field(factory=Limits)
     sender_substitution: bool = True
     verp: bool = True
     help_url: str | None = None

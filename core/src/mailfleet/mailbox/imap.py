@@ -7,8 +7,8 @@ backoff; a refused login never is.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import socket
 import ssl
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -89,7 +89,7 @@ class ImapReader:
                     self._mark(client, [int(m.id) for m in batch])
                     self._save(client, max(int(m.id) for m in batch))
                     count += len(batch)
-            except (OSError, socket.timeout, IMAPClientAbortError) as exc:
+            except (TimeoutError, OSError, IMAPClientAbortError) as exc:
                 raise MailboxError("read", f"connection lost: {exc}") from None
             finally:
                 _close(client)
@@ -138,11 +138,9 @@ class ImapReader:
 def _close(client: imapclient.IMAPClient) -> None:
     try:
         client.logout()
-    except Exception:  # already gone: nothing to release
-        try:
+    except Exception:  # already gone: only the socket is left to release
+        with contextlib.suppress(Exception):
             client.shutdown()
-        except Exception:
-            pass
 
 
 def _text(exc: BaseException) -> str:

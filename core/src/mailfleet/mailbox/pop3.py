@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import poplib
 import ssl
 from collections.abc import Callable
 from typing import Any
-
 
 from mailfleet.errors import MailboxError
 from mailfleet.mailbox.imap import Fetched
@@ -95,7 +95,5 @@ class Pop3Reader:
 
 
 def _quit(client: poplib.POP3) -> None:
-    try:
+    with contextlib.suppress(Exception):  # already closed
         client.close()
-    except Exception:  # already closed
-        pass

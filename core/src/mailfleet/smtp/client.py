@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import logging
 import re
@@ -261,10 +262,8 @@ class SmtpClient:
             pass
         finally:
             writer.close()
-            try:
+            with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
                 await asyncio.wait_for(writer.wait_closed(), 2)
-            except (OSError, TimeoutError, ssl.SSLError):
-                pass
 
     # -- wire -------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:

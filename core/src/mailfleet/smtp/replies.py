@@ -41,7 +41,7 @@ class Reply:
 
 
 def parse_reply_lines(raw_lines: list[bytes]) -> Reply:
-    """Build a reply from its raw lines (``250-a``, ``250 b``); malformed input raises ValueError."""
+    """Build a reply from its lines (``250-a``, ``250 b``); malformed input raises ValueError."""
     code = None
     lines = []
     for raw in raw_lines:

@@ -164,11 +164,18 @@ class DovecotServer:
                  start_timeout: float = 15.0) -> None:
         self.tls = tls
         self._own_dir = directory is None
-        self.directory = directory or make_server_dir("mailfleet-dovecot-")
+        self._directory = directory  # created by start() when None
         self.start_timeout = start_timeout
         self.imap_port = self.imaps_port = self.pop3_port = self.pop3s_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.version = ""
+
+    @property
+    def directory(self) -> Path:
+        """The instance's private directory (created by :meth:`start`)."""
+        if self._directory is None:
+            raise RuntimeError("server not started")
+        return self._directory
 
     @property
     def config_file(self) -> Path:
@@ -225,6 +232,8 @@ class DovecotServer:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> DovecotServer:
         """Write the config, start ``dovecot -F`` in its own session and wait for all ports."""
+        if self._directory is None:
+            self._directory = make_server_dir("mailfleet-dovecot-")
         binary = find_binary("dovecot")
         if binary is None:
             raise ServerUnavailable("dovecot not installed (apt-get install dovecot-imapd "
@@ -235,21 +244,24 @@ class DovecotServer:
             raise ServerUnavailable(f"Dovecot {self.version!r} found; these fixtures write 2.3 "
                                     "configuration (Debian 12)")
         self.imap_port, self.imaps_port, self.pop3_port, self.pop3s_port = free_ports(4)
-        self._write_config()
         stderr_path = self.directory / "dovecot.stderr"
-        with open(stderr_path, "ab") as err:
-            # Dovecot keeps fd 2 open for its whole life: never a pipe.
-            self.proc = subprocess.Popen(
-                [binary, "-F", "-c", str(self.config_file)],
-                stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True,
-            )
         try:
+            self._write_config()
+            with open(stderr_path, "ab") as err:
+                # Dovecot keeps fd 2 open for its whole life: never a pipe.
+                self.proc = subprocess.Popen(
+                    [binary, "-F", "-c", str(self.config_file)],
+                    stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True,
+                )
             wait_for_ports([self.imap_port, self.imaps_port, self.pop3_port, self.pop3s_port],
                            self.start_timeout, self.proc, "dovecot", self.log_file)
         except RuntimeError as exc:
             tail = log_tail(stderr_path)
             self.stop()
             raise RuntimeError(f"{exc}{tail}") from None
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
@@ -259,8 +271,9 @@ class DovecotServer:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(5)
             self.proc = None
-        if self._own_dir:
-            remove_tree(self.directory)
+        if self._own_dir and self._directory is not None:
+            remove_tree(self._directory)
+            self._directory = None
 
     def __enter__(self) -> DovecotServer:
         return self.start()

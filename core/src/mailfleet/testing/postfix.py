@@ -84,10 +84,17 @@ class PostfixServer:
         self.one_try = one_try
         self.myhostname = myhostname
         self._own_dir = directory is None
-        self.directory = directory or make_server_dir("mailfleet-postfix-")
+        self._directory = directory  # created by start() when None
         self.start_timeout = start_timeout
         self.port = self.smtps_port = 0
         self.master_pid: int | None = None
+
+    @property
+    def directory(self) -> Path:
+        """The instance's private directory (created by :meth:`start`)."""
+        if self._directory is None:
+            raise RuntimeError("server not started")
+        return self._directory
 
     @property
     def config_dir(self) -> Path:
@@ -112,6 +119,8 @@ class PostfixServer:
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> PostfixServer:
         """Write the config, ``postfix check``, start ``master -w``, wait for both ports."""
+        if self._directory is None:
+            self._directory = make_server_dir("mailfleet-postfix-")
         postfix = find_binary("postfix")
         master = find_binary("master", "/usr/lib/postfix/sbin", "/usr/libexec/postfix")
         if postfix is None or master is None:
@@ -121,17 +130,17 @@ class PostfixServer:
         if user_ids("postfix") is None:
             raise ServerUnavailable("system user 'postfix' missing")
         self.port, self.smtps_port = free_ports(2)
-        self._write_config()
         env = {**os.environ, "MAIL_CONFIG": str(self.config_dir)}
-        self._run([postfix, "-c", str(self.config_dir), "check"], env)
-        self._run([master, "-c", str(self.config_dir), "-w"], env)
-        pid_file = self.queue_dir / "pid" / "master.pid"
-        with contextlib.suppress(OSError, ValueError):
-            self.master_pid = int(pid_file.read_text().split()[0])
         try:
+            self._write_config()
+            self._run([postfix, "-c", str(self.config_dir), "check"], env)
+            self._run([master, "-c", str(self.config_dir), "-w"], env)
+            pid_file = self.queue_dir / "pid" / "master.pid"
+            with contextlib.suppress(OSError, ValueError):
+                self.master_pid = int(pid_file.read_text().split()[0])
             wait_for_ports([self.port, self.smtps_port], self.start_timeout, None, "postfix",
                            self.log_file)
-        except RuntimeError:
+        except BaseException:
             self.stop()
             raise
         return self
@@ -161,8 +170,9 @@ class PostfixServer:
             while time.monotonic() < deadline and _alive(self.master_pid):
                 time.sleep(0.01)
             self.master_pid = None
-        if self._own_dir:
-            remove_tree(self.directory)
+        if self._own_dir and self._directory is not None:
+            remove_tree(self._directory)
+            self._directory = None
 
     def __enter__(self) -> PostfixServer:
         return self.start()

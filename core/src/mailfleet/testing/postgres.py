@@ -54,10 +54,17 @@ class PostgresServer:
 
     def __init__(self, directory: Path | None = None) -> None:
         self._own_dir = directory is None
-        self.directory = directory or make_server_dir("mailfleet-pg-")
+        self._directory = directory  # created by start() when None
         self.port = 0
         self.bindir: Path | None = None
         self._started = False
+
+    @property
+    def directory(self) -> Path:
+        """The instance's private directory (created by :meth:`start`)."""
+        if self._directory is None:
+            raise RuntimeError("server not started")
+        return self._directory
 
     @property
     def data_dir(self) -> Path:
@@ -88,6 +95,8 @@ class PostgresServer:
 
     def start(self) -> PostgresServer:
         """initdb + pg_ctl start (listen on 127.0.0.1 only, socket in the temp dir)."""
+        if self._directory is None:
+            self._directory = make_server_dir("mailfleet-pg-")
         self.bindir = find_pg_bindir()
         if self.bindir is None:
             raise ServerUnavailable("PostgreSQL server binaries not installed (apt-get install "
@@ -98,13 +107,18 @@ class PostgresServer:
                 raise ServerUnavailable("system user 'postgres' missing")
             os.chown(self.directory, *ids)
         self.port = free_port()
-        self._run([str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", self.user,
-                   "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"], "initdb")
         opts = (f"-c listen_addresses={LOCALHOST} -p {self.port} -k {self.directory} "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l",
-                   str(self.log_file), "-w", "-t", "60", "start", "-o", opts], "pg_ctl start")
-        self._started = True
+        try:
+            self._run([str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", self.user,
+                       "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"], "initdb")
+            self._started = True  # from here on, stop() tries pg_ctl stop
+            self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l",
+                       str(self.log_file), "-w", "-t", "60", "start", "-o", opts],
+                      "pg_ctl start")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
@@ -114,8 +128,9 @@ class PostgresServer:
                 self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m",
                            "immediate", "-w", "stop"], "pg_ctl stop")
             self._started = False
-        if self._own_dir:
-            remove_tree(self.directory)
+        if self._own_dir and self._directory is not None:
+            remove_tree(self._directory)
+            self._directory = None
 
     def __enter__(self) -> PostgresServer:
         return self.start()

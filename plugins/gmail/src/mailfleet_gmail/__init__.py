@@ -12,6 +12,7 @@ from mailfleet.errors import Diagnosis, SmtpError
 from mailfleet.providers import ProviderInfo
 from mailfleet.sender import SenderDecision, SenderRequest
 from mailfleet.servers import Server
+
 from mailfleet_gmail import replies, sender
 from mailfleet_gmail.provider import GMAIL
 

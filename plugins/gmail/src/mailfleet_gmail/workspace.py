@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mailfleet import hookimpl
 from mailfleet.providers import ProviderInfo
+
 from mailfleet_gmail import mailfleet_diagnose, mailfleet_sender_policy, mailfleet_validate_server
 from mailfleet_gmail.provider import WORKSPACE
 

@@ -8,6 +8,7 @@ from mailfleet.errors import Diagnosis, SmtpError
 from mailfleet.providers import ProviderInfo
 from mailfleet.sender import SenderDecision, SenderRequest
 from mailfleet.servers import Server
+
 from mailfleet_mailru import replies, sender
 from mailfleet_mailru.provider import PROVIDER
 

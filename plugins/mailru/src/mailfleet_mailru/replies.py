@@ -6,16 +6,16 @@ import re
 from collections.abc import Mapping
 
 import attrs
-
 from mailfleet.diagnosis import ReplyRule
 from mailfleet.errors import Classification, Diagnosis, SmtpError, Stage
 from mailfleet.servers import Server
+
 from mailfleet_mailru.sender import block_seconds
 
 C = Classification
 AUTH = frozenset({Stage.AUTH})
 
-APP_PASSWORD_HELP = "https://help.mail.ru/mail/security/protection/external"
+EXTERNAL_APPS_HELP = "https://help.mail.ru/mail/security/protection/external"
 APP_PASSWORDS = "https://account.mail.ru/user/2-step-auth/passwords"
 NOTSPAM = "https://help.mail.ru/notspam-support/errors/550spam"
 
@@ -25,17 +25,17 @@ _APP_PASSWORD_STEP = {
     "en": "Mail.ru takes only an application password over SMTP: in Mail.ru settings > Password "
           "and security, switch on “Access to Mail via IMAP, POP and SMTP”, then create a "
           "password for external applications (" + APP_PASSWORDS + ", help: "
-          + APP_PASSWORD_HELP + ") and put it in password_env or password_file",
+          + EXTERNAL_APPS_HELP + ") and put it in password_env or password_file",
     "ru": "Mail.ru принимает по SMTP только пароль для внешнего приложения: в настройках "
           "Mail.ru > Пароль и безопасность включите «Доступ к почте по IMAP, POP и SMTP», "
           "затем создайте пароль для внешнего приложения (" + APP_PASSWORDS + ", справка: "
-          + APP_PASSWORD_HELP + ") и укажите его в password_env или password_file",
+          + EXTERNAL_APPS_HELP + ") и укажите его в password_env или password_file",
 }
 
 RULES = (
     ReplyRule(
         r"NEOBHODIM parol prilozheniya|application password is required", C.SERVER,
-        reason="authfailure", url=APP_PASSWORD_HELP,
+        reason="authfailure", url=EXTERNAL_APPS_HELP,
         summary={"en": "Mail.ru refused the password of {login}: an application password is "
                        "required",
                  "ru": "Mail.ru отклонил пароль {login}: нужен пароль для внешнего "
@@ -43,7 +43,7 @@ RULES = (
         next_step=_APP_PASSWORD_STEP),
     ReplyRule(
         r".", C.SERVER, stages=AUTH, codes=frozenset({534, 535}),
-        reason="authfailure", url=APP_PASSWORD_HELP,
+        reason="authfailure", url=EXTERNAL_APPS_HELP,
         summary={"en": "Mail.ru did not accept the login {login} with this password (it must "
                        "be an application password)",
                  "ru": "Mail.ru не принял логин {login} с этим паролем (нужен пароль для "
@@ -127,7 +127,7 @@ def diagnose(server: Server, error: SmtpError, locale: str) -> Diagnosis | None:
         if not rule.matches(error):
             continue
         found = _LINK.search(error.reply)
-        link = found.group(0) if found else (rule.url or APP_PASSWORD_HELP)
+        link = found.group(0) if found else (rule.url or EXTERNAL_APPS_HELP)
         block = block_seconds(server) if rule.classification is C.QUOTA else rule.block_seconds
         values = {"link": link, "block": _duration(block or 0, locale)}
         rule = attrs.evolve(rule, summary=_fill(rule.summary, values),

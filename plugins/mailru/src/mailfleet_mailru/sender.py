@@ -9,6 +9,7 @@ from __future__ import annotations
 from mailfleet.config import Deployment
 from mailfleet.sender import SenderDecision, SenderRequest
 from mailfleet.servers import Server
+
 from mailfleet_mailru.provider import RATELIMIT_BLOCK_SECONDS
 
 

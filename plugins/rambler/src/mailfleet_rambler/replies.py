@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 
 import attrs
-
 from mailfleet.diagnosis import ReplyRule, match_rules
 from mailfleet.errors import Classification, Diagnosis, SmtpError, Stage
 from mailfleet.servers import Server
+
 from mailfleet_rambler.provider import ABUSE_ADDRESS, ABUSE_FORM, MAIL_APPS
 
 C = Classification

@@ -14,6 +14,7 @@ from mailfleet.errors import Diagnosis, SmtpError
 from mailfleet.providers import ProviderInfo
 from mailfleet.sender import SenderDecision, SenderRequest
 from mailfleet.servers import Server
+
 from mailfleet_yandex import replies, sender
 from mailfleet_yandex.provider import PROVIDER
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import attrs
-
 from mailfleet.diagnosis import ReplyRule, Text
 from mailfleet.errors import Classification, Diagnosis, SmtpError, Stage
 from mailfleet.servers import Server

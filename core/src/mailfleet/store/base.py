@@ -1,0 +1,184 @@
+"""The storage interface of the mailing engine (SQLite now, PostgreSQL later).
+
+Every method is one short transaction; none is held open across SMTP. Times are seconds
+since the epoch from the engine's clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal, Protocol
+
+import attrs
+
+from mailfleet.providers import Limits
+
+LetterState = Literal["queued", "claimed", "sending", "sent", "failed", "skipped", "bounced",
+                      "held"]
+MailingState = Literal["draft", "active", "paused", "cancelled", "done"]
+LETTER_STATES: tuple[str, ...] = ("queued", "claimed", "sending", "sent", "failed", "skipped",
+                                  "bounced", "held")
+
+
+@attrs.frozen
+class MailingRecord:
+    """A mailing as stored: the template as a dict and how it runs."""
+
+    id: str
+    name: str
+    created_at: float
+    state: str
+    template: Mapping[str, object]
+    message_id_domain: str
+    hold_in_data: bool = False
+    state_reason: str = ""
+    total: int = 0
+    rejected: int = 0
+
+
+@attrs.frozen
+class LetterRow:
+    """A claimed letter, what the dispatcher needs to render and send it."""
+
+    id: int
+    mailing_id: str
+    seq: int
+    email: str
+    fields: str
+    attempts: int
+
+    @property
+    def letter_id(self) -> str:
+        return f"{self.mailing_id}-{self.seq}"
+
+
+@attrs.frozen
+class LetterRecord:
+    """A letter as a bounce reader sees it."""
+
+    letter_id: str
+    mailing_id: str
+    email: str
+    state: str
+    server: str | None
+    from_addr: str | None
+    message_id: str | None
+    attempts: int
+    last_error: str | None
+    sent_at: float | None
+
+
+@attrs.frozen
+class Claim:
+    """Letters claimed for one server; when empty, ``reason`` says why:
+    ``empty`` (nothing queued may go now), ``spent`` (a window is full), ``blocked``."""
+
+    letters: tuple[LetterRow, ...] = ()
+    skipped: tuple[LetterRow, ...] = ()
+    reason: str = ""
+    until: float | None = None
+
+
+@attrs.frozen
+class Outcome:
+    """The end of one attempt: the letter's new state and whether its charge stays."""
+
+    letter: int
+    state: LetterState
+    server: str | None = None
+    from_addr: str | None = None
+    error: str | None = None
+    not_before: float | None = None
+    attempts: int = 0
+    charged: bool = False
+
+
+@attrs.frozen
+class WindowStatus:
+    used: int
+    limit: int | None
+    remaining: int | None
+    frees_at: float | None
+
+
+@attrs.frozen
+class QuotaStatus:
+    """One server's quota now."""
+
+    server: str
+    minute: WindowStatus
+    hour: WindowStatus
+    day: WindowStatus
+    blocked_until: float | None
+    blocked_reason: str | None
+
+    @property
+    def available(self) -> bool:
+        return self.blocked_until is None and all(
+            w.remaining is None or w.remaining > 0 for w in (self.minute, self.hour, self.day))
+
+
+@attrs.frozen
+class Recovery:
+    """What a restart found: letters put back, letters to resend, letters held for review."""
+
+    requeued: int = 0
+    resent: int = 0
+    held: int = 0
+
+
+class Store(Protocol):
+    """Everything the mailing engine and the bounce reader keep."""
+
+    # -- mailings -----------------------------------------------------------------------
+    def create_mailing(self, mailing: MailingRecord) -> None: ...
+    def add_letters(self, mailing_id: str,
+                    rows: Sequence[tuple[int, str, str]]) -> int:
+        """Insert ``(seq, email, fields json)`` rows; duplicates of an address are ignored;
+        returns how many were inserted."""
+        ...
+    def finish_creation(self, mailing_id: str, total: int, rejected: int) -> None: ...
+    def delete_mailing(self, mailing_id: str) -> None: ...
+    def get_mailing(self, mailing_id: str) -> MailingRecord | None: ...
+    def list_mailings(self, states: Sequence[str] | None = None) -> list[MailingRecord]: ...
+    def set_mailing_state(self, mailing_id: str, state: str, reason: str = "") -> None: ...
+    def pause_active(self, reason: str) -> list[str]: ...
+    def cancel_mailing(self, mailing_id: str, now: float) -> None: ...
+    def release_held(self, mailing_id: str) -> int: ...
+    def counts(self, mailing_id: str) -> dict[str, int]: ...
+    def by_server(self, mailing_id: str) -> dict[str, int]: ...
+    def complete_finished(self) -> list[str]: ...
+
+    # -- dispatching ----------------------------------------------------------------------
+    def register_dispatcher(self, dispatcher_id: str, now: float) -> None: ...
+    def unregister_dispatcher(self, dispatcher_id: str) -> None: ...
+    def recover(self, now: float) -> Recovery: ...
+    def claim(self, dispatcher_id: str, server: str, limits: Limits, count: int, now: float,
+              mailing_ids: Sequence[str] | None = None) -> Claim: ...
+    def mark_sending(self, letter_ids: Sequence[int], now: float) -> None: ...
+    def finish(self, outcomes: Sequence[Outcome], now: float) -> None: ...
+    def waiting(self, mailing_ids: Sequence[str] | None, now: float) -> tuple[int, float | None]:
+        """Queued letters of active mailings and the earliest ``not_before`` in the future."""
+        ...
+
+    # -- quota ----------------------------------------------------------------------------
+    def quota(self, server: str, limits: Limits, now: float) -> QuotaStatus: ...
+    def block_server(self, server: str, until: float, reason: str) -> None: ...
+    def unblock_server(self, server: str) -> None: ...
+
+    # -- suppression ----------------------------------------------------------------------
+    def suppress(self, email: str, reason: str, now: float, source: str = "manual") -> None: ...
+    def unsuppress(self, email: str) -> bool: ...
+    def is_suppressed(self, email: str) -> bool: ...
+    def suppressed(self) -> list[tuple[str, str, float, str]]: ...
+
+    # -- bounces --------------------------------------------------------------------------
+    def find_letter(self, letter_id: str) -> LetterRecord | None: ...
+    def find_by_message_id(self, message_id: str) -> LetterRecord | None: ...
+    def mark_bounced(self, letter_id: str, *, hard: bool, reason: str, status: str | None,
+                     diagnostic: str | None, now: float) -> bool: ...
+    def count_soft_bounces(self, email: str, since: float) -> int: ...
+    def kv_get(self, key: str) -> str | None: ...
+    def kv_set(self, key: str, value: str) -> None: ...
+
+    def close(self) -> None: ...
