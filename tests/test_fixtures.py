@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
-from imapclient import IMAPClient  # type: ignore[import-untyped]
+from imapclient import IMAPClient
 from mailfleet.testing.certs import TLSCerts
 from mailfleet.testing.dovecot import DovecotServer, Mailbox
 from mailfleet.testing.postfix import PostfixServer

@@ -23,10 +23,10 @@ class MemoryState:
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
 
-    def get_state(self, key: str) -> str | None:
+    def kv_get(self, key: str) -> str | None:
         return self.values.get(key)
 
-    def set_state(self, key: str, value: str) -> None:
+    def kv_set(self, key: str, value: str) -> None:
         self.values[key] = value
 
 

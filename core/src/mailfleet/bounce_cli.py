@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
+from mailfleet.bounce_handling import BounceHandler, Handled, fetch_bounces
 from mailfleet.bounces.report import BounceReport
-from mailfleet.cli import cli, json_option, print_table
+from mailfleet.cli import EXIT_FAILURE, Context, cli, json_option, print_table
+from mailfleet.errors import ConfigError, MailboxError
+from mailfleet.mailbox.settings import resolve_mailbox
 from mailfleet.plugins import load_plugins
+from mailfleet.store import open_store
 
 
 def report_json(report: BounceReport, file: str | None = None) -> dict[str, Any]:
@@ -53,3 +59,73 @@ def bounces_parse(files: tuple[Path, ...], as_json: bool) -> None:
     if not as_json:
         print_table(rows, ["file", "kind", "recipient", "status", "reason", "hard"])
 
+
+
+def _fetch(obj: Context) -> list[Handled]:
+    fleet = obj.fleet
+    if fleet.config.bounces is None:
+        raise ConfigError(f"{fleet.config.source}: no [bounces] section; add the bounce "
+                          f"mailbox (protocol, host, login, password_env)")
+    settings = resolve_mailbox(fleet.config.bounces, fleet.plugins)
+    store = open_store(fleet.config.deployment.store)
+    try:
+        return fetch_bounces(settings, BounceHandler(store, fleet.plugins,
+                                                     fleet.config.bounces))
+    finally:
+        store.close()
+
+
+def _summary(handled: list[Handled]) -> dict[str, Any]:
+    return {
+        "read": len(handled),
+        "bounces": sum(h.report.kind == "bounce" for h in handled),
+        "marked": sum(h.marked for h in handled),
+        "suppressed": sorted({a for h in handled for a in h.suppressed}),
+        "reports": [dict(report_json(h.report),
+                         matched_letter=h.letter.letter_id if h.letter else None)
+                    for h in handled],
+    }
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    click.echo(f"read {summary['read']} message(s): {summary['bounces']} bounce(s), "
+               f"{summary['marked']} letter(s) marked, {len(summary['suppressed'])} "
+               f"address(es) suppressed")
+    for address in summary["suppressed"]:
+        click.echo(f"  suppressed {address}")
+
+
+@bounces_group.command("fetch")
+@json_option
+@click.pass_obj
+def bounces_fetch(obj: Context, as_json: bool) -> None:
+    """Read the bounce mailbox once and apply every new report."""
+    try:
+        summary = _summary(_fetch(obj))
+    except MailboxError as exc:
+        click.echo(f"mailfleet: {exc}", err=True)
+        sys.exit(EXIT_FAILURE)
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False))
+    else:
+        _print_summary(summary)
+
+
+@bounces_group.command("watch")
+@click.option("--interval", default=60.0, show_default=True, help="Seconds between reads.")
+@click.option("--count", default=0, help="Stop after this many reads (0: never).")
+@click.pass_obj
+def bounces_watch(obj: Context, interval: float, count: int) -> None:
+    """Keep reading the bounce mailbox; a dropped connection is retried, a refused login stops."""
+    rounds = 0
+    while True:
+        try:
+            _print_summary(_summary(_fetch(obj)))
+        except MailboxError as exc:
+            click.echo(f"mailfleet: {exc}", err=True)
+            if not exc.transient:
+                sys.exit(EXIT_FAILURE)
+        rounds += 1
+        if count and rounds >= count:
+            return
+        time.sleep(interval)

@@ -13,12 +13,18 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
     ("notcompliantrfc", r"multiple addresses in from|not rfc ?5322 compliant"),
     ("networkerror", r"host not found, try again|host not reachable|temporary (dns|lookup|name) |"
                      r"dns.{0,30}temporar|lookup.{0,30}timed? ?out"),
-    ("expired", r"did not accept our requests to connect|"
-                r"could not be delivered within|has not been collected|"
-                r"(was|has been|have been) (unable|failing)|message (has been )?expired"),
+    # a mail loop is named before the generic "maximum ... times" of expired
+    ("networkerror", r"mail loop|routing loop|loops? (back|detected)|too many hops|"
+                     r"hop count exceeded|forwarded more than|network error|host name lookup failure"),
+    ("expired", r"did not accept our requests to connect|has not been collected|"
+                r"(was|has been|have been) (unable|failing)|message (has been )?expired|"
+                r"envelope expired"),
     ("requireptr", r"\bptr\b|name lookup failed|reverse (dns|lookup|hostname)|rdns|no ptr|"
                    r"cannot find your hostname|client host .{0,40}not found|"
                    r"does not resolve|unresolvable|hostname .{0,30}(not|doesn.t) (match|resolve)"),
+    ("notaccept", r"null mx|no mx record|couldn.t find a mail exchanger|"
+                  r"name service error for name=\S+ type=mx|does not accept mail|"
+                  r"doesn.t receive (e-?)?mail|accepts? no mail"),
     ("authfailure", r"\bdmarc\b|\bspf\b|\bdkim\b|unauthenticated (email|mail)|"
                     r"authentication (failure|failed|check)|sender is unauthenticated|"
                     r"sender policy framework|domainkeys"),
@@ -46,7 +52,7 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
     ("toomanyconn", r"too many (connections|sessions|concurrent|simultaneous|recipients)|"
                     r"connection (limit|rate|frequency)|frequency limited"),
     ("speeding", r"rate limit|too many (messages|mails|emails)|sending rate|"
-                 r"exceeded.{0,20}(rate|velocity)|throttl|slow down|try again later"),
+                 r"exceeded.{0,20}(rate|velocity)|throttl|slow down|receiving mail at a rate"),
     ("hasmoved", r"has moved|address.{0,20}changed|no longer (at|with)|moved to|"
                  r"forwarding address|user has moved"),
     ("mailboxfull", r"mailbox (is |was )?full|over ?quota|quota (exceeded|violation|full)|"
@@ -70,8 +76,8 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
     ("hostunknown", r"host (or domain name )?not found|unknown host|no such (host|domain)|"
                     r"host unknown|domain (not found|does not exist|unknown|doesn.t exist|"
                     r"name not found)|unrouteable|unroutable|"
-                    r"name service error|nxdomain|no mx|null mx|mx (record|host).{0,20}"
-                    r"(not|no)|unknown (mail )?domain|does not accept mail|"
+                    r"name service error|nxdomain|mx (record|host).{0,20}"
+                    r"(not|no)|unknown (mail )?domain|"
                     r"dns (error|failure)|host.{0,20}(could not|cannot) be (found|resolved)|"
                     r"domain.{0,40}(is not|isn.t) (valid|registered)|all relevant mx"),
     ("userunknown", r"user (is )?unknown|unknown (user|recipient|address|local|mailbox|alias)|"
@@ -136,10 +142,33 @@ _WEAK_RULES: tuple[tuple[str, str], ...] = (
 )
 _COMPILED = tuple((reason, re.compile(rx)) for reason, rx in _TEXT_RULES)
 _WEAK = tuple((reason, re.compile(rx)) for reason, rx in _WEAK_RULES)
-_DATA_STAGE = re.compile(r"end of data|after data|>>> data|final data|after end of|"
-                         r"in reply to data|data command", re.IGNORECASE)
-_MAIL_STAGE = re.compile(r"(after|in reply to) mail from|>>> mail from|mail from:?\s*<[^>]*>"
-                         r"\s*(<<<\s*)?[45]\d\d", re.IGNORECASE)
+# The SMTP command a refusal answered, as the MTAs name it: Postfix "(in reply to RCPT TO
+# command)", Exim "SMTP error from remote mail server after RCPT TO:<..>", Sendmail
+# transcripts ">>> RCPT To:<..>" / "<<< 550 ..", "after end of data", "did not like our
+# RCPT TO", qmail "Connected to .. but sender was rejected". The last one named wins.
+_COMMANDS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("RCPT", re.compile(r"\bRCPT\b|\brcpt to\b|recipient was rejected", re.IGNORECASE)),
+    ("MAIL", re.compile(r"\bMAIL FROM\b|(?:after|in reply to|>>>) mail from\b|"
+                        r"sender was rejected", re.IGNORECASE)),
+    ("DATA", re.compile(r"\bDATA\b|end of data|after data|in reply to data|"
+                        r"(?:final|message) data", re.IGNORECASE)),
+    ("HELO", re.compile(r"\b(?:HELO|EHLO)\b|my name was rejected", re.IGNORECASE)),
+    ("CONN", re.compile(r"initial connection|after connect|smtp greeting|connected to \S+ but "
+                        r"(?:greeting|connection)", re.IGNORECASE)),
+)
+
+
+def smtp_command(text: str | None) -> str | None:
+    """The SMTP command (RCPT, MAIL, DATA, HELO, CONN) named last in ``text``, if any."""
+    if not text:
+        return None
+    best: tuple[int, str] | None = None
+    for name, rx in _COMMANDS:
+        for match in rx.finditer(text):
+            if best is None or match.start() >= best[0]:
+                best = (match.start(), name)
+    return best[1] if best else None
+
 
 _STATUS_RULES: dict[str, str] = {
     "1.0": "userunknown", "1.1": "userunknown", "1.2": "hostunknown", "1.3": "userunknown",
@@ -166,8 +195,7 @@ _STATUS_RULES: dict[str, str] = {
 # Codes whose meaning is precise enough to trust over the free text.
 _DECISIVE = frozenset({"1.1", "1.2", "1.6", "1.10", "1.7", "1.8", "2.2", "2.3", "3.4",
                        "7.26", "7.27", "7.30",
-                       "7.32", "7.509", "7.515", "7.23", "7.25", "7.54", "7.606", "7.13",
-                       "4.4", "4.7"})
+                       "7.32", "7.509", "7.515", "7.23", "7.25", "7.54", "7.606", "7.13"})
 
 
 def _subject_detail(status: str) -> str:
@@ -175,34 +203,37 @@ def _subject_detail(status: str) -> str:
     return ".".join(parts[1:3]) if len(parts) == 3 else ""
 
 
-def _by_text(low: str, detail: str) -> str | None:
-    for rules in (_COMPILED, _WEAK):
+def _by_text(low: str, detail: str) -> tuple[str | None, bool]:
+    """The first matching reason and whether it came from the specific (not weak) rules."""
+    for strong, rules in ((True, _COMPILED), (False, _WEAK)):
         for reason, rx in rules:
             if rx.search(low):
                 if reason == "spamdetected" and detail.startswith("1."):
                     continue
-                return reason
-    return None
+                return reason, strong
+    return None, False
 
 
 def classify(status: str | None, text: str | None, *, temporary: bool = False,
              context: str | None = None) -> str:
     """Return the reason word for an RFC 3463 ``status`` and diagnostic ``text``.
 
-    ``context`` is the surrounding report text: it tells the SMTP stage (a refusal after
-    DATA is a content filter even when worded "user unknown"; after MAIL FROM, a sender
-    rejection).
+    ``context`` is the surrounding report text: with ``text`` it tells the SMTP command that
+    was refused. A "user unknown" wording is only trusted at RCPT TO (or with an X.1.1-type
+    status); given after DATA, or with no command at all, it comes from a filter on the
+    receiving side (sisimai's ``filtered``); at MAIL FROM the sender was refused.
     """
     detail = _subject_detail(status) if status else ""
     if detail in _DECISIVE:
         return _STATUS_RULES[detail]
     low = " ".join((text or "").lower().split())
-    reason = _by_text(low, detail) if low else None
-    stage_text = (context or "") + "\n" + (text or "")
-    if reason in {None, "userunknown", "hostunknown", "suspend", "filtered", "undefined"} and (
-            _MAIL_STAGE.search(stage_text)):
+    reason, strong = _by_text(low, detail) if low else (None, False)
+    command = smtp_command(text) or smtp_command(context)
+    if command == "MAIL" and (not strong or reason in {
+            None, "userunknown", "hostunknown", "suspend", "filtered", "undefined"}):
         return "rejected"
-    if reason == "userunknown" and _DATA_STAGE.search(stage_text):
+    if reason == "userunknown" and strong and command != "RCPT" and \
+            _STATUS_RULES.get(detail) != "userunknown":
         return "filtered"
     if reason:
         return reason

@@ -101,7 +101,7 @@ class ImapReader:
         s = self.settings
         info = client.select_folder(s.folder)
         validity = int(info[b"UIDVALIDITY"])
-        saved = json.loads(self.state.get_state(s.state_key) or "{}")
+        saved = json.loads(self.state.kv_get(s.state_key) or "{}")
         last = int(saved.get("last_uid", 0)) if saved.get("uidvalidity") == validity else 0
         self._validity = validity
         criteria: list[Any] = ["UID", f"{last + 1}:*"]
@@ -131,7 +131,7 @@ class ImapReader:
             client.expunge()
 
     def _save(self, client: imapclient.IMAPClient, last_uid: int) -> None:
-        self.state.set_state(self.settings.state_key, json.dumps(
+        self.state.kv_set(self.settings.state_key, json.dumps(
             {"uidvalidity": self._validity, "last_uid": last_uid}))
 
 

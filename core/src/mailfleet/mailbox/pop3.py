@@ -71,7 +71,7 @@ class Pop3Reader:
             s = self.settings
             client = self.connect()
             try:
-                seen = set(json.loads(self.state.get_state(s.state_key) or "[]"))
+                seen = set(json.loads(self.state.kv_get(s.state_key) or "[]"))
                 listing = [line.decode().split(" ", 1) for line in client.uidl()[1]]
                 on_server = {uid for _, uid in listing}
                 seen &= on_server  # forget UIDLs of messages that are gone
@@ -83,7 +83,7 @@ class Pop3Reader:
                     if s.processed == "delete":
                         client.dele(int(number))  # committed by QUIT below
                     seen.add(uid)
-                    self.state.set_state(s.state_key, json.dumps(sorted(seen)))
+                    self.state.kv_set(s.state_key, json.dumps(sorted(seen)))
                     count += 1
                 client.quit()  # commits deletions
             except (OSError, poplib.error_proto) as exc:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from imapclient import IMAPClient  # type: ignore[import-untyped]
+from imapclient import IMAPClient
 
 from mailfleet.testing._util import (
     LOCALHOST,
@@ -232,8 +232,6 @@ class DovecotServer:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> DovecotServer:
         """Write the config, start ``dovecot -F`` in its own session and wait for all ports."""
-        if self._directory is None:
-            self._directory = make_server_dir("mailfleet-dovecot-")
         binary = find_binary("dovecot")
         if binary is None:
             raise ServerUnavailable("dovecot not installed (apt-get install dovecot-imapd "
@@ -243,6 +241,8 @@ class DovecotServer:
         if not self.version.startswith("2.3"):
             raise ServerUnavailable(f"Dovecot {self.version!r} found; these fixtures write 2.3 "
                                     "configuration (Debian 12)")
+        if self._directory is None:
+            self._directory = make_server_dir("mailfleet-dovecot-")
         self.imap_port, self.imaps_port, self.pop3_port, self.pop3s_port = free_ports(4)
         stderr_path = self.directory / "dovecot.stderr"
         try:

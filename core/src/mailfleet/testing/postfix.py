@@ -119,8 +119,6 @@ class PostfixServer:
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> PostfixServer:
         """Write the config, ``postfix check``, start ``master -w``, wait for both ports."""
-        if self._directory is None:
-            self._directory = make_server_dir("mailfleet-postfix-")
         postfix = find_binary("postfix")
         master = find_binary("master", "/usr/lib/postfix/sbin", "/usr/libexec/postfix")
         if postfix is None or master is None:
@@ -129,6 +127,8 @@ class PostfixServer:
             raise ServerUnavailable("a private Postfix needs root")
         if user_ids("postfix") is None:
             raise ServerUnavailable("system user 'postfix' missing")
+        if self._directory is None:
+            self._directory = make_server_dir("mailfleet-postfix-")
         self.port, self.smtps_port = free_ports(2)
         env = {**os.environ, "MAIL_CONFIG": str(self.config_dir)}
         try:

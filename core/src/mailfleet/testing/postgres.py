@@ -95,15 +95,17 @@ class PostgresServer:
 
     def start(self) -> PostgresServer:
         """initdb + pg_ctl start (listen on 127.0.0.1 only, socket in the temp dir)."""
-        if self._directory is None:
-            self._directory = make_server_dir("mailfleet-pg-")
         self.bindir = find_pg_bindir()
         if self.bindir is None:
             raise ServerUnavailable("PostgreSQL server binaries not installed (apt-get install "
                                     "postgresql, see tests/infra/ci_install.sh)")
+        if self._directory is None:
+            self._directory = make_server_dir("mailfleet-pg-")
         if is_root():
             ids = user_ids("postgres")
             if ids is None:
+                remove_tree(self.directory)
+                self._directory = None
                 raise ServerUnavailable("system user 'postgres' missing")
             os.chown(self.directory, *ids)
         self.port = free_port()

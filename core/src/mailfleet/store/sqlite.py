@@ -1,0 +1,480 @@
+"""The SQLite store: WAL mode, short transactions, batched state updates.
+
+Claims run in ``BEGIN IMMEDIATE`` transactions that check the quota and charge the ledger in
+the same step, so every dispatcher sharing the file counts exactly. ``synchronous=NORMAL``
+with WAL survives a killed process (kill -9); a power loss may lose the last commits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from mailfleet.providers import Limits
+from mailfleet.quota import windows
+from mailfleet.store.base import (
+    Claim,
+    LetterRecord,
+    LetterRow,
+    MailingRecord,
+    Outcome,
+    QuotaStatus,
+    Recovery,
+    WindowStatus,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mailings (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at REAL NOT NULL, state TEXT NOT NULL,
+    template TEXT NOT NULL, message_id_domain TEXT NOT NULL, hold_in_data INTEGER NOT NULL,
+    state_reason TEXT NOT NULL DEFAULT '', total INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS letters (
+    id INTEGER PRIMARY KEY, mailing_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    email TEXT NOT NULL, fields TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'queued',
+    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, server TEXT, from_addr TEXT,
+    claimed_by TEXT, claimed_at REAL, sent_at REAL, not_before REAL);
+CREATE UNIQUE INDEX IF NOT EXISTS letters_address ON letters (mailing_id, email);
+CREATE INDEX IF NOT EXISTS letters_state ON letters (mailing_id, state, id);
+CREATE INDEX IF NOT EXISTS letters_seq ON letters (mailing_id, seq);
+CREATE TABLE IF NOT EXISTS ledger (
+    id INTEGER PRIMARY KEY, server TEXT NOT NULL, at REAL NOT NULL, letter_id INTEGER,
+    settled INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS ledger_window ON ledger (server, at);
+CREATE INDEX IF NOT EXISTS ledger_open ON ledger (letter_id) WHERE settled = 0;
+CREATE TABLE IF NOT EXISTS server_blocks (
+    server TEXT PRIMARY KEY, until REAL NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS suppression (
+    email TEXT PRIMARY KEY, reason TEXT NOT NULL, added_at REAL NOT NULL, source TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bounces (
+    id INTEGER PRIMARY KEY, letter_id INTEGER NOT NULL, email TEXT NOT NULL,
+    hard INTEGER NOT NULL, reason TEXT NOT NULL, status TEXT, diagnostic TEXT, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS bounces_email ON bounces (email, hard, at);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dispatchers (
+    id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, seen_at REAL NOT NULL);
+"""
+_SENT_LIKE = ("sent", "bounced")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SqliteStore:
+    """The default store, one SQLite file (``deployment.store``)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        self.db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None,
+                                  check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        self.db.executescript(SCHEMA)
+        self.host = socket.gethostname()
+        self.lease_seconds = 600.0
+
+    @contextmanager
+    def _tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- mailings -----------------------------------------------------------------------
+    def create_mailing(self, mailing: MailingRecord) -> None:
+        with self._tx():
+            self.db.execute(
+                "INSERT INTO mailings (id, name, created_at, state, template, "
+                "message_id_domain, hold_in_data, state_reason, total, rejected) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (mailing.id, mailing.name, mailing.created_at, mailing.state,
+                 json.dumps(mailing.template), mailing.message_id_domain,
+                 int(mailing.hold_in_data), mailing.state_reason, mailing.total,
+                 mailing.rejected))
+
+    def add_letters(self, mailing_id: str, rows: Sequence[tuple[int, str, str]]) -> int:
+        with self._tx():
+            before = self.db.total_changes
+            self.db.executemany(
+                "INSERT OR IGNORE INTO letters (mailing_id, seq, email, fields) VALUES (?,?,?,?)",
+                [(mailing_id, seq, email, fields) for seq, email, fields in rows])
+            return self.db.total_changes - before
+
+    def finish_creation(self, mailing_id: str, total: int, rejected: int) -> None:
+        with self._tx():
+            self.db.execute("UPDATE mailings SET state='active', total=?, rejected=? "
+                            "WHERE id=?", (total, rejected, mailing_id))
+
+    def delete_mailing(self, mailing_id: str) -> None:
+        with self._tx():
+            self.db.execute("DELETE FROM letters WHERE mailing_id=?", (mailing_id,))
+            self.db.execute("DELETE FROM mailings WHERE id=?", (mailing_id,))
+
+    def _mailing(self, row: tuple[object, ...]) -> MailingRecord:
+        (mid, name, created, state, template, domain, hold, reason, total, rejected) = row
+        return MailingRecord(str(mid), str(name), float(created), str(state),  # type: ignore[arg-type]
+                             json.loads(str(template)), str(domain), bool(hold), str(reason),
+                             int(total), int(rejected))  # type: ignore[call-overload]
+
+    _MAILING_COLS = ("id, name, created_at, state, template, message_id_domain, hold_in_data, "
+                     "state_reason, total, rejected")
+
+    def get_mailing(self, mailing_id: str) -> MailingRecord | None:
+        row = self.db.execute(f"SELECT {self._MAILING_COLS} FROM mailings WHERE id=?",
+                              (mailing_id,)).fetchone()
+        return self._mailing(row) if row else None
+
+    def list_mailings(self, states: Sequence[str] | None = None) -> list[MailingRecord]:
+        rows = self.db.execute(
+            f"SELECT {self._MAILING_COLS} FROM mailings ORDER BY created_at, id").fetchall()
+        out = [self._mailing(r) for r in rows]
+        return [m for m in out if states is None or m.state in states]
+
+    def set_mailing_state(self, mailing_id: str, state: str, reason: str = "") -> None:
+        with self._tx():
+            self.db.execute("UPDATE mailings SET state=?, state_reason=? WHERE id=?",
+                            (state, reason, mailing_id))
+
+    def pause_active(self, reason: str) -> list[str]:
+        with self._tx():
+            ids = [r[0] for r in self.db.execute(
+                "SELECT id FROM mailings WHERE state='active'").fetchall()]
+            self.db.execute("UPDATE mailings SET state='paused', state_reason=? "
+                            "WHERE state='active'", (reason,))
+        return ids
+
+    def cancel_mailing(self, mailing_id: str, now: float) -> None:
+        with self._tx():
+            self.db.execute("UPDATE mailings SET state='cancelled', state_reason='cancelled' "
+                            "WHERE id=?", (mailing_id,))
+            self.db.execute("UPDATE letters SET state='skipped', last_error='mailing cancelled'"
+                            " WHERE mailing_id=? AND state IN ('queued','held')", (mailing_id,))
+
+    def release_held(self, mailing_id: str) -> int:
+        with self._tx():
+            cur = self.db.execute("UPDATE letters SET state='queued' WHERE mailing_id=? AND "
+                                  "state='held'", (mailing_id,))
+            return cur.rowcount
+
+    def counts(self, mailing_id: str) -> dict[str, int]:
+        rows = self.db.execute("SELECT state, COUNT(*) FROM letters WHERE mailing_id=? "
+                               "GROUP BY state", (mailing_id,)).fetchall()
+        return {str(state): int(n) for state, n in rows}
+
+    def by_server(self, mailing_id: str) -> dict[str, int]:
+        rows = self.db.execute(
+            "SELECT server, COUNT(*) FROM letters WHERE mailing_id=? AND state IN "
+            "('sent','bounced') GROUP BY server ORDER BY server", (mailing_id,)).fetchall()
+        return {str(server): int(n) for server, n in rows}
+
+    def complete_finished(self) -> list[str]:
+        """Mark active mailings with nothing left to send as done."""
+        with self._tx():
+            ids = [r[0] for r in self.db.execute(
+                "SELECT m.id FROM mailings m WHERE m.state='active' AND NOT EXISTS (SELECT 1 "
+                "FROM letters l WHERE l.mailing_id=m.id AND l.state IN "
+                "('queued','claimed','sending','held'))").fetchall()]
+            self.db.executemany("UPDATE mailings SET state='done' WHERE id=?",
+                                [(i,) for i in ids])
+        return ids
+
+    # -- dispatching ----------------------------------------------------------------------
+    def register_dispatcher(self, dispatcher_id: str, now: float) -> None:
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO dispatchers (id, host, pid, seen_at) "
+                            "VALUES (?,?,?,?)", (dispatcher_id, self.host, os.getpid(), now))
+
+    def unregister_dispatcher(self, dispatcher_id: str) -> None:
+        with self._tx():
+            self.db.execute("DELETE FROM dispatchers WHERE id=?", (dispatcher_id,))
+
+    def _dead_dispatchers(self, now: float) -> list[str]:
+        dead = []
+        for did, host, pid, seen in self.db.execute(
+                "SELECT id, host, pid, seen_at FROM dispatchers").fetchall():
+            if host == self.host:
+                if not _pid_alive(int(pid)):
+                    dead.append(str(did))
+            elif seen < now - self.lease_seconds:
+                dead.append(str(did))
+        return dead
+
+    def recover(self, now: float) -> Recovery:
+        """Put back letters of dispatchers that died: claimed ones are queued again uncharged;
+        ones caught in ``sending`` (maybe inside DATA) are queued again (the charge stays,
+        they may have gone) or held for review if their mailing says so."""
+        with self._tx():
+            dead = self._dead_dispatchers(now)
+            live = {r[0] for r in self.db.execute("SELECT id FROM dispatchers").fetchall()}
+            owners = [r[0] for r in self.db.execute(
+                "SELECT DISTINCT claimed_by FROM letters WHERE state IN ('claimed','sending')"
+            ).fetchall()]
+            dead += [o for o in owners if o is not None and o not in live]
+            requeued = resent = held = 0
+            for did in set(dead):
+                self.db.execute(
+                    "DELETE FROM ledger WHERE settled=0 AND letter_id IN (SELECT id FROM letters"
+                    " WHERE claimed_by=? AND state='claimed')", (did,))
+                requeued += self.db.execute(
+                    "UPDATE letters SET state='queued', claimed_by=NULL WHERE claimed_by=? AND "
+                    "state='claimed'", (did,)).rowcount
+                self.db.execute(
+                    "UPDATE ledger SET settled=1 WHERE settled=0 AND letter_id IN (SELECT id "
+                    "FROM letters WHERE claimed_by=? AND state='sending')", (did,))
+                held += self.db.execute(
+                    "UPDATE letters SET state='held', claimed_by=NULL, last_error=? WHERE "
+                    "claimed_by=? AND state='sending' AND mailing_id IN (SELECT id FROM mailings"
+                    " WHERE hold_in_data=1)",
+                    ("the sending process stopped while this letter was in DATA; held for "
+                     "review (it may have been delivered)", did)).rowcount
+                resent += self.db.execute(
+                    "UPDATE letters SET state='queued', claimed_by=NULL, attempts=attempts+1, "
+                    "last_error=? WHERE claimed_by=? AND state='sending'",
+                    ("the sending process stopped while this letter was in DATA; sending again "
+                     "with the same Message-ID", did)).rowcount
+                self.db.execute("DELETE FROM dispatchers WHERE id=?", (did,))
+        return Recovery(requeued, resent, held)
+
+    def _active_mailings(self, mailing_ids: Sequence[str] | None) -> list[str]:
+        rows = self.db.execute("SELECT id FROM mailings WHERE state='active' "
+                               "ORDER BY created_at, id").fetchall()
+        ids = [str(r[0]) for r in rows]
+        return ids if mailing_ids is None else [i for i in ids if i in mailing_ids]
+
+    def _block(self, server: str, now: float) -> tuple[float, str] | None:
+        row = self.db.execute("SELECT until, reason FROM server_blocks WHERE server=?",
+                              (server,)).fetchone()
+        if row is None or row[0] <= now:
+            return None
+        return float(row[0]), str(row[1])
+
+    def _remaining(self, server: str, limits: Limits, now: float) -> tuple[int | None,
+                                                                           float | None]:
+        remaining: int | None = None
+        frees: float | None = None
+        for window in windows(limits):
+            start = window.start(now)
+            used = int(self.db.execute("SELECT COUNT(*) FROM ledger WHERE server=? AND at>?",
+                                       (server, start)).fetchone()[0])
+            left = max(0, window.limit - used)
+            remaining = left if remaining is None else min(remaining, left)
+            if left == 0:
+                at = window.frees_at(now, used, lambda k, s=start: self._nth(server, s, k))
+                if at is not None:
+                    frees = at if frees is None else max(frees, at)
+        return remaining, frees
+
+    def _nth(self, server: str, start: float, k: int) -> float | None:
+        row = self.db.execute("SELECT at FROM ledger WHERE server=? AND at>? ORDER BY at "
+                              "LIMIT 1 OFFSET ?", (server, start, k - 1)).fetchone()
+        return float(row[0]) if row else None
+
+    def claim(self, dispatcher_id: str, server: str, limits: Limits, count: int, now: float,
+              mailing_ids: Sequence[str] | None = None) -> Claim:
+        with self._tx():
+            self.db.execute("UPDATE dispatchers SET seen_at=? WHERE id=?", (now, dispatcher_id))
+            block = self._block(server, now)
+            if block is not None:
+                return Claim(reason="blocked", until=block[0])
+            remaining, frees = self._remaining(server, limits, now)
+            if remaining is not None and remaining <= 0:
+                return Claim(reason="spent", until=frees)
+            want = count if remaining is None else min(count, remaining)
+            letters: list[LetterRow] = []
+            skipped: list[LetterRow] = []
+            for mailing in self._active_mailings(mailing_ids):
+                rows = self.db.execute(
+                    "SELECT l.id, l.seq, l.email, l.fields, l.attempts, EXISTS (SELECT 1 FROM "
+                    "suppression s WHERE s.email = lower(l.email)) FROM letters l WHERE "
+                    "l.mailing_id=? AND l.state='queued' AND (l.not_before IS NULL OR "
+                    "l.not_before <= ?) ORDER BY l.id LIMIT ?",
+                    (mailing, now, want - len(letters))).fetchall()
+                for lid, seq, email, fields, attempts, suppressed in rows:
+                    row = LetterRow(lid, mailing, seq, email, fields, attempts)
+                    (skipped if suppressed else letters).append(row)
+                if len(letters) >= want:
+                    break
+            if skipped:
+                self.db.executemany(
+                    "UPDATE letters SET state='skipped', last_error='suppressed' WHERE id=?",
+                    [(r.id,) for r in skipped])
+            if letters:
+                self.db.executemany(
+                    "UPDATE letters SET state='claimed', claimed_by=?, claimed_at=?, server=? "
+                    "WHERE id=?", [(dispatcher_id, now, server, r.id) for r in letters])
+                self.db.executemany(
+                    "INSERT INTO ledger (server, at, letter_id) VALUES (?,?,?)",
+                    [(server, now, r.id) for r in letters])
+            return Claim(tuple(letters), tuple(skipped), "" if letters or skipped else "empty")
+
+    def mark_sending(self, letter_ids: Sequence[int], now: float) -> None:
+        with self._tx():
+            self.db.executemany("UPDATE letters SET state='sending' WHERE id=?",
+                                [(i,) for i in letter_ids])
+
+    def finish(self, outcomes: Sequence[Outcome], now: float) -> None:
+        if not outcomes:
+            return
+        with self._tx():
+            self.db.executemany(
+                "UPDATE letters SET state=?, server=?, from_addr=COALESCE(?, from_addr), "
+                "last_error=?, not_before=?, attempts=?, claimed_by=NULL, "
+                "sent_at=CASE WHEN ?='sent' THEN ? ELSE sent_at END WHERE id=?",
+                [(o.state, o.server, o.from_addr, o.error, o.not_before, o.attempts, o.state,
+                  now, o.letter) for o in outcomes])
+            kept = [(now, o.letter) for o in outcomes if o.charged]
+            if kept:
+                self.db.executemany("UPDATE ledger SET settled=1, at=? WHERE settled=0 AND "
+                                    "letter_id=?", kept)
+            refunds = [(o.letter,) for o in outcomes if not o.charged]
+            if refunds:
+                self.db.executemany("DELETE FROM ledger WHERE settled=0 AND letter_id=?",
+                                    refunds)
+
+    def waiting(self, mailing_ids: Sequence[str] | None, now: float) -> tuple[int, float | None]:
+        total = 0
+        earliest: float | None = None
+        for mailing in self._active_mailings(mailing_ids):
+            n, first = self.db.execute(
+                "SELECT COUNT(*), MIN(CASE WHEN not_before > ? THEN not_before END) FROM "
+                "letters WHERE mailing_id=? AND state IN ('queued','claimed','sending')",
+                (now, mailing)).fetchone()
+            total += int(n)
+            if first is not None:
+                earliest = float(first) if earliest is None else min(earliest, float(first))
+        return total, earliest
+
+    # -- quota ----------------------------------------------------------------------------
+    def quota(self, server: str, limits: Limits, now: float) -> QuotaStatus:
+        found = {w.kind: w for w in windows(limits)}
+        status: dict[str, WindowStatus] = {}
+        for kind, seconds in (("minute", 60), ("hour", 3600), ("day", 86400)):
+            window = found.get(kind)
+            start = window.start(now) if window else now - seconds
+            used = int(self.db.execute("SELECT COUNT(*) FROM ledger WHERE server=? AND at>?",
+                                       (server, start)).fetchone()[0])
+            if window is None:
+                status[kind] = WindowStatus(used, None, None, None)
+                continue
+            frees = window.frees_at(now, used, lambda k, s=start: self._nth(server, s, k))
+            status[kind] = WindowStatus(used, window.limit, max(0, window.limit - used), frees)
+        block = self._block(server, now)
+        return QuotaStatus(server, status["minute"], status["hour"], status["day"],
+                           block[0] if block else None, block[1] if block else None)
+
+    def block_server(self, server: str, until: float, reason: str) -> None:
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO server_blocks (server, until, reason) "
+                            "VALUES (?,?,?)", (server, until, reason))
+
+    def unblock_server(self, server: str) -> None:
+        with self._tx():
+            self.db.execute("DELETE FROM server_blocks WHERE server=?", (server,))
+
+    # -- suppression ----------------------------------------------------------------------
+    def suppress(self, email: str, reason: str, now: float, source: str = "manual") -> None:
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO suppression (email, reason, added_at, "
+                            "source) VALUES (?,?,?,?)", (email.lower(), reason, now, source))
+
+    def unsuppress(self, email: str) -> bool:
+        with self._tx():
+            return self.db.execute("DELETE FROM suppression WHERE email=?",
+                                   (email.lower(),)).rowcount > 0
+
+    def is_suppressed(self, email: str) -> bool:
+        return self.db.execute("SELECT 1 FROM suppression WHERE email=?",
+                               (email.lower(),)).fetchone() is not None
+
+    def suppressed(self) -> list[tuple[str, str, float, str]]:
+        rows = self.db.execute("SELECT email, reason, added_at, source FROM suppression "
+                               "ORDER BY email").fetchall()
+        return [(str(a), str(b), float(c), str(d)) for a, b, c, d in rows]
+
+    # -- bounces --------------------------------------------------------------------------
+    _LETTER_COLS = ("mailing_id, seq, email, state, server, from_addr, attempts, last_error, "
+                    "sent_at, id")
+
+    def _letter(self, row: tuple[object, ...] | None) -> LetterRecord | None:
+        if row is None:
+            return None
+        mid, seq, email, state, server, from_addr, attempts, error, sent_at, _ = row
+        mailing = self.get_mailing(str(mid))
+        domain = mailing.message_id_domain if mailing else "invalid"
+        return LetterRecord(f"{mid}-{seq}", str(mid), str(email), str(state),
+                            None if server is None else str(server),
+                            None if from_addr is None else str(from_addr),
+                            f"<{mid}-{seq}@{domain}>", int(attempts),  # type: ignore[call-overload]
+                            None if error is None else str(error),
+                            None if sent_at is None else float(sent_at))  # type: ignore[arg-type]
+
+    def _letter_key(self, letter_id: str) -> tuple[str, int] | None:
+        mailing, _, seq = letter_id.strip().rpartition("-")
+        if not mailing or not seq.isdigit():
+            return None
+        return mailing, int(seq)
+
+    def find_letter(self, letter_id: str) -> LetterRecord | None:
+        key = self._letter_key(letter_id)
+        if key is None:
+            return None
+        return self._letter(self.db.execute(
+            f"SELECT {self._LETTER_COLS} FROM letters WHERE mailing_id=? AND seq=?",
+            key).fetchone())
+
+    def find_by_message_id(self, message_id: str) -> LetterRecord | None:
+        local, _, domain = message_id.strip().strip("<>").rpartition("@")
+        found = self.find_letter(local)
+        if found is None or found.message_id != f"<{local}@{domain}>":
+            return None
+        return found
+
+    def mark_bounced(self, letter_id: str, *, hard: bool, reason: str, status: str | None,
+                     diagnostic: str | None, now: float) -> bool:
+        key = self._letter_key(letter_id)
+        if key is None:
+            return False
+        with self._tx():
+            row = self.db.execute("SELECT id, email FROM letters WHERE mailing_id=? AND seq=?",
+                                  key).fetchone()
+            if row is None:
+                return False
+            self.db.execute("INSERT INTO bounces (letter_id, email, hard, reason, status, "
+                            "diagnostic, at) VALUES (?,?,?,?,?,?,?)",
+                            (row[0], row[1], int(hard), reason, status, diagnostic, now))
+            self.db.execute("UPDATE letters SET state='bounced', last_error=? WHERE id=?",
+                            (f"bounced ({'hard' if hard else 'soft'}): {reason}"
+                             + (f" {status}" if status else ""), row[0]))
+        return True
+
+    def count_soft_bounces(self, email: str, since: float) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM bounces WHERE email=? AND hard=0 AND "
+                                   "at>=?", (email.lower(), since)).fetchone()[0])
+
+    def kv_get(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def kv_set(self, key: str, value: str) -> None:
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?,?)", (key, value))
