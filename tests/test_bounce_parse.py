@@ -243,3 +243,142 @@ def test_reasons_are_always_from_the_fixed_vocabulary() -> None:
         b"<q@example.org>:\r\nsomething odd happened\r\n"
     )
     assert all(r.reason in REASONS for r in parse_bytes(raw).recipients)
+
+
+def _postfix(diagnostic: str, address: str = "olga@example.org") -> bytes:
+    return (
+        "From: MAILER-DAEMON@pf.example (Mail Delivery System)\r\nTo: news@sender.example\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n\r\n"
+        "This is the mail system at host pf.example.\r\n\r\n"
+        "I'm sorry to have to inform you that your message could not\r\n"
+        "be delivered to one or more recipients.\r\n\r\n"
+        f"<{address}>: host mx.example.org[192.0.2.2] said: {diagnostic}\r\n"
+    ).encode()
+
+
+def _dsn(status: str, diagnostic: str | None, text: str = "It failed.",
+         action: str = "failed") -> bytes:
+    diag = f"Diagnostic-Code: smtp; {diagnostic}\r\n" if diagnostic else ""
+    return (
+        "From: MAILER-DAEMON@mx.example.net\r\nTo: news@sender.example\r\n"
+        "Subject: Delivery Status Notification\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        f"--B\r\nContent-Type: text/plain\r\n\r\n{text}\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.example.net\r\n\r\n"
+        f"Final-Recipient: rfc822; pia@example.org\r\nAction: {action}\r\nStatus: {status}\r\n"
+        + diag + "\r\n--B--\r\n"
+    ).encode()
+
+
+def _reason(raw: bytes) -> str:
+    return parse_bytes(raw).recipients[0].reason
+
+
+def test_user_unknown_at_rcpt_is_userunknown() -> None:
+    raw = _postfix("550 User unknown (in reply to RCPT TO command)")
+    assert _reason(raw) == "userunknown"
+
+
+def test_user_unknown_after_end_of_data_is_filtered() -> None:
+    raw = _postfix("550 User unknown (in reply to end of DATA command)")
+    assert _reason(raw) == "filtered"
+
+
+def test_remote_user_unknown_without_command_or_x11_status_is_filtered() -> None:
+    assert _reason(_dsn("5.0.0", "550 Unknown user")) == "filtered"
+    assert _reason(_dsn("5.1.1", "550 Unknown user")) == "userunknown"
+
+
+def test_sendmail_transcript_names_the_refused_command() -> None:
+    text = ("----- Transcript of session follows -----\r\n"
+            "... while talking to mx.example.org.:\r\n>>> DATA\r\n"
+            "<<< 550 <pia@example.org>... User unknown\r\n")
+    assert _reason(_dsn("5.0.0", "550 <pia@example.org>... User unknown", text)) == "filtered"
+
+
+def test_refusal_at_mail_from_is_rejected() -> None:
+    raw = _postfix("550 5.7.1 Access denied (in reply to MAIL FROM command)")
+    assert _reason(raw) == "rejected"
+
+
+def test_refusal_at_helo_or_connection_is_blocked() -> None:
+    raw = _postfix("554 5.7.1 Missing reverse DNS (in reply to EHLO command)")
+    assert _reason(raw) == "blocked"
+
+
+def test_relay_access_denied_is_norelaying() -> None:
+    raw = _postfix("554 5.7.1 <olga@example.org>: Relay access denied (in reply to RCPT TO "
+                   "command)")
+    assert _reason(raw) == "norelaying"
+
+
+def test_text_beats_generic_status_and_mailbox_full_beats_x11() -> None:
+    assert _reason(_dsn("5.0.0", "550 5.0.0 Mailbox full")) == "mailboxfull"
+    # the remote server's own code in the Diagnostic-Code is preferred to the Status field
+    report = parse_bytes(_dsn("5.1.1", "552 5.2.2 Over quota"))
+    assert (report.recipients[0].status, report.recipients[0].reason) == ("5.2.2",
+                                                                          "mailboxfull")
+
+
+def test_mx_lookup_failures_are_notaccept_and_temporary_dns_errors_networkerror() -> None:
+    assert _reason(_dsn("5.4.4", "550 No mx record found for domain=example.org")) == \
+        "notaccept"
+    assert _reason(_dsn("4.0.0", "DNS Error: NXDOMAIN domain name not found",
+                        action="delayed")) == "networkerror"
+
+
+def test_specific_cause_beats_generic_expired_wording() -> None:
+    text = ("<pia@example.org>... Deferred: Connection refused by mx.example.org.\r\n"
+            "Message could not be delivered for 5 days\r\n")
+    assert _reason(_dsn("4.4.7", None, text)) == "blocked"
+    text = ("Unable to deliver message, because the message was forwarded more than the "
+            "maximum allowed times. This could indicate a mail loop.\r\n")
+    assert _reason(_dsn("4.4.6", None, text)) == "networkerror"
+
+
+def test_not_listed_in_directory_is_userunknown_not_blocked() -> None:
+    raw = _postfix("550 User not listed in public Name & Address Book")
+    assert _reason(raw) != "blocked"
+
+
+def test_ip_blocked_for_spam_is_blocked_and_blacklisted_url_is_spam() -> None:
+    assert _reason(_postfix("550 Client host blocked for spamming issues")) == "blocked"
+    assert _reason(_postfix("550 REJECTED - Blacklisted URL in message")) == "spamdetected"
+
+
+def test_exim_retry_timeout_without_code_is_class_4() -> None:
+    raw = (
+        "From: Mail Delivery System <Mailer-Daemon@mx.exim.example>\r\n"
+        "Subject: Mail delivery failed: returning message to sender\r\n\r\n"
+        "This message was created automatically by mail delivery software.\r\n\r\n"
+        "A message that you sent could not be delivered to one or more of its\r\n"
+        "recipients. This is a permanent error. The following address(es) failed:\r\n\r\n"
+        "  quinn@example.org\r\n    retry timeout exceeded\r\n\r\n"
+        "------ This is a copy of the message, including all the headers. ------\r\n"
+        + ORIGINAL.format(rcpt="quinn@example.org")
+    ).encode()
+    [rcpt] = parse_bytes(raw).recipients
+    assert (rcpt.reason, rcpt.status) == ("expired", "4.4.7")
+
+
+def test_envelope_expired_in_a_delay_report_is_final_class_5() -> None:
+    text = "A message is delayed for the following recipients:\r\n\r\n" \
+           "pia@example.org: Envelope expired\r\n"
+    [rcpt] = parse_bytes(_dsn("4.4.7", None, text, action="delayed")).recipients
+    assert rcpt.status is not None and rcpt.status[0] == "5"
+    assert rcpt.reason == "expired"
+
+
+def test_google_groups_refusal_is_rejected_in_any_language() -> None:
+    raw = (
+        "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\r\n"
+        "Subject: Delivery Status Notification (Failure)\r\n"
+        "X-Failed-Recipients: team@googlegroups.com\r\n\r\n"
+        "Hallo, die Gruppe (team) ist möglicherweise nicht vorhanden.\r\n"
+    ).encode()
+    assert _reason(raw) == "rejected"
+
+
+def test_unrecognised_diagnostic_is_onhold() -> None:
+    assert _reason(_dsn("5.0.0", "550 Flux capacitor says no")) == "onhold"

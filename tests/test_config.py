@@ -232,3 +232,12 @@ def test_password_file_is_read_at_use(tmp_path: Path) -> None:
             f'login = "a"\npassword_file = "{secret}"\n')
     password = Fleet.from_file(write(tmp_path, text)).servers[0].password()
     assert password is not None and password.reveal() == "from-file"
+
+
+def test_saas_refuses_a_user_internal_server_even_without_its_plugin(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILFLEET_DISABLE_PLUGINS", "internal-smtp")
+    text = ('[deployment]\nsaas = true\n'
+            '[[servers]]\nname = "local"\nkind = "internal"\nsender = "a@example.com"\n')
+    message = problems_of(text, tmp_path)
+    assert "servers[local].kind" in message and "operator_default" in message

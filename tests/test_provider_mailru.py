@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from mailfleet.config import Config, Deployment, ServerConfig
 from mailfleet.errors import Classification, ConfigError, SmtpError
 from mailfleet.fleet import Fleet
@@ -187,4 +186,4 @@ def test_ratelimit_block_follows_the_server_option(smtp: FakeSMTP, tls_certs: TL
     error = send_error(fleet)
     assert error.diagnosis is not None
     assert error.diagnosis.block_seconds == 5400
-    assert "90 min" in error.diagnosis.next_step
+    assert "1 h 30 min" in error.diagnosis.next_step

@@ -16,10 +16,28 @@ from mailfleet.servers import Server
 
 Text = Mapping[str, str]  # locale -> text; "en" is required
 
+#: A link in a reply (for ``ReplyRule.extract``), without trailing punctuation.
+REPLY_LINK = r"https?://[^\s<>\"'{}]+[^\s<>\"'{}.,;)]"
 
-def _pick(text: Text, locale: str, **values: object) -> str:
+
+class _Values(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def _pick(text: Text, locale: str, values: Mapping[str, str] | None = None) -> str:
     template = text.get(locale) or text["en"]
-    return template.format(**values) if values else template
+    return template.format_map(_Values(values or {}))
+
+
+def duration(seconds: float, locale: str = "en") -> str:
+    """``seconds`` as "2 h 30 min" / "2 ч 30 мин"."""
+    hours, minutes = divmod(round(seconds / 60), 60)
+    h, m = ("ч", "мин") if locale == "ru" else ("h", "min")
+    parts = [f"{hours} {h}"] if hours else []
+    if minutes or not parts:
+        parts.append(f"{minutes} {m}")
+    return " ".join(parts)
 
 
 @attrs.frozen
@@ -27,8 +45,12 @@ class ReplyRule:
     """One recognisable server reply and what it means.
 
     ``pattern`` is a case-insensitive regex searched in the reply text; ``stages`` and
-    ``codes`` narrow where it applies (empty: anywhere). Texts may use ``{server}``,
-    ``{login}``, ``{reply}`` and ``{recipient}``.
+    ``codes`` narrow where it applies (empty: anywhere); ``hosts`` binds the rule to servers
+    whose host is one of these domains or below them (the same text from other hosts means
+    something else). Texts may use ``{server}``, ``{login}``, ``{reply}``, ``{recipient}``,
+    ``{block}`` (the block as a duration) and every name of ``extract``: a regex searched in
+    the reply whose first group (or whole match) fills that name, else ``fallbacks[name]``.
+    ``url_from`` names the extracted value that becomes ``Diagnosis.url`` when found.
     """
 
     pattern: str
@@ -38,38 +60,71 @@ class ReplyRule:
     reason: str = "undefined"
     stages: frozenset[Stage] = frozenset()
     codes: frozenset[int] = frozenset()
+    hosts: tuple[str, ...] = ()
     block_seconds: int | None = None
     url: str | None = None
     pause_mailings: bool = False
+    extract: Mapping[str, str] = attrs.field(factory=dict)
+    fallbacks: Mapping[str, Text] = attrs.field(factory=dict)
+    url_from: str | None = None
     _regex: re.Pattern[str] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_regex", re.compile(self.pattern, re.IGNORECASE | re.DOTALL))
 
-    def matches(self, error: SmtpError) -> bool:
+    def matches(self, error: SmtpError, host: str | None = None) -> bool:
         if self.stages and error.stage not in self.stages:
             return False
         if self.codes and error.code not in self.codes:
             return False
+        if self.hosts and not (host and _under(host, self.hosts)):
+            return False
         return bool(self._regex.search(f"{error.enhanced_status or ''} {error.reply}"))
 
-    def diagnosis(self, server: Server, error: SmtpError, locale: str) -> Diagnosis:
-        values = {"server": server.name, "login": server.login or server.sender,
-                  "reply": error.reply, "recipient": error.recipient or ""}
+    def diagnosis(self, server: Server, error: SmtpError, locale: str,
+                  values: Mapping[str, str] | None = None,
+                  block_seconds: int | None = None) -> Diagnosis:
+        """The diagnosis, with ``values`` added to the texts and ``block_seconds`` (when
+        given) replacing the rule's own block."""
+        block = block_seconds if block_seconds is not None else self.block_seconds
+        filled = {"server": server.name, "login": server.login or server.sender,
+                  "reply": error.reply, "recipient": error.recipient or "",
+                  "block": duration(block or 0, locale)}
+        found: dict[str, str] = {}
+        for name, regex in self.extract.items():
+            match = re.search(regex, error.reply, re.IGNORECASE)
+            if match:
+                found[name] = match.group(1) if match.groups() else match.group(0)
+            elif name in self.fallbacks:
+                filled[name] = _pick(self.fallbacks[name], locale)
+        filled.update(found)
+        filled.update(values or {})
         return Diagnosis(
             classification=self.classification,
-            summary=_pick(self.summary, locale, **values),
-            next_step=_pick(self.next_step, locale, **values) if self.next_step else "",
-            reason=self.reason, block_seconds=self.block_seconds, url=self.url,
+            summary=_pick(self.summary, locale, filled),
+            next_step=_pick(self.next_step, locale, filled) if self.next_step else "",
+            reason=self.reason, block_seconds=block,
+            url=found.get(self.url_from, self.url) if self.url_from else self.url,
             pause_mailings=self.pause_mailings)
 
 
-def match_rules(rules: Iterable[ReplyRule], server: Server, error: SmtpError,
-                locale: str) -> Diagnosis | None:
-    """The diagnosis of the first rule matching ``error``, or ``None``."""
+def _under(host: str, domains: tuple[str, ...]) -> bool:
+    host = host.lower().rstrip(".")
+    return any(host == d or host.endswith("." + d) for d in domains)
+
+
+def match_rules(rules: Iterable[ReplyRule], server: Server, error: SmtpError, locale: str, *,
+                values: Mapping[str, str] | None = None,
+                block_seconds: Mapping[Classification, int] | None = None) -> Diagnosis | None:
+    """The diagnosis of the first rule matching ``error`` on ``server``, or ``None``.
+
+    ``values`` adds placeholders; ``block_seconds`` overrides the block per classification
+    (a provider's configurable rest after its rate-limit reply, say).
+    """
     for rule in rules:
-        if rule.matches(error):
-            return rule.diagnosis(server, error, locale)
+        if rule.matches(error, server.host):
+            block = (block_seconds or {}).get(rule.classification)
+            return rule.diagnosis(server, error, locale, values, block)
     return None
 
 
@@ -144,4 +199,4 @@ def generic_diagnosis(server: Server, error: SmtpError, locale: str) -> Diagnosi
                 "ru": "проверьте настройки сервера; пока используется следующий"}
         reason = "systemerror"
     values = {"server": server.name, "stage": stage, "reply": error.reply}
-    return Diagnosis(cls, _pick(summary, locale, **values), _pick(step, locale), reason)
+    return Diagnosis(cls, _pick(summary, locale, values), _pick(step, locale), reason)

@@ -46,7 +46,7 @@ class RunReport:
     deferred: int = 0
     waiting: int = 0
     resume_at: float | None = None
-    recovered: Recovery = Recovery()
+    recovered: Recovery = attrs.field(factory=Recovery)
 
     def __add__(self, other: RunReport) -> RunReport:
         return RunReport(self.sent + other.sent, self.failed + other.failed,
@@ -207,7 +207,7 @@ class Dispatcher:
                 if not claim.letters:
                     if claim.skipped:
                         continue
-                    if claim.reason == "spent":
+                    if claim.reason == "spent" and run.status[server.name] == "open":
                         self._emit(EventType.QUOTA_EXHAUSTED, server=server.name,
                                    detail=f"the limit of {server.name} is spent until "
                                    f"{iso(claim.until)}")

@@ -25,12 +25,18 @@ from mailfleet.smtp.client import open_session
 def mailfleet_validate_server(server: Server, deployment: Deployment) -> list[str]:
     where = f"servers[{server.name}]"
     problems = []
-    if (deployment.saas and server.kind == "external" and server.port == 25
-            and not server.operator_default):
-        problems.append(
-            f"{where}.port: port 25 is not allowed for user servers in a SaaS deployment "
-            f"(outbound 25 is blocked); use 465 with security = \"ssl\" or 587 with "
-            f"security = \"starttls\"")
+    if deployment.saas and not server.operator_default:
+        if server.kind == "internal":
+            problems.append(
+                f"{where}.kind: in a SaaS deployment the internal server (this host's MTA) is "
+                f"the operator's only; mark it operator_default = true, and let users add an "
+                f"external server on port 465 (security = \"ssl\") or 587 (security = "
+                f"\"starttls\")")
+        elif server.port == 25:
+            problems.append(
+                f"{where}.port: port 25 is not allowed for user servers in a SaaS deployment "
+                f"(outbound 25 is blocked); use 465 with security = \"ssl\" or 587 with "
+                f"security = \"starttls\"")
     if server.auth == "password" and server.login and not server.secret.present:
         problems.append(f"{where}: login is set but no password; add password_env = \"VAR\" "
                         f"or password_file = \"/path\"")

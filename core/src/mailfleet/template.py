@@ -228,10 +228,11 @@ class _Body:
         values = [str(fields.get(name, "")) for name in self.names]
         if self.escape:
             values = [html.escape(v) for v in values]
-        if self.ascii and all(v.isascii() and len(v) < 200 for v in values):
+        joined = "".join(values)
+        if self.ascii and joined.isascii() and max(map(len, values), default=0) < 200:
             out = [self.raw[0]]
             for value, piece in zip(values, self.raw[1:], strict=True):
-                out.append(_raw(value))
+                out.append(_raw(value) if "\n" in value else value.encode("ascii"))
                 out.append(piece)
             body = b"".join(out)
             return True, body if body.endswith(b"\r\n") else body + b"\r\n"

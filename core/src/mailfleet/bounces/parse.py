@@ -47,6 +47,10 @@ _MTA_RE = re.compile(
     re.IGNORECASE,
 )
 _TAG_RE = re.compile(r"<(?:style|script)[^>]*>.*?</(?:style|script)>|<[^>]+>", re.I | re.S)
+_GAVE_UP = re.compile(r"envelope expired", re.I)
+_EXIM_RETRY = re.compile(r"retry timeout exceeded", re.I)
+_EXIM_LAYOUT = re.compile(r"following address\(es\) failed", re.I)
+_GROUP_DOMAIN = re.compile(r"@googlegroups\.com$", re.IGNORECASE)
 _ORIGINAL_TYPES = frozenset({"message/rfc822", "message/global", "text/rfc822-headers",
                              "message/rfc822-headers", "text/rfc822-header"})
 
@@ -167,18 +171,27 @@ def _reporting_mta(msg: Message, dsn_mta: str | None, text: str) -> str | None:
 
 
 def _recipient(address: str, status: str | None, reply: str | None, diagnostic: str | None,
-               *, action: str | None, kind: Kind, context: str = "") -> FailedRecipient:
+               *, action: str | None, kind: Kind, context: str = "",
+               remote: bool = False, exim_retry: bool = False) -> FailedRecipient:
     diag_text = " ".join((diagnostic or "").split())[:1000] or None
     if kind == "delivered":
         return FailedRecipient(address, action or "delivered", status or "2.0.0", reply,
                                "delivered", False, diag_text)
     reason = classify(status, strip_addresses(diag_text or ""), temporary=kind == "delay",
-                      context=strip_addresses(context))
+                      context=strip_addresses(context), remote=remote)
+    if _GROUP_DOMAIN.search(address):
+        # Google Groups answers a refused post (no such group, or not allowed to post)
+        reason = "rejected"
     if status is None:
         if reply and reply[0] in "45":
             status = f"{reply[0]}.0.0"
-        elif kind == "delay":
-            status = "4.4.7"
+        elif _GAVE_UP.search(diag_text or ""):
+            # the queue dropped the message: final even inside a "delayed" report
+            status = "5.4.7"
+        elif kind == "delay" or (exim_retry and _EXIM_RETRY.search(diag_text or "")):
+            # Exim's "retry timeout exceeded" ends a run of temporary failures (class 4,
+            # as sisimai files it); so does a warning
+            status = "4.2.2" if reason == "mailboxfull" else "4.4.7"
         else:
             status = "5.0.0"
     return FailedRecipient(address, action, status, reply, reason, is_hard(reason), diag_text)
@@ -238,11 +251,19 @@ def _from_dsn(dsn_recipients: list[DsnRecipient], warning: bool, region: str,
             diag = ((diag or "") + "\n" + context).strip()
         status = r.status
         diag_status = find_status(r.diagnostic or "")
-        if status and diag_status and act.startswith("fail") and status[0] == "4" \
-                and diag_status[0] == "5":
+        if not diag_status and status and status[1:] == ".0.0":
+            # a bare X.0.0 Status: the report text may quote the remote server's code
+            diag_status = find_status(exclude_text.get(r.address.lower()) or "")
+        # the remote server's own code in Diagnostic-Code is more specific than the
+        # reporting MTA's Status (5.0.0, or 5.1.1 over "552 5.2.2 Over quota")
+        if status and diag_status and (diag_status[0] == status[0] or (
+                act.startswith("fail") and status[0] == "4" and diag_status[0] == "5")):
             status = diag_status
+        if status and status[0] == "4" and _GAVE_UP.search(
+                exclude_text.get(r.address.lower()) or ""):
+            status = "5.4.7"  # the report text says the queue dropped it: final
         out.append(_recipient(r.address, status, r.reply_code, diag, action=r.action,
-                              kind=kind, context=context))
+                              kind=kind, context=context, remote=bool(r.diagnostic)))
     return kind, out
 
 
@@ -332,10 +353,12 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
     if not addresses:
         addresses = [r.address for r in found]
     rcpts = []
+    exim_layout = not parts.dsn and bool(_EXIM_LAYOUT.search(region))
     for addr in addresses:
         diag = _text_diagnostic(addr, region, text_rcpts.get(addr.lower()))
         rcpts.append(_recipient(addr, find_status(diag), find_reply_code(diag), diag,
-                                action="delayed" if kind == "delay" else "failed", kind=kind))
+                                action="delayed" if kind == "delay" else "failed", kind=kind,
+                                exim_retry=exim_layout))
     return report(kind, rcpts)
 
 

@@ -10,12 +10,16 @@ HARD_REASONS = frozenset({"userunknown", "hostunknown", "hasmoved"})
 _TEXT_RULES: tuple[tuple[str, str], ...] = (
     ("virusdetected", r"virus|malware|infected|trojan"),
     ("filtered", r"domain filter|recipient.{0,20}filter"),
-    ("notcompliantrfc", r"multiple addresses in from|not rfc ?5322 compliant"),
+    ("notcompliantrfc", r"multiple .{0,20}addresses in from|not rfc ?5322 compliant"),
+    ("policyviolation", r"content presents a potential"),
+    ("contenterror", r"headers? (are |is )?too (large|long|big)"),
+    ("hostunknown", r"account or domain may not exist"),
     ("networkerror", r"host not found, try again|host not reachable|temporary (dns|lookup|name) |"
                      r"dns.{0,30}temporar|lookup.{0,30}timed? ?out"),
     # a mail loop is named before the generic "maximum ... times" of expired
     ("networkerror", r"mail loop|routing loop|loops? (back|detected)|too many hops|"
-                     r"hop count exceeded|forwarded more than|network error|host name lookup failure"),
+                     r"hop count exceeded|forwarded more than|network error|"
+                     r"host name lookup failure"),
     ("expired", r"did not accept our requests to connect|has not been collected|"
                 r"(was|has been|have been) (unable|failing)|message (has been )?expired|"
                 r"envelope expired"),
@@ -25,7 +29,8 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
     ("notaccept", r"null mx|no mx record|couldn.t find a mail exchanger|"
                   r"name service error for name=\S+ type=mx|does not accept mail|"
                   r"doesn.t receive (e-?)?mail|accepts? no mail"),
-    ("authfailure", r"\bdmarc\b|\bspf\b|\bdkim\b|unauthenticated (email|mail)|"
+    ("authfailure", r"\b(dmarc|spf|dkim)\b.{0,40}(fail|check|policy|reject|align|not pass|"
+                    r"invalid|violat|quarantine|none\b)|unauthenticated (email|mail)|"
                     r"authentication (failure|failed|check)|sender is unauthenticated|"
                     r"sender policy framework|domainkeys"),
     ("securityerror", r"smtp authentication|tls required|starttls|encryption|must use tls|"
@@ -35,13 +40,23 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
     ("norelaying", r"relay(ing)? (access )?(denied|not permitted|prohibited|not allowed)|"
                    r"not permitted to relay|unable to relay|no relaying|we do not relay|"
                    r"relaying denied|not a gateway|cannot be used to relay|relay not"),
-    ("badreputation", r"reputation|sender ?score|senderbase"),
+    ("badreputation", r"reputation|sender ?score|senderbase|unexpected volume|"
+                      r"user complaints"),
+    # the sending IP itself is refused, even when spam is named as the cause
+    ("blocked", r"(client|source|sending|your) (ip|host)( address)? .{0,20}(blocked|bloquee)|"
+                r"adresse ip .{0,20}bloquee|messages from \d{1,3}(\.\d{1,3}){3}|"
+                r"sent from the following ip|use the smtp server of your"),
     ("spamdetected", r"spam(?!haus|cop)|unsolicited|bulk mail|junk mail|blocked by content filter|"
                      r"scored too high|classified as|considered as|content.{0,20}rejected|"
-                     r"message.{0,20}looks? like|suspicious"),
+                     r"message.{0,20}looks? like|suspicious|"
+                     r"blacklisted (url|uri|link|domain)|uribl|surbl"),
+    ("toomanyconn", r"too many (connections|sessions|concurrent|simultaneous|recipients)|"
+                    r"connection (limit|rate|frequency)|frequency limited"),
+    ("speeding", r"rate limit|too many (messages|mails|emails)|sending rate|"
+                 r"exceeded.{0,20}(rate|velocity)|throttl|slow down|receiving mail at a rate"),
     ("blocked", r"refused to talk to me|server refused|blacklist|blocklist|block ?list|"
                 r"black ?list|\bdnsbl|\brbl\b|spamhaus|"
-                r"spamcop|sorbs|barracudacentral|listed (at|in|on|by)|"
+                r"spamcop|sorbs|barracudacentral|(?<!not )listed (at|in|on|by)|"
                 r"(your|the|sending|client) (ip|host|server|network)(.{0,30}) "
                 r"(is |has been |was )?(blocked|rejected|banned|denied|not allowed)|"
                 r"connection (refused|rejected|denied)|bloque|"
@@ -49,10 +64,6 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
                 r"\b(ip|host|network)\b.{0,30}\bblocked\b|poor reputation|"
                 r"not allowed to (send|connect)|banned|too many (invalid|bad)|"
                 r"service unavailable.{0,20}client host"),
-    ("toomanyconn", r"too many (connections|sessions|concurrent|simultaneous|recipients)|"
-                    r"connection (limit|rate|frequency)|frequency limited"),
-    ("speeding", r"rate limit|too many (messages|mails|emails)|sending rate|"
-                 r"exceeded.{0,20}(rate|velocity)|throttl|slow down|receiving mail at a rate"),
     ("hasmoved", r"has moved|address.{0,20}changed|no longer (at|with)|moved to|"
                  r"forwarding address|user has moved"),
     ("mailboxfull", r"mailbox (is |was )?full|over ?quota|quota (exceeded|violation|full)|"
@@ -93,13 +104,14 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
                     r"does not have a final|user not found|unknown or illegal|"
                     r"addressee unknown|invalid address|email address.{0,40}(wasn.t|was not) found|"
                     r"нет такого|не существует|не найден|user not local|wrong address|"
-                    r"dosn't exist"),
+                    r"dosn't exist|check (if|that|whether) (the )?address is correct"),
     ("filtered", r"filter|rejected by (the )?recipient|refused by (the )?recipient|"
                  r"recipient (refused|rejected)|not accepting (mail|messages)|"
                  r"does not (wish|want) to receive|denied by (the )?(user|recipient)|"
                  r"not authorized to (send|receive)|content rejected|"
                  r"sender (is )?blocked by (the )?recipient|blocked by (the )?recipient"),
     ("syntaxerror", r"syntax error|command unrecognized|bad sequence|unrecognized command|"
+                    r"parameter not implemented|"
                     r"command not (implemented|recognized)|invalid command"),
     ("notcompliantrfc", r"rfc ?(2822|5322|822|5321)|not (rfc|standards?)[ -]compliant|"
                         r"duplicate header|malformed|missing.{0,20}header|"
@@ -144,30 +156,44 @@ _COMPILED = tuple((reason, re.compile(rx)) for reason, rx in _TEXT_RULES)
 _WEAK = tuple((reason, re.compile(rx)) for reason, rx in _WEAK_RULES)
 # The SMTP command a refusal answered, as the MTAs name it: Postfix "(in reply to RCPT TO
 # command)", Exim "SMTP error from remote mail server after RCPT TO:<..>", Sendmail
-# transcripts ">>> RCPT To:<..>" / "<<< 550 ..", "after end of data", "did not like our
-# RCPT TO", qmail "Connected to .. but sender was rejected". The last one named wins.
-_COMMANDS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("RCPT", re.compile(r"\bRCPT\b|\brcpt to\b|recipient was rejected", re.IGNORECASE)),
-    ("MAIL", re.compile(r"\bMAIL FROM\b|(?:after|in reply to|>>>) mail from\b|"
-                        r"sender was rejected", re.IGNORECASE)),
-    ("DATA", re.compile(r"\bDATA\b|end of data|after data|in reply to data|"
-                        r"(?:final|message) data", re.IGNORECASE)),
-    ("HELO", re.compile(r"\b(?:HELO|EHLO)\b|my name was rejected", re.IGNORECASE)),
-    ("CONN", re.compile(r"initial connection|after connect|smtp greeting|connected to \S+ but "
-                        r"(?:greeting|connection)", re.IGNORECASE)),
+# transcripts ">>> RCPT To:<..>", Yahoo "[RCPT_TO]", "did not like our RCPT TO", qmail
+# "Connected to .. but sender was rejected". The last one named wins; explicit forms
+# (after/in reply to/>>>) are preferred to a bare command word.
+_CMD_WORDS = (("RCPT", r"rcpt(?:[ _]to)?"), ("MAIL", r"mail from"),
+              ("DATA", r"(?:end of )?data"), ("HELO", r"helo|ehlo"))
+_EXPLICIT: tuple[tuple[str, re.Pattern[str]], ...] = (
+    *((name, re.compile(r"(?:>>>|\bafter|\bin reply to|\bdid not like our|\[)\s*" + word
+                        + r"\b", re.IGNORECASE)) for name, word in _CMD_WORDS),
+    ("RCPT", re.compile(r"recipient was rejected|has rejected (?:the )?address", re.I)),
+    ("MAIL", re.compile(r"sender was rejected", re.I)),
+    ("HELO", re.compile(r"my name was rejected", re.I)),
+    ("CONN", re.compile(r"after initial connection|smtp greeting|banner", re.I)),
+)
+_BARE: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("RCPT", re.compile(r"\bRCPT(?:\b|_)")),
+    ("MAIL", re.compile(r"\bMAIL FROM\b")),
+    ("DATA", re.compile(r"\bDATA\b|end of data", re.I)),
 )
 
 
 def smtp_command(text: str | None) -> str | None:
-    """The SMTP command (RCPT, MAIL, DATA, HELO, CONN) named last in ``text``, if any."""
+    """The SMTP command (RCPT, MAIL, DATA, HELO, CONN) that ``text`` says was refused."""
     if not text:
         return None
-    best: tuple[int, str] | None = None
-    for name, rx in _COMMANDS:
-        for match in rx.finditer(text):
-            if best is None or match.start() >= best[0]:
-                best = (match.start(), name)
-    return best[1] if best else None
+    for table in (_EXPLICIT, _BARE):
+        best: tuple[int, str] | None = None
+        for name, rx in table:
+            for match in rx.finditer(text):
+                if best is None or match.start() >= best[0]:
+                    best = (match.start(), name)
+        if best:
+            return best[1]
+    return None
+
+
+_CONTINUATION = re.compile(r"(?<=\s)[245]\d\d[- ](?:[245]\.\d{1,3}\.\d{1,3}\s)?")
+_SYNTAX_REPLY = re.compile(r"(?<![\d.])50[0-4](?![\d.])")
+_REPLY = re.compile(r"(?<![\d.])[45]\d\d(?![\d.])")
 
 
 _STATUS_RULES: dict[str, str] = {
@@ -215,33 +241,45 @@ def _by_text(low: str, detail: str) -> tuple[str | None, bool]:
 
 
 def classify(status: str | None, text: str | None, *, temporary: bool = False,
-             context: str | None = None) -> str:
+             context: str | None = None, remote: bool = False) -> str:
     """Return the reason word for an RFC 3463 ``status`` and diagnostic ``text``.
 
     ``context`` is the surrounding report text: with ``text`` it tells the SMTP command that
-    was refused. A "user unknown" wording is only trusted at RCPT TO (or with an X.1.1-type
+    was refused; ``remote`` says ``text`` is a remote server's answer (a DSN Diagnostic-Code).
+    A "user unknown" wording is only trusted at RCPT TO (or with an X.1.1-type
     status); given after DATA, or with no command at all, it comes from a filter on the
     receiving side (sisimai's ``filtered``); at MAIL FROM the sender was refused.
     """
     detail = _subject_detail(status) if status else ""
     if detail in _DECISIVE:
         return _STATUS_RULES[detail]
-    low = " ".join((text or "").lower().split())
+    # continuation prefixes ("550-5.7.1 ") split phrases of multi-line replies
+    low = " ".join(_CONTINUATION.sub(" ", (text or "").lower()).split())
     reason, strong = _by_text(low, detail) if low else (None, False)
     command = smtp_command(text) or smtp_command(context)
+    if command in {"HELO", "CONN"} and reason != "networkerror":
+        return "blocked"  # refused before any envelope: the sending host itself
     if command == "MAIL" and (not strong or reason in {
             None, "userunknown", "hostunknown", "suspend", "filtered", "undefined"}):
         return "rejected"
+    # only a remote server's SMTP reply (it has a reply code) can come after RCPT; the
+    # reporting host's own "unknown user" is a directory lookup
     if reason == "userunknown" and strong and command != "RCPT" and \
-            _STATUS_RULES.get(detail) != "userunknown":
+            _STATUS_RULES.get(detail) != "userunknown" and (
+                remote or _REPLY.search(text or "")):
         return "filtered"
+    if reason == "hostunknown" and status and status[0] == "4":
+        return "networkerror"  # a temporary DNS failure, not a missing domain
     if reason:
         return reason
     if detail in _STATUS_RULES:
         return _STATUS_RULES[detail]
     if temporary:
         return "expired"
-    return "undefined"
+    if _SYNTAX_REPLY.search(text or ""):
+        return "syntaxerror"
+    # sisimai's convention: a diagnostic that names no known reason is "on hold"
+    return "onhold" if low else "undefined"
 
 
 def is_hard(reason: str) -> bool:

@@ -7,6 +7,7 @@ with WAL survives a killed process (kill -9); a power loss may lose the last com
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -140,13 +141,13 @@ class SqliteStore:
                      "state_reason, total, rejected")
 
     def get_mailing(self, mailing_id: str) -> MailingRecord | None:
-        row = self.db.execute(f"SELECT {self._MAILING_COLS} FROM mailings WHERE id=?",
+        row = self.db.execute(f"SELECT {self._MAILING_COLS} FROM mailings WHERE id=?",  # noqa: S608
                               (mailing_id,)).fetchone()
         return self._mailing(row) if row else None
 
     def list_mailings(self, states: Sequence[str] | None = None) -> list[MailingRecord]:
         rows = self.db.execute(
-            f"SELECT {self._MAILING_COLS} FROM mailings ORDER BY created_at, id").fetchall()
+            f"SELECT {self._MAILING_COLS} FROM mailings ORDER BY created_at, id").fetchall()  # noqa: S608
         out = [self._mailing(r) for r in rows]
         return [m for m in out if states is None or m.state in states]
 
@@ -279,7 +280,7 @@ class SqliteStore:
             left = max(0, window.limit - used)
             remaining = left if remaining is None else min(remaining, left)
             if left == 0:
-                at = window.frees_at(now, used, lambda k, s=start: self._nth(server, s, k))
+                at = window.frees_at(now, used, functools.partial(self._nth, server, start))
                 if at is not None:
                     frees = at if frees is None else max(frees, at)
         return remaining, frees
@@ -376,7 +377,7 @@ class SqliteStore:
             if window is None:
                 status[kind] = WindowStatus(used, None, None, None)
                 continue
-            frees = window.frees_at(now, used, lambda k, s=start: self._nth(server, s, k))
+            frees = window.frees_at(now, used, functools.partial(self._nth, server, start))
             status[kind] = WindowStatus(used, window.limit, max(0, window.limit - used), frees)
         block = self._block(server, now)
         return QuotaStatus(server, status["minute"], status["hour"], status["day"],
@@ -439,7 +440,7 @@ class SqliteStore:
         if key is None:
             return None
         return self._letter(self.db.execute(
-            f"SELECT {self._LETTER_COLS} FROM letters WHERE mailing_id=? AND seq=?",
+            f"SELECT {self._LETTER_COLS} FROM letters WHERE mailing_id=? AND seq=?",  # noqa: S608
             key).fetchone())
 
     def find_by_message_id(self, message_id: str) -> LetterRecord | None:

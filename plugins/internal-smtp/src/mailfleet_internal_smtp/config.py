@@ -13,12 +13,6 @@ def validate(server: Server, deployment: Deployment) -> list[str]:
     """Objections to an internal server's config, each with its fix."""
     where = f"servers[{server.name}]"
     problems = []
-    if deployment.saas and not server.operator_default:
-        problems.append(
-            f"{where}: in a SaaS deployment the internal SMTP server (this host's MTA, port 25, "
-            f"no AUTH) is the operator's only; mark the operator's server with "
-            f"operator_default = true, and let users add an external server on port 465 "
-            f"(security = \"ssl\") or 587 (security = \"starttls\")")
     if "sendmail" in server.options:
         path = server.options["sendmail"]
         if not isinstance(path, str) or not path:

@@ -42,8 +42,8 @@ def problems(server: Server) -> list[str]:
     if out:
         return out
     try:
-        import dkim  # type: ignore[import-untyped]  # noqa: F401
-        from dkim.crypto import parse_pem_private_key  # type: ignore[import-untyped]
+        import dkim  # type: ignore[import-untyped,unused-ignore]  # noqa: F401
+        from dkim.crypto import parse_pem_private_key  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         return [f"{where}: DKIM signing needs dkimpy; install mailfleet-internal-smtp[dkim]"]
     path = Path(str(server.options["dkim_key_file"])).expanduser()

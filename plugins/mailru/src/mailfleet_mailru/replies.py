@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-
-import attrs
-from mailfleet.diagnosis import ReplyRule
+from mailfleet.diagnosis import REPLY_LINK, ReplyRule, match_rules
 from mailfleet.errors import Classification, Diagnosis, SmtpError, Stage
 from mailfleet.servers import Server
 
@@ -19,7 +15,6 @@ EXTERNAL_APPS_HELP = "https://help.mail.ru/mail/security/protection/external"
 APP_PASSWORDS = "https://account.mail.ru/user/2-step-auth/passwords"
 NOTSPAM = "https://help.mail.ru/notspam-support/errors/550spam"
 
-_LINK = re.compile(r"https?://[^\s<>\"'{}]+[^\s<>\"'{}.,;)]")
 
 _APP_PASSWORD_STEP = {
     "en": "Mail.ru takes only an application password over SMTP: in Mail.ru settings > Password "
@@ -84,6 +79,7 @@ RULES = (
                          "приложения и возобновите рассылки, остановленные на этом сервере"}),
     ReplyRule(
         r"spam message rejected", C.PERMANENT, reason="spamdetected", url=NOTSPAM,
+        extract={"link": REPLY_LINK}, fallbacks={"link": {"en": NOTSPAM}}, url_from="link",
         summary={"en": "Mail.ru's spam filter rejected this letter",
                  "ru": "спам-фильтр Mail.ru отклонил это письмо"},
         next_step={"en": "if it is not spam, open {link} (the form carries the error code and "
@@ -101,37 +97,8 @@ RULES = (
 )
 
 
-def _duration(seconds: int, locale: str) -> str:
-    if seconds % 3600 == 0:
-        hours = seconds // 3600
-        return f"{hours} ч" if locale == "ru" else f"{hours} h"
-    minutes = max(1, seconds // 60)
-    return f"{minutes} мин" if locale == "ru" else f"{minutes} min"
-
-
-def _fill(text: Mapping[str, str], values: Mapping[str, str]) -> dict[str, str]:
-    out = {}
-    for locale, template in text.items():
-        for name, value in values.items():
-            template = template.replace("{" + name + "}", value)
-        out[locale] = template
-    return out
-
-
 def diagnose(server: Server, error: SmtpError, locale: str) -> Diagnosis | None:
-    """Mail.ru's reading of ``error``, or ``None`` for a reply its tables do not know.
-
-    ``{link}`` becomes the link in the reply, ``{block}`` the rest after a rate limit.
-    """
-    for rule in RULES:
-        if not rule.matches(error):
-            continue
-        found = _LINK.search(error.reply)
-        link = found.group(0) if found else (rule.url or EXTERNAL_APPS_HELP)
-        block = block_seconds(server) if rule.classification is C.QUOTA else rule.block_seconds
-        values = {"link": link, "block": _duration(block or 0, locale)}
-        rule = attrs.evolve(rule, summary=_fill(rule.summary, values),
-                            next_step=_fill(rule.next_step, values), block_seconds=block,
-                            url=link if rule.reason == "spamdetected" else rule.url)
-        return rule.diagnosis(server, error, locale)
-    return None
+    """Mail.ru's reading of ``error``, or ``None`` for a reply its tables do not know;
+    the rest after a rate limit comes from the server's ``ratelimit_block_seconds``."""
+    return match_rules(RULES, server, error, locale,
+                       block_seconds={C.QUOTA: block_seconds(server)})

@@ -6,9 +6,6 @@
 
 from __future__ import annotations
 
-import re
-
-import attrs
 from mailfleet.diagnosis import ReplyRule, match_rules
 from mailfleet.errors import Classification, Diagnosis, SmtpError, Stage
 from mailfleet.servers import Server
@@ -17,13 +14,14 @@ from mailfleet_rambler.provider import ABUSE_ADDRESS, ABUSE_FORM, MAIL_APPS
 
 C = Classification
 
-_IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)"
-                   r"(?![\d.])")
+_IPV4 = (r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)"
+         r"(?![\d.])")
 
 #: Only for servers whose host is ``*.rambler.ru``; ``{ip}`` is filled from the reply.
 SPAM_BLOCK = ReplyRule(
     r"spam message rejected", C.SERVER, reason="blocked", pause_mailings=True,
-    url=ABUSE_FORM,
+    url=ABUSE_FORM, hosts=("rambler.ru",), extract={"ip": _IPV4},
+    fallbacks={"ip": {"en": "(not given in the reply)", "ru": "(не указан в ответе)"}},
     summary={"en": "Rambler rejected the letter as spam: the sending IP address {ip} is on "
                    "Rambler's block list",
              "ru": "Рамблер отклонил письмо как спам: IP-адрес отправителя {ip} в "
@@ -75,20 +73,6 @@ RULES = (
 )
 
 
-def _is_rambler_host(host: str) -> bool:
-    host = host.lower().rstrip(".")
-    return host == "rambler.ru" or host.endswith(".rambler.ru")
-
-
 def diagnose(server: Server, error: SmtpError, locale: str) -> Diagnosis | None:
     """Rambler's reading of ``error``, or ``None`` for a reply its tables do not know."""
-    if _is_rambler_host(server.host) and SPAM_BLOCK.matches(error):
-        found = _IPV4.search(error.reply)
-        unknown = "(не указан в ответе)" if locale == "ru" else "(not given in the reply)"
-        ip = found.group(0) if found else unknown
-        rule = attrs.evolve(
-            SPAM_BLOCK,
-            summary={k: v.replace("{ip}", ip) for k, v in SPAM_BLOCK.summary.items()},
-            next_step={k: v.replace("{ip}", ip) for k, v in SPAM_BLOCK.next_step.items()})
-        return rule.diagnosis(server, error, locale)
-    return match_rules(RULES, server, error, locale)
+    return match_rules((SPAM_BLOCK, *RULES), server, error, locale)

@@ -8,8 +8,11 @@ the last thing to try, with ``login = "..."`` in the config.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Sequence
+
 from mailfleet import hookimpl
 from mailfleet.config import Deployment
+from mailfleet.envelope import Envelope, SendResult, SmtpSession
 from mailfleet.errors import Diagnosis, SmtpError
 from mailfleet.providers import ProviderInfo
 from mailfleet.sender import SenderDecision, SenderRequest
@@ -17,6 +20,7 @@ from mailfleet.servers import Server
 
 from mailfleet_yandex import replies, sender
 from mailfleet_yandex.provider import PROVIDER
+from mailfleet_yandex.sending import send_until_refused
 
 __all__ = ["PROVIDER"]
 
@@ -39,3 +43,9 @@ def mailfleet_sender_policy(server: Server, wanted: SenderRequest) -> SenderDeci
 @hookimpl
 def mailfleet_diagnose(server: Server, error: SmtpError, locale: str) -> Diagnosis | None:
     return replies.diagnose(server, error, locale)
+
+
+@hookimpl
+def mailfleet_send(server: Server, session: SmtpSession,
+                   envelopes: Sequence[Envelope]) -> Awaitable[list[SendResult]]:
+    return send_until_refused(server, session, envelopes)

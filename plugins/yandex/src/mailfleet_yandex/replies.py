@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
-import attrs
-from mailfleet.diagnosis import ReplyRule, Text
+from mailfleet.diagnosis import REPLY_LINK, ReplyRule, match_rules
 from mailfleet.errors import Classification, Diagnosis, SmtpError, Stage
 from mailfleet.servers import Server
 
@@ -19,7 +16,6 @@ LIMITS = "https://yandex.com/support/mail/web/letter/create/send-many-letters.ht
 WEB_MAIL = "https://mail.yandex.ru"
 HONEST_MAILERS = "https://yandex.com/support/mail/web/spam/honest-mailers.html"
 
-_LINK = re.compile(r"https?://[^\s<>\"'{}]+[^\s<>\"'{}.,;)]")
 
 _ACCESS_STEP = {
     "en": "in Yandex Mail open Settings > Email clients (" + CLIENT_SETTINGS + ") and allow "
@@ -101,7 +97,8 @@ RULES = (
                          + HONEST_MAILERS + ")"}),
     ReplyRule(
         r"message rejected under suspicion of spam", C.SERVER, reason="spamdetected",
-        pause_mailings=True, url=WEB_MAIL,
+        pause_mailings=True, url=WEB_MAIL, extract={"link": REPLY_LINK},
+        fallbacks={"link": {"en": WEB_MAIL}}, url_from="link",
         summary={"en": "Yandex stopped sending from {login}: letters are suspected of spam",
                  "ru": "Яндекс остановил отправку с {login}: письма похожи на спам"},
         next_step={"en": "open {link} in a browser, signed in as {login}, and solve the "
@@ -148,24 +145,6 @@ RULES = (
 )
 
 
-def _fill(text: Text, values: dict[str, str]) -> dict[str, str]:
-    out = {}
-    for locale, template in text.items():
-        for name, value in values.items():
-            template = template.replace("{" + name + "}", value)
-        out[locale] = template
-    return out
-
-
 def diagnose(server: Server, error: SmtpError, locale: str) -> Diagnosis | None:
     """Yandex's reading of ``error``; ``{link}`` becomes the link from the reply."""
-    for rule in RULES:
-        if rule.matches(error):
-            found = _LINK.search(error.reply)
-            link = found.group(0) if found else (rule.url or WEB_MAIL)
-            values = {"link": link}
-            rule = attrs.evolve(rule, summary=_fill(rule.summary, values),
-                                next_step=_fill(rule.next_step, values),
-                                url=link if rule.pause_mailings else rule.url)
-            return rule.diagnosis(server, error, locale)
-    return None
+    return match_rules(RULES, server, error, locale)

@@ -1,0 +1,115 @@
+"""Crash safety: a sending process is killed with SIGKILL mid-run, then a restart finishes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from test_mailing_support import (  # noqa: F401  (fixtures)
+    certs,
+    dispatcher,
+    make_fleet,
+    new_mailing,
+    server_entry,
+    servers,
+)
+
+from mailfleet.clock import FakeClock
+from mailfleet.store.sqlite import SqliteStore
+from mailfleet.testing.certs import TLSCerts
+from mailfleet.testing.smtpd import FakeSMTP
+
+CHILD = """
+import json, sys
+from mailfleet.config import parse_config
+from mailfleet.dispatcher import Dispatcher
+from mailfleet.fleet import Fleet
+from mailfleet.plugins import load_plugins
+from mailfleet.store.sqlite import SqliteStore
+entries, db = json.loads(sys.argv[1]), sys.argv[2]
+fleet = Fleet(parse_config({"servers": entries}), load_plugins(entry_points=False))
+print("started", flush=True)
+Dispatcher(fleet, SqliteStore(db), batch_size=5).run()
+"""
+LETTER_ID = re.compile(r"X-Mailfleet-Letter-Id: (\S+)")
+MESSAGE_ID = re.compile(r"Message-ID: (\S+)")
+
+
+def delivered(smtp: FakeSMTP) -> list[tuple[str, str]]:
+    """(letter id, Message-ID) of every DATA the server accepted (the rule's events)."""
+    out = []
+    for event in smtp.events:
+        if event.stage == "DATA" and event.reply.startswith("250"):
+            letter, mid = LETTER_ID.search(event.argument), MESSAGE_ID.search(event.argument)
+            assert letter is not None and mid is not None
+            out.append((letter.group(1), mid.group(1)))
+    return out
+
+
+def kill_mid_run(tmp_path: Path, smtp: FakeSMTP, certs: TLSCerts, hold: bool
+                 ) -> tuple[SqliteStore, str, list[dict[str, object]]]:
+    smtp.add_rule("DATA", "250 2.0.0 Ok: queued slowly", delay=0.03)
+    db = tmp_path / "crash.db"
+    store = SqliteStore(db)
+    created = new_mailing(store, 60, FakeClock(), hold_in_data=hold)
+    entries = [server_entry("a", smtp, certs, connections=2)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(entries), str(db)],
+                             stdout=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while len(delivered(smtp)) < 12:
+            assert child.poll() is None, "the sending process ended early"
+            assert time.monotonic() < deadline, "the sending process sent nothing"
+            time.sleep(0.01)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    return store, created.id, entries
+
+
+@pytest.mark.parametrize("hold", [False])
+def test_killed_sender_restarts_and_every_letter_goes_at_least_once(
+        tmp_path: Path, servers: list[FakeSMTP], certs: TLSCerts, hold: bool) -> None:
+    smtp = servers[0]
+    store, mailing_id, entries = kill_mid_run(tmp_path, smtp, certs, hold)
+    counts = store.counts(mailing_id)
+    in_flight = counts.get("claimed", 0) + counts.get("sending", 0)
+    assert in_flight > 0 and counts.get("sent", 0) < 60
+    before = len(delivered(smtp))
+    report = dispatcher(make_fleet(entries, tmp_path / "crash.db"), store, FakeClock(),
+                        batch_size=5).run()
+    assert report.recovered.requeued + report.recovered.resent == in_flight
+    assert store.counts(mailing_id) == {"sent": 60}
+    seen = delivered(smtp)
+    by_letter = Counter(letter for letter, _ in seen)
+    assert set(by_letter) == {f"{mailing_id}-{i}" for i in range(1, 61)}
+    duplicates = len(seen) - 60
+    assert duplicates <= 2 * 5  # bounded by letters in flight: connections x batch size
+    assert duplicates <= in_flight and len(seen) >= before
+    message_ids = {letter: {m for lid, m in seen if lid == letter} for letter in by_letter}
+    assert all(len(ids) == 1 for ids in message_ids.values())  # resent with the same ID
+
+
+def test_letters_caught_inside_data_are_held_for_review_when_the_mailing_says_so(
+        tmp_path: Path, servers: list[FakeSMTP], certs: TLSCerts) -> None:
+    smtp = servers[0]
+    store, mailing_id, entries = kill_mid_run(tmp_path, smtp, certs, hold=True)
+    sending = store.counts(mailing_id).get("sending", 0)
+    report = dispatcher(make_fleet(entries, tmp_path / "crash.db"), store, FakeClock(),
+                        batch_size=5).run()
+    counts = store.counts(mailing_id)
+    assert report.recovered.held == sending == counts.get("held", 0)
+    assert counts.get("sent", 0) + counts.get("held", 0) == 60
+    assert store.release_held(mailing_id) == sending
