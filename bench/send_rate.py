@@ -11,7 +11,7 @@ mailing from a CSV file (in a child process per size). Not a test.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import os
 import resource
 import subprocess
 import sys
@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from mailfleet import aio
 from mailfleet.config import parse_config
 from mailfleet.dispatcher import Dispatcher
 from mailfleet.fleet import Fleet
@@ -37,22 +38,21 @@ TEMPLATE = Template(subject="News for {{ name }}", text=PARAGRAPH * 14,
                     unsubscribe_url="https://example.com/unsub?e={{ email }}")
 
 
-def send_rate(letters: int, connections: int, batch: int) -> None:
+def send_rate(letters: int, connections: int, batch: int, loop: str) -> None:
     with SmtpSink() as sink, tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.db"
         store = SqliteStore(db)
         rows = ({"email": f"user{i}@example.org", "name": f"User {i}", "account": f"A-{i:07d}"}
                 for i in range(letters))
         created = create_mailing(store, TEMPLATE, rows)
-        config = parse_config({"deployment": {"store": str(db)}, "servers": [{
-            "name": "sink", "sender": "news@example.com", "host": "127.0.0.1",
-            "port": sink.port, "security": "none", "auth": "none",
-            "connections": connections, "limits": {"per_hour": 10_000_000,
-                                                   "per_day": 100_000_000}}]})
-        fleet = Fleet(config, load_plugins(entry_points=False))
+        fleet = sink_fleet(db, sink.port, connections)
         dispatcher = Dispatcher(fleet, store, batch_size=batch)
+        os.environ["MAILFLEET_EVENT_LOOP"] = loop
+        if aio.loop_name() != loop:
+            print(f"event loop {loop}: not installed, skipped")
+            return
         cpu0, start = time.process_time(), time.perf_counter()
-        report = asyncio.run(dispatcher.arun(until_idle=True))
+        report = dispatcher.run(until_idle=True)  # the blocking API, on the loop it picks
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
         assert report.sent == letters, report
         size = len(dispatcher._prepared(created.id, fleet.servers[0])[0].render(
@@ -63,7 +63,7 @@ def send_rate(letters: int, connections: int, batch: int) -> None:
         source = run_smtp_source(sink.port, messages=letters, sessions=16, size=5000,
                                  extra_args=["-d"])
         print(f"letters: {letters}, ~{size} bytes each, {connections} connections, "
-              f"batch {batch}")
+              f"batch {batch}, event loop {aio.loop_name()}")
         print(f"mailfleet full path: {ours:,.0f} letters/s ({elapsed:.2f} s, "
               f"{cpu / letters * 1e6:.0f} us CPU per letter)")
         print(f"smtp-source -d -s 16 -l 5000: {source.rate:,.0f} letters/s "
@@ -72,19 +72,35 @@ def send_rate(letters: int, connections: int, batch: int) -> None:
 
 
 def memory_child(count: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    """Create a ``count``-recipient mailing from a CSV file, then send it all into smtp-sink;
+    print the peak RSS after each step (it must not grow with ``count``)."""
+    with SmtpSink() as sink, tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "r.csv"
         with csv.open("w") as out:
             out.write("email,name,account\n")
             for i in range(count):
                 out.write(f"user{i}@example.org,User {i},A-{i:07d}\n")
-        store = SqliteStore(Path(tmp) / "m.db")
+        db = Path(tmp) / "m.db"
+        store = SqliteStore(db)
         start = time.perf_counter()
         created = create_mailing(store, TEMPLATE, csv)
         took = time.perf_counter() - start
+        peak_create = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        start = time.perf_counter()
+        report = Dispatcher(sink_fleet(db, sink.port, 16), store).run(until_idle=True)
+        sent_in = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"{count} recipients: created {created.letters} letters in {took:.1f} s, "
-              f"peak RSS {peak:.0f} MiB")
+        print(f"{count:>9,} recipients: created {created.letters:,} in {took:.1f} s "
+              f"(peak RSS {peak_create:.0f} MiB), sent {report.sent:,} in {sent_in:.1f} s "
+              f"(peak RSS {peak:.0f} MiB)")
+
+
+def sink_fleet(db: Path, port: int, connections: int) -> Fleet:
+    config = parse_config({"deployment": {"store": str(db)}, "servers": [{
+        "name": "sink", "sender": "news@example.com", "host": "127.0.0.1", "port": port,
+        "security": "none", "auth": "none", "connections": connections,
+        "limits": {"per_hour": 10_000_000, "per_day": 100_000_000}}]})
+    return Fleet(config, load_plugins(entry_points=False))
 
 
 def main() -> None:
@@ -92,6 +108,8 @@ def main() -> None:
     parser.add_argument("--letters", type=int, default=20_000)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--loops", default="asyncio,uvloop",
+                        help="event loops to measure, in turn (uvloop only if installed)")
     parser.add_argument("--memory", type=int, default=0,
                         help="measure peak memory creating this many recipients (and 1,000)")
     parser.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
@@ -102,7 +120,8 @@ def main() -> None:
         for count in (1_000, args.memory):
             subprocess.run([sys.executable, __file__, "--memory-child", str(count)], check=True)
     else:
-        send_rate(args.letters, args.connections, args.batch)
+        for loop in args.loops.split(","):
+            send_rate(args.letters, args.connections, args.batch, loop)
 
 
 if __name__ == "__main__":

@@ -13,19 +13,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from test_mailing_support import (  # noqa: F401  (fixtures)
-    certs,
-    dispatcher,
-    make_fleet,
-    new_mailing,
-    server_entry,
-    servers,
-)
-
+import test_mailing_support as support
 from mailfleet.clock import FakeClock
 from mailfleet.store.sqlite import SqliteStore
 from mailfleet.testing.certs import TLSCerts
 from mailfleet.testing.smtpd import FakeSMTP
+from test_mailing_support import dispatcher, make_fleet, new_mailing, server_entry
 
 CHILD = """
 import json, sys
@@ -41,6 +34,10 @@ Dispatcher(fleet, SqliteStore(db), batch_size=5).run()
 """
 LETTER_ID = re.compile(r"X-Mailfleet-Letter-Id: (\S+)")
 MESSAGE_ID = re.compile(r"Message-ID: (\S+)")
+
+certs = support.certs
+servers = support.servers
+
 
 
 def delivered(smtp: FakeSMTP) -> list[tuple[str, str]]:

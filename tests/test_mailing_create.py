@@ -7,11 +7,10 @@ import email.policy
 import json
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner
-from test_mailing_support import PASSWORD, certs, server_entry, servers  # noqa: F401
-
 import mailfleet.commands  # noqa: F401  (registers the command groups)
+import pytest
+import test_mailing_support as support
+from click.testing import CliRunner
 from mailfleet.cli import cli
 from mailfleet.clock import FakeClock
 from mailfleet.mailing import BadRowsError, create_mailing
@@ -19,6 +18,7 @@ from mailfleet.store.sqlite import SqliteStore
 from mailfleet.template import CompiledTemplate, DateCache, Template
 from mailfleet.testing.certs import TLSCerts
 from mailfleet.testing.smtpd import FakeSMTP
+from test_mailing_support import server_entry
 
 TEMPLATE_TOML = """
 subject = "Hello {{ name }}"
@@ -26,6 +26,10 @@ text = "Dear {{ name }}, your code is {{ code }}."
 sender = "news@example.net"
 unsubscribe_url = "https://example.net/u?e={{ email }}"
 """
+
+certs = support.certs
+servers = support.servers
+
 
 
 def test_every_bad_row_is_reported_at_creation_and_nothing_is_queued(tmp_path: Path) -> None:
@@ -100,8 +104,9 @@ def test_long_non_ascii_values_keep_quoted_printable_lines_short() -> None:
     message = render(template, {"name": "Ж" * 300})
     assert message["Subject"] == "Ж" * 300
     body = message.get_body(("plain",))
-    assert body is not None and body.get_content().replace("\r\n", "\n").rstrip() == "A " + "Ж" * 300 + " B " + \
-        "x" * 100
+    assert body is not None
+    assert body.get_content().replace("\r\n", "\n").rstrip() == (
+        "A " + "Ж" * 300 + " B " + "x" * 100)
 
 
 def test_list_unsubscribe_is_personalised_with_one_click_post() -> None:

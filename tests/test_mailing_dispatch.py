@@ -5,17 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from test_mailing_support import (  # noqa: F401  (fixtures)
-    Recorder,
-    certs,
-    dispatcher,
-    make_fleet,
-    new_mailing,
-    recipients_of,
-    server_entry,
-    servers,
-)
-
+import test_mailing_support as support
 from mailfleet.clock import FakeClock
 from mailfleet.errors import Classification, Diagnosis, SmtpError
 from mailfleet.hookspecs import hookimpl
@@ -25,6 +15,18 @@ from mailfleet.store.sqlite import SqliteStore
 from mailfleet.template import Template
 from mailfleet.testing.certs import TLSCerts
 from mailfleet.testing.smtpd import FakeSMTP
+from test_mailing_support import (
+    Recorder,
+    dispatcher,
+    make_fleet,
+    new_mailing,
+    recipients_of,
+    server_entry,
+)
+
+certs = support.certs
+servers = support.servers
+
 
 
 def setup(tmp_path: Path, entries: list[dict[str, object]], recorder: Recorder | None = None
@@ -196,17 +198,18 @@ def test_transient_4xx_is_retried_with_backoff_on_the_same_server(
     assert letter is not None and letter.attempts == 3
 
 
-def test_transient_failures_give_up_after_max_attempts(
+def test_transient_failures_give_up_after_max_attempts_from_the_retry_table(
         tmp_path: Path, servers: list[FakeSMTP], certs: TLSCerts) -> None:
-    from mailfleet.retry import RetryPolicy
     a = servers[0]
     a.add_rule("RCPT", "450 4.2.0 Mailbox busy", match="user1@")
-    store, clock, fleet = setup(tmp_path, [server_entry("a", a, certs)])
+    store, clock = SqliteStore(tmp_path / "m.db"), FakeClock()
+    fleet = make_fleet([server_entry("a", a, certs)], tmp_path / "m.db",
+                       retry={"max_attempts": 3, "backoff_initial": 10.0})
     created = new_mailing(store, 2, clock)
-    retry = RetryPolicy(max_attempts=3, connect_attempts=1)
-    report = dispatcher(fleet, store, clock, retry=retry).run()  # type: ignore[arg-type]
+    report = dispatcher(fleet, store, clock).run()  # type: ignore[arg-type]
     assert (report.sent, report.failed) == (1, 1)
     assert store.counts(created.id) == {"sent": 1, "failed": 1}
+    assert clock.slept == [10.0, 20.0]  # backoff from the config's [retry] table
 
 
 def test_permanent_failure_fails_that_letter_only(

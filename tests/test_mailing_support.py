@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from mailfleet.clock import FakeClock
 from mailfleet.config import parse_config
 from mailfleet.dispatcher import Dispatcher
@@ -19,7 +18,6 @@ from mailfleet.fleet import Fleet
 from mailfleet.hookspecs import hookimpl
 from mailfleet.mailing import CreateResult, create_mailing
 from mailfleet.plugins import load_plugins
-from mailfleet.retry import RetryPolicy
 from mailfleet.store.sqlite import SqliteStore
 from mailfleet.template import Template
 from mailfleet.testing.certs import TLSCerts, make_certs
@@ -71,8 +69,10 @@ def server_entry(name: str, smtp: FakeSMTP, certs: TLSCerts, **extra: Any) -> di
 
 
 def make_fleet(entries: Sequence[Mapping[str, Any]], store: Path,
-               recorder: Recorder | None = None) -> Fleet:
-    config = parse_config({"deployment": {"store": str(store)}, "servers": list(entries)})
+               recorder: Recorder | None = None,
+               retry: Mapping[str, Any] | None = None) -> Fleet:
+    config = parse_config({"deployment": {"store": str(store)}, "servers": list(entries),
+                           "retry": {"connect_attempts": 1, **(retry or {})}})
     plugins = load_plugins([("recorder", recorder)] if recorder else [], entry_points=False)
     return Fleet(config, plugins)
 
@@ -93,7 +93,6 @@ def new_mailing(store: SqliteStore, count: int, clock: FakeClock,
 
 
 def dispatcher(fleet: Fleet, store: SqliteStore, clock: FakeClock, **kwargs: Any) -> Dispatcher:
-    kwargs.setdefault("retry", RetryPolicy(connect_attempts=1, backoff_initial=60))
     kwargs.setdefault("batch_size", 10)
     return Dispatcher(fleet, store, clock=clock, **kwargs)
 

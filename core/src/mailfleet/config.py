@@ -19,6 +19,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 
 from mailfleet.errors import ConfigError
 from mailfleet.providers import Limits, Security
+from mailfleet.retry import RetryPolicy
 from mailfleet.secrets import Secret, SecretRef
 
 CONFIG_ENV = "MAILFLEET_CONFIG"
@@ -104,6 +105,7 @@ class Config:
     deployment: Deployment = attrs.field(factory=Deployment)
     servers: tuple[ServerConfig, ...] = ()
     bounces: BouncesConfig | None = None
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     source: str = attrs.field(default="<memory>", eq=False)
 
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 import attrs
 
+from mailfleet import aio
 from mailfleet.clock import Clock, SystemClock
 from mailfleet.envelope import Envelope, SmtpSession
 from mailfleet.errors import Classification, SmtpError, Stage
@@ -113,7 +114,7 @@ class Dispatcher:
         self.fleet = fleet
         self.store = store
         self.clock = clock or SystemClock()
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or fleet.config.retry
         self.batch_size = batch_size
         self.mailings = list(mailings) if mailings is not None else None
         self.on_progress = on_progress
@@ -129,11 +130,11 @@ class Dispatcher:
     def run(self, *, until_idle: bool = False) -> RunReport:
         """Send until every mailing is finished (sleeping while quotas are spent), or with
         ``until_idle`` until nothing can be sent now. Blocking."""
-        return asyncio.run(self.arun(until_idle=until_idle))
+        return aio.run(self.arun(until_idle=until_idle))
 
     def run_once(self) -> RunReport:
         """One pass: send what can be sent now, return when idle. Blocking."""
-        return asyncio.run(self.arun_once())
+        return aio.run(self.arun_once())
 
     def stop(self) -> None:
         """Ask :meth:`arun` to return after the current pass."""

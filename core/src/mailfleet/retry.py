@@ -7,8 +7,7 @@ many consecutive server failures a mailing pauses itself.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import attrs
 import tenacity
@@ -18,7 +17,7 @@ from mailfleet.errors import Classification, SmtpError
 
 @attrs.frozen
 class RetryPolicy:
-    """How failures are retried.
+    """How failures are retried (the ``[retry]`` table of the config file).
 
     ``max_attempts``: transient failures of one letter before it fails for good;
     ``backoff_initial``/``backoff_multiplier``/``backoff_max``: seconds before the next attempt
@@ -35,16 +34,6 @@ class RetryPolicy:
     connect_backoff: float = 1.0
     server_rest_seconds: float = 300.0
     max_server_failures: int = 10
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> RetryPolicy:
-        """Build from a config table (``[retry]``); unknown keys are refused."""
-        names = {f.name for f in attrs.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"retry: unknown keys {', '.join(unknown)}; allowed: "
-                             f"{', '.join(sorted(names))}")
-        return cls(**dict(data))
 
     def letter_wait(self) -> tenacity.wait.wait_base:
         return tenacity.wait_exponential(multiplier=self.backoff_initial,

@@ -214,6 +214,7 @@ class _Body:
     def __init__(self, text: str, *, escape: bool) -> None:
         text = text.replace("\r\n", "\n")
         self.literals, self.names = _split(text)
+        self.unique = frozenset(self.names)
         self.ascii = text.isascii() and not _long_lines(text)
         self.raw = [_raw(p) for p in self.literals] if self.ascii else []
         self.qp = [_qp(p) for p in self.literals]
@@ -224,21 +225,22 @@ class _Body:
             self.qp[-1] = self.qp[-1][:-3] + b"\r\n"
 
     def render(self, fields: Mapping[str, str]) -> tuple[bool, bytes]:
-        """``(is_7bit, body bytes)``."""
-        values = [str(fields.get(name, "")) for name in self.names]
+        """``(is_7bit, body bytes)``; each distinct field is escaped and encoded once."""
+        values = {name: str(fields.get(name, "")) for name in self.unique}
         if self.escape:
-            values = [html.escape(v) for v in values]
-        joined = "".join(values)
-        if self.ascii and joined.isascii() and max(map(len, values), default=0) < 200:
+            values = {name: html.escape(v) for name, v in values.items()}
+        if self.ascii and all(v.isascii() and len(v) < 200 for v in values.values()):
+            raw = {n: _raw(v) if "\n" in v else v.encode("ascii") for n, v in values.items()}
             out = [self.raw[0]]
-            for value, piece in zip(values, self.raw[1:], strict=True):
-                out.append(_raw(value) if "\n" in value else value.encode("ascii"))
+            for name, piece in zip(self.names, self.raw[1:], strict=True):
+                out.append(raw[name])
                 out.append(piece)
             body = b"".join(out)
             return True, body if body.endswith(b"\r\n") else body + b"\r\n"
+        encoded = {name: _qp(v) for name, v in values.items()}
         parts = [self.qp[0]]
-        for value, piece in zip(values, self.qp[1:], strict=True):
-            parts.append(_qp(value))
+        for name, piece in zip(self.names, self.qp[1:], strict=True):
+            parts.append(encoded[name])
             parts.append(piece)
         body = b"".join(parts)
         if not body.endswith(b"\r\n"):

@@ -22,6 +22,7 @@ class DsnRecipient:
     reply_code: str | None
     diagnostic: str | None
     remote_mta: str | None
+    raw_action: str | None = None
 
 
 @attrs.frozen
@@ -68,6 +69,42 @@ def _typed_value(value: str) -> str:
     return value.strip()
 
 
+# RFC 3464 actions; anything else that MTAs write ("expired", "error", "failure",
+# "bounced", "undeliverable", "rejected") reports a failure.
+_STANDARD_ACTIONS = ("fail", "delay", "deliver", "relay", "expand")
+
+
+def _action(value: str) -> str | None:
+    word = value.strip().lower().split(" ")[0].strip(";,.()") if value.strip() else ""
+    if not word:
+        return None
+    if word.startswith(_STANDARD_ACTIONS):
+        return word
+    return "failed"
+
+
+def _is_routable(address: str) -> bool:
+    """A final address with a dotted domain (not ``user@localhost`` or a host name)."""
+    domain = address.rpartition("@")[2]
+    return "." in domain or domain.startswith("[")
+
+
+def _block_address(block: dict[str, str]) -> str | None:
+    """The recipient of a block: Final-Recipient, unless it is an internal form
+    (``x-unix; user``, ``@route:user@host``, ``user@localhost``) and the
+    Original-Recipient names a real address."""
+    candidates: list[str] = []
+    for field in ("final-recipient", "original-recipient", "x-actual-recipient"):
+        if field in block:
+            address = clean_address(_typed_value(block[field]))
+            if address:
+                candidates.append(address)
+    for address in candidates:
+        if _is_routable(address):
+            return address
+    return candidates[0] if candidates else None
+
+
 def parse_dsn(text: str) -> DsnReport:
     """Parse delivery-status fields from ``text`` (blocks separated by blank lines)."""
     reporting: str | None = None
@@ -77,12 +114,7 @@ def parse_dsn(text: str) -> DsnReport:
             reporting = _typed_value(block["reporting-mta"]) or None
         if "final-recipient" not in block and "original-recipient" not in block:
             continue
-        address = None
-        for field in ("final-recipient", "original-recipient", "x-actual-recipient"):
-            if field in block:
-                address = clean_address(_typed_value(block[field]))
-                if address:
-                    break
+        address = _block_address(block)
         if not address:
             continue
         diag = _typed_value(block.get("diagnostic-code", "")) or None
@@ -92,7 +124,9 @@ def parse_dsn(text: str) -> DsnReport:
             short = re.match(r"\s*([245])[.\s]", status_field)
             status = f"{short.group(1)}.0.0" if short else None
         reply = find_reply_code(diag) if diag else None
-        action = block.get("action", "").strip().lower().split(" ")[0] or None
+        raw_action = block.get("action", "").strip().lower() or None
+        action = _action(raw_action or "")
         remote = _typed_value(block["remote-mta"]) if "remote-mta" in block else None
-        recipients.append(DsnRecipient(address, action, status, reply, diag, remote or None))
+        recipients.append(DsnRecipient(address, action, status, reply, diag, remote or None,
+                                       raw_action))
     return DsnReport(reporting, tuple(recipients))

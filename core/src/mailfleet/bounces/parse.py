@@ -197,13 +197,84 @@ def _recipient(address: str, status: str | None, reply: str | None, diagnostic: 
     return FailedRecipient(address, action, status, reply, reason, is_hard(reason), diag_text)
 
 
-def _excluded(msg: Message, parts: _Parts) -> set[str]:
+_VAGUE_REASONS = frozenset({"networkerror", "systemerror", "onhold", "undefined"})
+_RCPT_HEADERS = ("To", "Cc", "Bcc", "Delivered-To", "X-Original-To", "Envelope-To",
+                 "X-Envelope-To", "X-Rcpt-To")
+_TEXT_RCPT_RE = re.compile(r"^>?[ \t]*(?:To|Cc|Delivered-To|X-Original-To|Envelope-To)[ \t]*:"
+                           r"[ \t]*(.+(?:\r?\n[ \t]+.+)*)", re.IGNORECASE | re.MULTILINE)
+_FOR_RE = re.compile(r"\bfor[ \t]+<([^<>\s]+@[^<>\s]+)>", re.IGNORECASE)
+
+
+def _original_recipients(parts: _Parts, tail: str) -> list[str]:
+    """Addresses the returned original message was sent to (its To/Cc, Delivered-To ...
+    and the ``for <addr>`` of its Received fields), in order, system addresses left out."""
+    found: list[str] = []
+    for original in parts.originals:
+        for name in _RCPT_HEADERS:
+            found += addresses_in(header(original, name))
+        for received in _received_fields(original):
+            found += [m.group(1) for m in _FOR_RE.finditer(received)]
+    for text in [*parts.original_headers, tail[:50_000]]:
+        for match in _TEXT_RCPT_RE.finditer(text):
+            found += addresses_in(match.group(1))
+        found += [m.group(1) for m in _FOR_RE.finditer(text)]
+    seen: set[str] = set()
+    out: list[str] = []
+    for addr in found:
+        clean = clean_address(addr)
+        if clean and clean.lower() not in seen and not is_system_address(clean):
+            seen.add(clean.lower())
+            out.append(clean)
+    return out
+
+
+def _received_fields(msg: Message) -> list[str]:
+    try:
+        return [str(v) for v in (msg.get_all("Received") or [])][:20]
+    except Exception:
+        return []
+
+
+def _last_hop_recipients(parts: _Parts) -> list[str]:
+    """Who the returned message was last addressed to: the ``for <addr>`` of its topmost
+    Received field (the envelope recipient at the hop that gave up), else its To/Cc."""
+    found: list[str] = []
+    for original in parts.originals:
+        received = _received_fields(original)
+        if received:
+            found += [m.group(1) for m in _FOR_RE.finditer(received[0])]
+        if not found:
+            for name in ("To", "Cc"):
+                found += addresses_in(header(original, name))
+    for text in parts.original_headers:
+        head = text.split("\n\n", 1)[0]
+        top = re.search(r"^Received:.*(?:\r?\n[ \t]+.*)*", head, re.MULTILINE)
+        if top:
+            found += [m.group(1) for m in _FOR_RE.finditer(top.group(0))]
+        if not found:
+            for match in re.finditer(r"^(?:To|Cc)[ \t]*:[ \t]*(.+(?:\r?\n[ \t]+.+)*)", head,
+                                     re.IGNORECASE | re.MULTILINE):
+                found += addresses_in(match.group(1))
+    seen: set[str] = set()
+    out: list[str] = []
+    for addr in found:
+        if addr.lower() not in seen:
+            seen.add(addr.lower())
+            out.append(addr)
+    return out
+
+
+def _excluded(msg: Message, parts: _Parts, original_rcpts: list[str]) -> set[str]:
+    """Addresses that are never failed recipients: the report's own To/From/Reply-To/
+    Sender, and the returned message's sender, unless it also addressed itself."""
     out: set[str] = set()
     for name in ("To", "From", "Reply-To", "Sender"):
         out.update(a.lower() for a in addresses_in(header(msg, name)))
+    addressed = {a.lower() for a in original_rcpts}
     for original in parts.originals:
         for name in ("From", "Sender", "Return-Path", "Reply-To"):
-            out.update(a.lower() for a in addresses_in(header(original, name)))
+            out.update(a.lower() for a in addresses_in(header(original, name))
+                       if a.lower() not in addressed or a.lower() in out)
     return out
 
 
@@ -262,8 +333,12 @@ def _from_dsn(dsn_recipients: list[DsnRecipient], warning: bool, region: str,
         if status and status[0] == "4" and _GAVE_UP.search(
                 exclude_text.get(r.address.lower()) or ""):
             status = "5.4.7"  # the report text says the queue dropped it: final
-        out.append(_recipient(r.address, status, r.reply_code, diag, action=r.action,
-                              kind=kind, context=context, remote=bool(r.diagnostic)))
+        rcpt = _recipient(r.address, status, r.reply_code, diag, action=r.action,
+                          kind=kind, context=context, remote=bool(r.diagnostic))
+        if (r.raw_action or "").startswith("expire") and rcpt.reason in _VAGUE_REASONS:
+            # a non-standard "Action: expired": the queue lifetime ran out
+            rcpt = attrs.evolve(rcpt, reason="expired")
+        out.append(rcpt)
     return kind, out
 
 
@@ -324,8 +399,10 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
         parsed = parse_dsn(text)
         dsn_mta = dsn_mta or parsed.reporting_mta
         dsn_recipients += parsed.recipients
-    exclude = _excluded(msg, parts)
-    found = find_recipients(region, exclude) if region.strip() else []
+    original_rcpts = _original_recipients(parts, tail)
+    exclude = _excluded(msg, parts, original_rcpts)
+    found = find_recipients(region, exclude, prefer={a.lower() for a in original_rcpts}) \
+        if region.strip() else []
     text_rcpts = {r.address.lower(): r.diagnostic for r in found}
     if dsn_recipients:
         kind, rcpts = _from_dsn(dsn_recipients, warning, region, text_rcpts)
@@ -352,6 +429,13 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
         addresses = addresses_in(failed_header)
     if not addresses:
         addresses = [r.address for r in found]
+    if not addresses and (parts.dsn or (sender_sig and (subject_sig or body_sig))):
+        # a clear failure report that names no address (Postfix "Delivery report
+        # unavailable", bare notices): the returned message's single recipient failed
+        candidates = [a for a in _last_hop_recipients(parts)
+                      if a.lower() not in exclude and not is_system_address(a)]
+        if len(candidates) == 1:
+            addresses = candidates
     rcpts = []
     exim_layout = not parts.dsn and bool(_EXIM_LAYOUT.search(region))
     for addr in addresses:

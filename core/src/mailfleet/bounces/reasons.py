@@ -14,6 +14,19 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
     ("policyviolation", r"content presents a potential"),
     ("contenterror", r"headers? (are |is )?too (large|long|big)"),
     ("hostunknown", r"account or domain may not exist"),
+    # the envelope sender (not the recipient) was refused: Postfix "Sender address rejected:
+    # Domain not found", "sender domain must exist", Exim "sender verify failed"
+    ("rejected", r"sender address rejected|sender domain (does not exist|not found|unknown|"
+                 r"must (exist|resolve))|domain of sender address|sender verif(y|ication) "
+                 r"failed|unverified sender"),
+    # greylisting: a temporary refusal of the sending host, never a dead address
+    ("blocked", r"gr[ae]y-?list"),
+    ("systemerror", r"insufficient system (storage|resources)"),
+    # a message too big, named before "exceeded ... size limit" of a full mailbox
+    ("mesgtoobig", r"message (size )?(is )?(too (big|large)|larger than|exceeds)|"
+                   r"message size.{0,40}(exceed|limit|too)|exceed.{0,30}message size|"
+                   r"size of (the|your) message|nachricht (ist )?zu gro|message trop (gros|volumineux)|"
+                   r"mensaje (es )?demasiado grande"),
     ("networkerror", r"host not found, try again|host not reachable|temporary (dns|lookup|name) |"
                      r"dns.{0,30}temporar|lookup.{0,30}timed? ?out"),
     # a mail loop is named before the generic "maximum ... times" of expired
@@ -32,14 +45,21 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
     ("authfailure", r"\b(dmarc|spf|dkim)\b.{0,40}(fail|check|policy|reject|align|not pass|"
                     r"invalid|violat|quarantine|none\b)|unauthenticated (email|mail)|"
                     r"authentication (failure|failed|check)|sender is unauthenticated|"
-                    r"sender policy framework|domainkeys"),
-    ("securityerror", r"smtp authentication|tls required|starttls|encryption|must use tls|"
+                    r"sender policy framework|domainkeys|"
+                    r"(fail(s|ed)?|not pass|does not pass|didn.t pass|failed to pass).{0,30}"
+                    r"\b(dmarc|spf|dkim)\b|\bspf\b.{0,60}not (allowed|authorized|permitted)|"
+                    r"(is|was) unauthenticated|\bdmarc\b"),
+    ("securityerror", r"smtp authentication|tls (is )?required|requires? (a )?(secure|tls|"
+                      r"encrypted)|starttls|encryption|must use tls|"
                       r"must be encrypted|"
                       r"authentication required|not authenticated|auth.* required|"
                       r"relay access.*auth|insecure|5\.7\.515|does not meet the required"),
     ("norelaying", r"relay(ing)? (access )?(denied|not permitted|prohibited|not allowed)|"
                    r"not permitted to relay|unable to relay|no relaying|we do not relay|"
                    r"relaying denied|not a gateway|cannot be used to relay|relay not"),
+    # a listed link in the content, then a listed sending host
+    ("spamdetected", r"blacklisted (url|uri|link|domain)|\buribl\b|\bsurbl\b"),
+    ("blocked", r"block ?list|black ?list|\bdnsbl\b|\brbl\b"),
     ("badreputation", r"reputation|sender ?score|senderbase|unexpected volume|"
                       r"user complaints"),
     # the sending IP itself is refused, even when spam is named as the cause
@@ -52,7 +72,7 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
                      r"blacklisted (url|uri|link|domain)|uribl|surbl"),
     ("toomanyconn", r"too many (connections|sessions|concurrent|simultaneous|recipients)|"
                     r"connection (limit|rate|frequency)|frequency limited"),
-    ("speeding", r"rate limit|too many (messages|mails|emails)|sending rate|"
+    ("speeding", r"rate limit|too many (messages|mails|emails)|sending rate|unusual rate|"
                  r"exceeded.{0,20}(rate|velocity)|throttl|slow down|receiving mail at a rate"),
     ("blocked", r"refused to talk to me|server refused|blacklist|blocklist|block ?list|"
                 r"black ?list|\bdnsbl|\brbl\b|spamhaus|"
@@ -67,6 +87,15 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
     ("hasmoved", r"has moved|address.{0,20}changed|no longer (at|with)|moved to|"
                  r"forwarding address|user has moved"),
     ("mailboxfull", r"mailbox (is |was )?full|over ?quota|quota (exceeded|violation|full)|"
+                    # German, French, Spanish, Italian, Portuguese, Dutch, Japanese, Chinese
+                    r"postfach (ist )?(voll|überfüllt)|speicherplatz.{0,40}(erschöpft|"
+                    r"überschritten|voll)|quota überschritten|speicher.{0,20}voll|"
+                    r"bo[iî]te (aux lettres |de réception )?(est )?(pleine|saturée)|"
+                    r"quota (dépassé|atteint)|buz[oó]n (de correo )?(est[aá] )?lleno|"
+                    r"cuota (excedida|superada)|casella (postale )?piena|"
+                    r"caixa (postal |de correio )?(est[aá] )?cheia|mailbox (is )?vol|"
+                    r"メールボックスがいっぱい|容量(超過|オーバー|不足)|邮箱(已)?满|"
+                    r"信箱(已)?满|空间不足|exhausted.{0,30}(storage|space|quota)|"
                     r"exceeded.{0,30}(quota|storage|size limit)|mailbox.{0,30}(size|storage) "
                     r"limit|insufficient (disk )?(space|storage)|not enough (space|storage)|"
                     r"space not enough|disk (full|quota)|mail ?folder is full|"
@@ -83,7 +112,11 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
                 r"account.{0,30}(locked|frozen|expired|closed|blocked)|"
                 r"mailbox.{0,20}(disabled|inactive|locked|frozen)|frozen|"
                 r"account.{0,20}(temporarily )?(unavailable|locked)|blocked (account|mailbox|user)|"
-                r"(user|recipient).{0,20}(blocked|locked)|заблокирован|отключен"),
+                r"(user|recipient).{0,20}(blocked|locked)|заблокирован|отключен|"
+                r"(konto|postfach|benutzer|mailbox|account).{0,20}(gesperrt|deaktiviert)|"
+                r"(compte|bo[iî]te).{0,20}(désactivée?|suspendue?|bloquée?)|"
+                r"cuenta.{0,20}(suspendida|desactivada|bloqueada)|"
+                r"account.{0,20}(sospeso|disattivato)|停止|無効"),
     ("hostunknown", r"host (or domain name )?not found|unknown host|no such (host|domain)|"
                     r"host unknown|domain (not found|does not exist|unknown|doesn.t exist|"
                     r"name not found)|unrouteable|unroutable|"
@@ -104,7 +137,26 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
                     r"does not have a final|user not found|unknown or illegal|"
                     r"addressee unknown|invalid address|email address.{0,40}(wasn.t|was not) found|"
                     r"нет такого|не существует|не найден|user not local|wrong address|"
-                    r"dosn't exist|check (if|that|whether) (the )?address is correct"),
+                    r"dosn't exist|check (if|that|whether) (the )?address is correct|"
+                    r"address.{0,40}(couldn.t|could not|cannot|can.t) be found|"
+                    r"mailbox (is )?(currently )?(unavailable|not available)|"
+                    r"recipient.{0,10}not found|"
+                    # German, French, Spanish, Italian, Portuguese, Dutch
+                    r"benutzer (ist )?unbekannt|unbekannte[rs]? (empfänger|benutzer|adresse|"
+                    r"postfach)|(empfänger|postfach|mailbox|adresse)(adresse)? (ist )?unbekannt|"
+                    r"existiert nicht|gibt es nicht|"
+                    r"utilisateur inconnu|destinataire inconnu|adresse (e-?mail )?inconnue|"
+                    r"(adresse|destinataire) (du )?destinataire invalide|"
+                    r"adresse destinataire invalide|n'existe pas|inexistant|"
+                    r"usuario (desconocido|inexistente|no existe)|destinatario desconocido|"
+                    r"(no|não) existe|direcci[oó]n (de correo )?(no v[aá]lida|inv[aá]lida|"
+                    r"desconocida)|utente (sconosciuto|inesistente)|indirizzo inesistente|"
+                    r"usu[aá]rio desconhecido|utilizador desconhecido|onbekende gebruiker|"
+                    r"bestaat niet|"
+                    # Russian, Japanese, Chinese
+                    r"неизвестн(ый|ого) (пользовател|адрес|получател)|"
+                    r"宛先不明|存在しない|存在しません|ユーザー?(が)?(不明|見つかりません)|"
+                    r"用户不存在|收件人不存在|地址不存在|无此用户|帐户不存在|账户不存在"),
     ("filtered", r"filter|rejected by (the )?recipient|refused by (the )?recipient|"
                  r"recipient (refused|rejected)|not accepting (mail|messages)|"
                  r"does not (wish|want) to receive|denied by (the )?(user|recipient)|"
@@ -117,6 +169,7 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
                         r"duplicate header|malformed|missing.{0,20}header|"
                         r"header.{0,30}(invalid|missing|duplicate)|bare (lf|cr)"),
     ("policyviolation", r"policy|prohibited|not permitted|not allowed|violat|"
+                        r"content restriction|"
                         r"administrative(ly)? prohibited"),
     ("notaccept", r"not accept|does not accept|null mx|no mail service|"
                   r"accepts? no mail|does not receive mail"),
@@ -126,6 +179,8 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
                  r"sender address|bad sender|sender verify|sender verification"),
     ("expired", r"retry time(out)? (not reached|exceeded)|expired|too long|"
                 r"could not be delivered (for|within)|timed? ?out|has not been collected|"
+                r"attempts? (have|has) (been )?(unsuccessful|failed)|stopped trying|"
+                r"unsuccessful for|"
                 r"giving up|gave up|delivery time|exceeded.{0,30}(delivery )?attempts|"
                 r"maximum.{0,20}(time|attempts)|retry (limit|period)|was not delivered "
                 r"after|failed \d+ attempts|undeliverable for|queue|delayed"),
@@ -140,7 +195,8 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
                     r"procmail|\bpipe\b"),
     ("systemerror", r"system error|internal (server )?error|server error|"
                     r"temporary (local )?problem|local error|configuration error|"
-                    r"i/o error|too many hops|unavailable|try again|resources"),
+                    r"i/o error|too many hops|unavailable|try again|resources|"
+                    r"service not available|temporar(il)?y (rejected|failure|error)"),
     ("onhold", r"on hold|held for"),
     ("rejected", r"not have permission to post|not (a )?member|permission to post|"
                  r"members-only|not allowed to post"),
@@ -211,7 +267,8 @@ _STATUS_RULES: dict[str, str] = {
     "7.0": "policyviolation", "7.1": "rejected", "7.2": "rejected", "7.3": "securityerror",
     "7.4": "securityerror", "7.5": "securityerror", "7.6": "securityerror",
     "7.7": "securityerror", "7.8": "authfailure", "7.9": "securityerror",
-    "7.13": "suspend", "7.23": "requireptr", "7.25": "requireptr", "7.26": "authfailure",
+    "7.13": "suspend", "7.20": "authfailure", "7.21": "authfailure", "7.22": "authfailure",
+    "7.23": "authfailure", "7.24": "authfailure", "7.25": "requireptr", "7.26": "authfailure",
     "7.27": "authfailure", "7.28": "speeding", "7.29": "securityerror",
     "7.30": "authfailure", "7.32": "authfailure", "7.509": "authfailure",
     "7.510": "authfailure", "7.515": "securityerror", "7.54": "norelaying",
@@ -220,7 +277,7 @@ _STATUS_RULES: dict[str, str] = {
 }
 # Codes whose meaning is precise enough to trust over the free text.
 _DECISIVE = frozenset({"1.1", "1.2", "1.6", "1.10", "1.7", "1.8", "2.2", "2.3", "3.4",
-                       "7.26", "7.27", "7.30",
+                       "7.26", "7.27", "7.28", "7.30",
                        "7.32", "7.509", "7.515", "7.23", "7.25", "7.54", "7.606", "7.13"})
 
 

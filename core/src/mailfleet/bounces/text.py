@@ -55,13 +55,34 @@ _HEADINGS = re.compile(
     r"had (?:transient|permanent|delivery)|message not delivered|not yet been delivered|"
     r"recipients? (?:failed|rejected)|was not delivered|delivery failure|"
     r"rejected (?:recipient|address)|undeliverable|cannot be delivered|"
+    r"recipients? (?:cannot|could not) be reached|failed recipients?|"
+    r"permanent(?:ly)? (?:failure|error)s? (?:for|to)|"
+    # German, French, Spanish, Italian, Portuguese, Dutch
+    r"(?:konnte|kann) nicht (?:zugestellt|ausgeliefert)|nicht zustellbar|unzustellbar|"
+    r"folgende[nr]? (?:empfänger|adresse)|"
+    r"n'a pas (?:pu être|été) (?:remis|distribué|livré)|impossible de (?:remettre|distribuer|"
+    r"livrer)|(?:aux|les) destinataires? suivants?|"
+    r"no se (?:ha )?pod(?:ido|ía) entregar|no (?:pudo|ha podido) ser entregado|"
+    r"(?:los )?siguientes destinatarios|"
+    r"non (?:è stato possibile|può essere) (?:recapitat|consegnat)|"
+    r"não (?:pôde|foi possível) (?:ser )?entreg|kon niet worden (?:bezorgd|afgeleverd)|"
     r"не (?:может быть |был[оа]? |удалось )?достав|следующ(?:им|ие|его) адрес|"
-    r"無法|送達できません|无法",
+    r"無法|送達できません|配信できません|届きませんでした|宛先不明|无法|未能送达|退信",
     re.IGNORECASE,
 )
-_LINE_ADDR = re.compile(r"^[ \t]*<([^<>\s]+@[^<>\s]+)>[ \t]*(?::|\.\.\.|\(|$|[ \t]+\()",
+_LINE_ADDR = re.compile(
+    r"^[ \t]*<([^<>\s]+@[^<>\s]+)>[>.,;]*[ \t]*(?::|\.\.\.|\(|$|[ \t]+\()", re.MULTILINE)
+# A labelled field naming the failed address: Domino "Failed Recipient:", "Recipient
+# address:", "Original recipient:", "Invalid recipient:", and the same in other languages.
+_FIELD_ADDR = re.compile(
+    r"^[ \t]*(?:failed|original|intended|final|rejected|invalid|unknown|bad|undeliverable|"
+    r"unreachable)?[ \t-]*(?:recipient|addressee|empfänger|destinataire|destinatario|"
+    r"получатель|адресат|宛先|收件人|收信人)s?(?:\(s\))?(?:[ \t]+(?:address|adresse|"
+    r"adresse e-?mail|dirección|e-?mail))?[ \t]*[:：][ \t]*"
+    r"(?:rfc822;[ \t]*)?[\"']?[^\n@<]{0,60}?<?([^<>\s\"']+@[^<>\s\"']+?)>?[ \t.,;]*(?:\(|$)",
+    re.IGNORECASE | re.MULTILINE)
+_EXIM_ADDR = re.compile(r"^[ \t]{0,8}<?([^<>\s:]+@[^<>\s:]+?)>?(?::|[ \t]*$|[ \t]+on[ \t]+\w)",
                         re.MULTILINE)
-_EXIM_ADDR = re.compile(r"^[ \t]{0,8}<?([^<>\s:]+@[^<>\s:]+?)>?(?::|[ \t]*$)", re.MULTILINE)
 _LONE_TO = re.compile(r"^\s*(?:To|An|Para)\s*:\s*<?\S+@\S+>?\s*$")
 _RECEIVED_TAIL = re.compile(r"^\s*(?:from|by)\s+\S+\s+\(|^\s*\(envelope-from|^\s*for <", re.I)
 _GENERATED = re.compile(r"\((?:generated|expanded) from:?\s*<?([^<>\s)]+@[^<>\s)]+)>?\)", re.I)
@@ -133,10 +154,11 @@ def _inside(pos: int, spans: list[tuple[int, int]]) -> bool:
 
 def _structured(region: str, spans: list[tuple[int, int]]) -> list[tuple[str, int]]:
     found: list[tuple[str, int]] = []
-    for match in _LINE_ADDR.finditer(region):
-        addr = clean_address(match.group(1))
-        if addr and not _inside(match.start(), spans):
-            found.append((addr, match.start()))
+    for rx in (_LINE_ADDR, _FIELD_ADDR):
+        for match in rx.finditer(region):
+            addr = clean_address(match.group(1))
+            if addr and not _inside(match.start(), spans):
+                found.append((addr, match.start()))
     if found:
         return found
     heading = _HEADINGS.search(region)
@@ -155,9 +177,17 @@ def _structured(region: str, spans: list[tuple[int, int]]) -> list[tuple[str, in
 
 
 def _generic(region: str, spans: list[tuple[int, int]]) -> list[tuple[str, int]]:
-    found: list[tuple[str, int]] = []
     heading = _HEADINGS.search(region)
-    start = heading.start() if heading else 0
+    found = _generic_from(region, spans, heading.start() if heading else 0)
+    if not found and heading:
+        # "User's mailbox is full: <addr>" above an "Unable to deliver mail." line
+        found = _generic_from(region, spans, 0)
+    return found
+
+
+def _generic_from(region: str, spans: list[tuple[int, int]],
+                  start: int) -> list[tuple[str, int]]:
+    found: list[tuple[str, int]] = []
     for match in ADDR_RE.finditer(region, start):
         if _inside(match.start(), spans):
             continue
@@ -171,13 +201,35 @@ def _generic(region: str, spans: list[tuple[int, int]]) -> list[tuple[str, int]]
     return found
 
 
-def find_recipients(region: str, exclude: set[str]) -> list[TextRecipient]:
-    """Failed recipients described in ``region`` (the report text), with diagnostics."""
+_CODE_ON_LINE = re.compile(r"(?<![\d.])(?:[245]\d\d|[245]\.\d{1,3}\.\d{1,3})(?![\d.]\d)")
+
+
+def _listed(region: str, pos: int) -> bool:
+    """The address at ``pos`` starts its line or shares it with an SMTP/status code
+    (a list entry or a transcript line, not a name in prose)."""
+    start = region.rfind("\n", 0, pos) + 1
+    end = region.find("\n", pos)
+    line = region[start:end if end >= 0 else len(region)]
+    return not region[start:pos].strip(" \t<\"'*-") or bool(_CODE_ON_LINE.search(line))
+
+
+def find_recipients(region: str, exclude: set[str],
+                    prefer: set[str] | None = None) -> list[TextRecipient]:
+    """Failed recipients described in ``region`` (the report text), with diagnostics.
+
+    ``prefer`` holds the (lower-cased) addresses the returned message was sent to: when
+    the report has no recognised layout and mentions several addresses, those among
+    them are the failed ones (the others are contacts, suggestions, aliases).
+    """
     spans = _excluded_spans(region)
     found = _structured(region, spans)
     structured = bool(found)
     if not found:
         found = _generic(region, spans)
+        keys = {a.lower() for a, _ in found} - exclude
+        if prefer and len(keys) > 1 and keys & prefer:
+            found = [(a, pos) for a, pos in found
+                     if a.lower() in prefer or _listed(region, pos)]
     result: list[TextRecipient] = []
     seen: set[str] = set()
     ordered = sorted(found, key=lambda item: item[1])

@@ -31,6 +31,9 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _MAX_LINE = 8192
+_MAX_LINES = 100
+_READ_SIZE = 65536
+_WRITE_HIGH = 256 * 1024
 
 
 def tls_context(server: Server) -> ssl.SSLContext:
@@ -44,9 +47,11 @@ def tls_context(server: Server) -> ssl.SSLContext:
 
 def dot_stuff(data: bytes) -> bytes:
     """The DATA payload: CRLF line ends, leading dots doubled, ending with ``CRLF.CRLF``."""
-    if b"\n" in data and (b"\r" not in data or _BARE_LF.search(data)):
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf:  # counting is ~20x cheaper than a regex search
         data = _BARE_LF.sub(b"\r\n", data)
-    if b"\r" in data and _BARE_CR.search(data):
+        crlf = data.count(b"\r\n")
+    if data.count(b"\r") != crlf:
         data = _BARE_CR.sub(b"\r\n", data)
     if data.startswith(b".") or b"\n." in data:
         data = _LEADING_DOT.sub(b"..", data)
@@ -65,6 +70,7 @@ class SmtpClient:
         self.tls = False
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._buffer = bytearray()
         self._secrets: list[str] = []
 
     # -- opening ----------------------------------------------------------------------
@@ -113,6 +119,9 @@ class SmtpClient:
         reply = await self._command("STARTTLS", Stage.TLS)
         if reply.code != 220:
             raise self._reply_error(Stage.TLS, reply)
+        if self._buffer:  # plain-text bytes after 220 would be read as if they came over TLS
+            raise self._error(Stage.TLS, "the server sent data after agreeing to STARTTLS; "
+                              "refusing to continue (possible command injection)")
         assert self._writer is not None and context is not None
         try:
             await asyncio.wait_for(
@@ -279,22 +288,29 @@ class SmtpClient:
         return await self._read(stage)
 
     async def _read(self, stage: Stage) -> Reply:
+        """The next reply; pipelined replies are taken from the buffer without waiting.
+
+        The timeout applies to each wait for the server, so a slow reply fails after
+        ``timeout`` seconds while a long batch of quick replies never does.
+        """
         if self._reader is None or self._writer is None:
             raise self._error(stage, "the session is closed")
-        lines: list[bytes] = []
         try:
-            await asyncio.wait_for(self._writer.drain(), self.server.timeout)
-            while True:
-                raw = await asyncio.wait_for(self._reader.readline(), self.server.timeout)
-                if not raw:
+            if self._writer.transport.get_write_buffer_size() > _WRITE_HIGH:
+                async with asyncio.timeout(self.server.timeout):
+                    await self._writer.drain()
+            while (lines := self._take_reply()) is None:
+                async with asyncio.timeout(self.server.timeout):
+                    chunk = await self._reader.read(_READ_SIZE)
+                if not chunk:
                     raise self._error(stage, "the server closed the connection")
-                lines.append(raw)
-                if is_last_line(raw) or len(lines) > 100:
-                    break
+                self._buffer += chunk
         except TimeoutError:
             raise self._error(stage, f"no reply within {self.server.timeout:g} s") from None
-        except (OSError, ssl.SSLError, ValueError) as exc:
+        except (OSError, ssl.SSLError) as exc:
             raise self._error(stage, f"connection lost: {_os_reason(exc)}") from None
+        except ValueError as exc:
+            raise self._error(stage, str(exc)) from None
         try:
             reply = parse_reply_lines(lines)
         except ValueError as exc:
@@ -302,6 +318,22 @@ class SmtpClient:
         if reply.code == 421:  # the server is closing the session
             raise self._reply_error(stage, reply)
         return reply
+
+    def _take_reply(self) -> list[bytes] | None:
+        """Cut one complete reply off the buffer, or ``None`` if it has not all arrived."""
+        buffer, start, lines = self._buffer, 0, []
+        while (end := buffer.find(b"\n", start)) >= 0:
+            line = bytes(buffer[start:end + 1])
+            lines.append(line)
+            start = end + 1
+            if is_last_line(line):
+                del buffer[:start]
+                return lines
+            if len(lines) > _MAX_LINES:
+                raise ValueError("an SMTP reply of more than 100 lines")
+        if len(buffer) - start > _MAX_LINE:
+            raise ValueError("an SMTP reply line longer than 8192 bytes")
+        return None
 
     # -- errors -----------------------------------------------------------------------
     def _scrub(self, text: str) -> str:

@@ -1,0 +1,118 @@
+"""The whole bounce loop over real servers: a mailing goes out through a private Postfix, the
+provider refuses one address, Postfix writes a real DSN into Dovecot, and `bounces fetch`
+marks the letter and suppresses the address."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mailfleet.cli import main
+from mailfleet.clock import FakeClock
+from mailfleet.dispatcher import Dispatcher
+from mailfleet.fleet import Fleet
+from mailfleet.mailing import create_mailing
+from mailfleet.store.sqlite import SqliteStore
+from mailfleet.template import Template
+from mailfleet.testing.dovecot import Mailbox
+from mailfleet.testing.postfix import PostfixServer
+from mailfleet.testing.smtpd import FakeSMTP
+
+DEAD = "gone@dest.test"
+
+
+def write_config(path: Path, postfix: PostfixServer, box: Mailbox, store: Path) -> Path:
+    path.write_text(f'''
+[deployment]
+store = "{store}"
+
+[[servers]]
+name = "local-mta"
+kind = "internal"
+sender = "{box.address}"
+host = "127.0.0.1"
+port = {postfix.port}
+
+[bounces]
+protocol = "imap"
+host = "127.0.0.1"
+port = {box.imaps_port}
+security = "ssl"
+login = "{box.login}"
+password = "{box.password}"
+ca_file = "{box.ca_file}"
+''', encoding="utf-8")
+    return path
+
+
+def test_bounce_of_a_mailing_letter_marks_it_and_suppresses_the_address(
+        tmp_path: Path, postfix: PostfixServer, smtp_server: FakeSMTP, mailbox: Mailbox,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    smtp_server.reset()
+    smtp_server.add_rule("RCPT", f"550 5.1.1 <{DEAD}>: Recipient address rejected: "
+                                 "User unknown in virtual mailbox table", match=DEAD)
+    store_path = tmp_path / "mailfleet.db"
+    config = write_config(tmp_path / "mailfleet.toml", postfix, mailbox, store_path)
+    fleet = Fleet.from_file(config)
+    store = SqliteStore(store_path)
+    clock = FakeClock()
+    template = Template(subject="News for {{ name }}", text="Hello {{ name }}",
+                        sender=mailbox.address)
+    created = create_mailing(store, template, [
+        {"email": "alive@dest.test", "name": "Ann"}, {"email": DEAD, "name": "Bob"}],
+        clock=clock)
+    report = Dispatcher(fleet, store, clock=clock).run(until_idle=True)
+    assert report.sent == 2  # Postfix accepted both; the refusal comes later, as a DSN
+
+    [dsn] = mailbox.wait_for_messages(1, timeout=15)
+    assert b"multipart/report" in dsn and DEAD.encode() in dsn
+    smtp_server.wait_for_messages(1)
+
+    main(["--config", str(config), "bounces", "fetch", "--json"])  # exits only on failure
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["read"], summary["bounces"], summary["marked"]) == (1, 1, 1)
+    assert summary["suppressed"] == [DEAD]
+    [parsed] = summary["reports"]
+    assert parsed["recipients"][0]["status"] == "5.1.1"
+    assert parsed["recipients"][0]["reason"] == "userunknown"
+    assert parsed["matched_letter"] == parsed["letter_id"]
+
+    letter = store.find_letter(parsed["letter_id"])
+    assert letter is not None and letter.email == DEAD and letter.state == "bounced"
+    assert letter.mailing_id == created.id
+    assert store.is_suppressed(DEAD) and not store.is_suppressed("alive@dest.test")
+
+    main(["--config", str(config), "bounces", "fetch", "--json"])  # reads nothing new
+    assert json.loads(capsys.readouterr().out)["read"] == 0
+    store.close()
+
+
+def test_soft_bounces_suppress_only_after_the_configured_count(tmp_path: Path) -> None:
+    from mailfleet.bounce_handling import BounceHandler
+    from mailfleet.config import BouncesConfig
+    from mailfleet.plugins import load_plugins
+
+    store = SqliteStore(tmp_path / "s.db")
+    clock = FakeClock()
+    template = Template(subject="s", text="t", sender="news@example.com")
+    handler = BounceHandler(store, load_plugins(), BouncesConfig(soft_bounce_limit=2),
+                            clock)
+    mailing_ids = [create_mailing(store, template, [{"email": "full@dest.test"}],
+                                  clock=clock).id for _ in range(2)]
+    dsn = ("From: MAILER-DAEMON@mx.dest.test\r\nTo: news@example.com\r\n"
+           "Subject: Undelivered Mail Returned to Sender\r\n"
+           "Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n"
+           "--b\r\nContent-Type: text/plain\r\n\r\nMailbox full\r\n"
+           "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
+           "Final-Recipient: rfc822; full@dest.test\r\nAction: failed\r\nStatus: 4.2.2\r\n"
+           "Diagnostic-Code: smtp; 452 4.2.2 Mailbox full\r\n"
+           "--b\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+           "X-Mailfleet-Letter-Id: {lid}\r\nSubject: s\r\n--b--\r\n")
+    first = handler.handle(dsn.format(lid=f"{mailing_ids[0]}-1").encode())
+    assert first.marked and not first.suppressed
+    second = handler.handle(dsn.format(lid=f"{mailing_ids[1]}-1").encode())
+    assert second.marked and second.suppressed == ("full@dest.test",)
+    again = handler.handle(dsn.format(lid=f"{mailing_ids[1]}-1").encode())
+    assert not again.marked and not again.suppressed  # handling twice changes nothing more
+    store.close()
