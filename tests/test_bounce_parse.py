@@ -382,3 +382,223 @@ def test_google_groups_refusal_is_rejected_in_any_language() -> None:
 
 def test_unrecognised_diagnostic_is_onhold() -> None:
     assert _reason(_dsn("5.0.0", "550 Flux capacitor says no")) == "onhold"
+
+
+# --- recipients in less common layouts -------------------------------------------------
+
+
+def _text_report(body: str, subject: str = "Undeliverable: Hello",
+                 sender: str = "postmaster@mx.example.net") -> bytes:
+    return (f"From: {sender}\r\nTo: news@sender.example\r\nSubject: {subject}\r\n"
+            f"MIME-Version: 1.0\r\n\r\n{body}\r\n").encode()
+
+
+def _dsn_fields(fields: str, text: str = "Delivery failed.") -> bytes:
+    return (
+        "From: MAILER-DAEMON@mx.example.net\r\nTo: news@sender.example\r\n"
+        "Subject: failure\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        f"--B\r\nContent-Type: text/plain\r\n\r\n{text}\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        f"Reporting-MTA: dns; mx.example.net\r\n\r\n{fields}\r\n--B--\r\n"
+    ).encode()
+
+
+def _addresses(raw: bytes) -> list[str]:
+    return [r.address for r in parse_bytes(raw).recipients]
+
+
+def test_dsn_recipient_field_variants() -> None:
+    for field in ("Final-Recipient: rfc822;<pia@example.org>",
+                  "Final-Recipient: RFC822; pia@example.org (Pia)",
+                  "Final-Recipient: X-Unix; |/usr/bin/procmail\r\n"
+                  "Original-Recipient: rfc822;pia@example.org",
+                  "Original-Recipient: rfc822; pia@example.org",
+                  "Final-Recipient: rfc822; pia@mailhost\r\n"
+                  "Original-Recipient: rfc822; pia@example.org"):
+        raw = _dsn_fields(field + "\r\nAction: failed\r\nStatus: 5.1.1\r\n")
+        assert _addresses(raw) == ["pia@example.org"], field
+
+
+def test_nonstandard_dsn_actions_are_failures() -> None:
+    for action in ("error", "bounced", "expired"):
+        raw = _dsn_fields("Final-Recipient: rfc822; pia@example.org\r\n"
+                          f"Action: {action}\r\nStatus: 5.0.0\r\n")
+        report = parse_bytes(raw)
+        assert report.kind == "bounce"
+        assert [r.address for r in report.recipients] == ["pia@example.org"]
+    raw = _dsn_fields("Final-Recipient: rfc822; pia@example.org\r\nAction: expired\r\n"
+                      "Status: \r\nDiagnostic-Code: Connection timed out\r\n")
+    [rcpt] = parse_bytes(raw).recipients
+    assert (rcpt.reason, rcpt.status) == ("expired", "5.0.0")
+
+
+def test_dsn_without_recipient_blocks_falls_back_to_the_returned_message() -> None:
+    raw = (
+        "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\nTo: news@sender.example\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nI'm sorry to have to inform you that your "
+        "message could not\r\nbe delivered to one or more recipients.\r\n\r\n"
+        "\t--- Delivery report unavailable ---\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n"
+        "--B\r\nContent-Type: message/rfc822\r\n\r\n" + ORIGINAL.format(rcpt="pia@example.org")
+        + "--B--\r\n"
+    ).encode()
+    [rcpt] = parse_bytes(raw).recipients
+    assert (rcpt.address, rcpt.reason) == ("pia@example.org", "undefined")
+    assert rcpt.status is not None and rcpt.status[0] == "5"
+
+
+def test_text_layouts_of_many_mtas_name_the_recipient() -> None:
+    bodies = [
+        # Domino / Notes
+        "Your message\r\n\r\n  Subject: Hello\r\n\r\nwas not delivered to:\r\n\r\n"
+        "  pia@example.org\r\n\r\nbecause:\r\n\r\n  User pia not listed in Domino Directory\r\n",
+        "Delivery Failure Report\r\n\r\nFailed Recipient: pia@example.org\r\n"
+        "Reason: User not listed in public Name & Address Book\r\n",
+        # GroupWise
+        "The message cannot be delivered to:\r\n\r\n   pia@example.org\r\n\r\nUser not found\r\n",
+        # Exchange 2003 / 2010+
+        "The following recipient(s) cannot be reached:\r\n\r\n"
+        "      pia@example.org on 4/29/2007 11:34 PM\r\n"
+        "            The e-mail account does not exist at the organization.\r\n",
+        "Delivery has failed to these recipients or groups:\r\n\r\n"
+        "pia@example.org (pia@example.org)\r\nThe e-mail address you entered couldn't be "
+        "found. Please contact your helpdesk at help@example.net.\r\n",
+        # MS SMTPSVC, qmail-like with trailing junk, labelled field
+        "Unable to deliver the message to the following recipients.\r\n\r\n"
+        "<pia@example.org>.\r\n\r\n   550 5.1.1 Mailbox unavailable\r\n",
+        "This report relates to your message.\r\n\r\nRecipient address: pia@example.org\r\n"
+        "Reason: Mailbox full\r\n",
+        # German, French, Spanish, Japanese, Russian
+        "Ihre Nachricht konnte nicht zugestellt werden an:\r\n\r\n    pia@example.org\r\n\r\n"
+        "Grund: 550 5.1.1 Benutzer unbekannt\r\n",
+        "Votre message n'a pas pu être remis aux destinataires suivants :\r\n\r\n"
+        "pia@example.org\r\n554 5.2.2 boîte pleine\r\n",
+        "No se ha podido entregar el mensaje a los siguientes destinatarios:\r\n\r\n"
+        "pia@example.org\r\n550 5.1.1 usuario desconocido\r\n",
+        "以下の宛先へメールを配信できませんでした。\r\n\r\npia@example.org\r\n\r\n"
+        "550 5.1.1 宛先不明\r\n",
+        "Сообщение не было доставлено следующим адресатам:\r\n\r\n"
+        "pia@example.org: пользователь не найден\r\n",
+    ]
+    for body in bodies:
+        report = parse_bytes(_text_report(body))
+        assert report.kind == "bounce", body
+        assert [r.address for r in report.recipients] == ["pia@example.org"], body
+
+
+def test_prose_addresses_are_not_recipients_when_the_original_names_one() -> None:
+    body = (
+        "The standard form of address here is firstname.lastname@example.org. The address\r\n"
+        "to which your message was addressed, pia@example.org, does not exist.\r\n\r\n"
+        "Perhaps you meant:    Pia Smith      +1 555 0100     psmith@example.org\r\n\r\n"
+        "Original message as received is as follows:\r\n"
+        ">Received: from mx.sender.example by mx.example.org\r\n"
+        ">\tfor <pia@example.org>; Sun, 27 May 2001 14:21:25 -0700\r\n"
+    )
+    raw = _text_report(body, subject="FAILED MAIL to pia", sender="postmaster@example.org")
+    assert _addresses(raw) == ["pia@example.org"]
+
+
+def test_sender_that_mailed_itself_can_fail() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\nTo: admin@example.net\r\n"
+        b"Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n'
+        b"--B\r\nContent-Type: text/plain\r\n\r\nThis is the Postfix program at host mx.\r\n\r\n"
+        b"<pia@example.org>: Name service error for domain example.org: Host not\r\n"
+        b"    found, try again\r\n"
+        b"--B\r\nContent-Type: message/rfc822\r\n\r\n"
+        b"From: pia@example.org\r\nTo: pia@example.org\r\nSubject: test\r\n\r\nhi\r\n--B--\r\n"
+    )
+    assert _addresses(raw) == ["pia@example.org"]
+
+
+def test_several_recipients_do_not_borrow_each_others_diagnostic() -> None:
+    body = (
+        "A message that you sent could not be delivered to one or more of its\r\n"
+        "recipients. This is a permanent error. The following address(es) failed:\r\n\r\n"
+        "  pia@example.org\r\n    SMTP error from remote mail server after RCPT TO:"
+        "<pia@example.org>:\r\n    550 5.1.1 unknown user\r\n"
+        "  quinn@example.net\r\n    Unrouteable address\r\n"
+    )
+    pia, quinn = parse_bytes(_text_report(body, sender="Mailer-Daemon@mx.example.net"))\
+        .recipients
+    assert (pia.status, pia.reason) == ("5.1.1", "userunknown")
+    assert (quinn.status, quinn.reason) == ("5.0.0", "hostunknown")
+
+
+def test_removal_recipient_of_an_opt_out_report() -> None:
+    raw = (
+        b"From: fbl@isp.example\r\nTo: abuse@sender.example\r\nSubject: report\r\n"
+        b"MIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=feedback-report; boundary="B"\r\n\r\n'
+        b"--B\r\nContent-Type: text/plain\r\n\r\nopt-out\r\n"
+        b"--B\r\nContent-Type: message/feedback-report\r\n\r\n"
+        b"Feedback-Type: opt-out\r\nUser-Agent: x/1\r\nVersion: 0.1\r\n"
+        b"Removal-Recipient: pia@example.org\r\n--B--\r\n"
+    )
+    report = parse_bytes(raw)
+    assert report.kind == "feedback"
+    assert [r.address for r in report.recipients] == ["pia@example.org"]
+
+
+# --- reasons: common real-world wordings ---------------------------------------------
+
+
+def test_common_wordings_of_each_reason() -> None:
+    cases = {
+        "userunknown": [
+            "550 5.1.1 <pia@example.org>: Recipient address rejected: User unknown in "
+            "virtual mailbox table (in reply to RCPT TO command)",
+            "550 Benutzer unbekannt (in reply to RCPT TO command)",
+            "550 utilisateur inconnu (in reply to RCPT TO command)",
+            "550 usuario desconocido (in reply to RCPT TO command)",
+            "550 宛先不明 (in reply to RCPT TO command)",
+            "550 Requested action not taken: mailbox unavailable (in reply to RCPT TO command)",
+        ],
+        "mailboxfull": ["552 5.2.2 Postfach voll", "552 boîte pleine", "552 buzón lleno",
+                        "552 ящик переполнен", "552 user has exhausted allowed storage space",
+                        "452 4.2.2 The email account that you tried to reach is over quota"],
+        "suspend": ["550 5.2.1 The email account that you tried to reach is disabled",
+                    "550 Konto gesperrt", "550 cuenta suspendida"],
+        "hostunknown": ["Host or domain name not found. Name service error for name="
+                        "example.invalid type=A: Host not found"],
+        "norelaying": ["554 5.7.1 <pia@example.org>: Relay access denied",
+                       "550 5.7.1 Unable to relay"],
+        "blocked": ["554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using "
+                    "zen.spamhaus.org",
+                    "550 5.7.1 Your IP address is listed in the Barracuda Reputation Block List",
+                    "450 4.7.1 Temporarily rejected: greylisted for 5 minutes"],
+        "spamdetected": ["550 5.7.1 Message rejected as spam by Content Filtering",
+                         "554 Message refused: SpamAssassin score too high"],
+        "virusdetected": ["554 5.7.1 Virus found in message"],
+        "authfailure": ["550 5.7.26 This message does not pass authentication checks",
+                        "550 5.7.1 Email rejected per DMARC policy for example.com",
+                        "550 SPF: 192.0.2.1 is not allowed to send mail from example.com",
+                        "550 5.7.23 Message rejected: SPF validation failed"],
+        "requireptr": ["550 5.7.25 The IP address sending this message does not have a PTR "
+                       "record setup"],
+        "mesgtoobig": ["552 5.3.4 Message size exceeds fixed maximum message size",
+                       "552 message is larger than the maximum allowed size"],
+        "speeding": ["421 4.7.0 Try again later, closing connection. (rate limit exceeded)"],
+        "toomanyconn": ["421 Too many concurrent SMTP connections from this IP address"],
+        "securityerror": ["530 5.7.0 Must issue a STARTTLS command first",
+                          "450 4.7.0 TLS is required but not supported by the receiving server"],
+        "rejected": ["550 5.7.1 <x@sender.example>: Sender address rejected: Domain not found",
+                     "550 Sender verify failed"],
+        "expired": ["Delivery attempts have been unsuccessful for 5 days"],
+    }
+    for reason, texts in cases.items():
+        for text in texts:
+            assert _reason(_postfix(text)) == reason, text
+
+
+def test_temporary_failure_never_marks_the_address_dead() -> None:
+    raw = _dsn("4.1.1", "450 4.1.1 <pia@example.org>: Recipient address rejected: "
+               "User unknown in local recipient table", action="delayed")
+    [rcpt] = parse_bytes(raw).recipients
+    assert rcpt.reason == "userunknown"
+    assert not rcpt.hard

@@ -48,6 +48,24 @@ def mailfleet_validate_server(server: Server, deployment: Deployment) -> list[st
             f"network is trusted")
     if not 0 < server.port < 65536:
         problems.append(f"{where}.port: {server.port} is not a TCP port; expected 1-65535")
+    info = server.provider_info
+    if info is not None and not info.sender_substitution and server.allow_sender_override:
+        why = info.sender_rule or f"{info.name} does not allow foreign senders"
+        fix = f" and {info.alias_help}" if info.alias_help else ""
+        problems.append(f"{where}.allow_sender_override: {why}; remove "
+                        f"allow_sender_override{fix}")
+    if (info is not None and info.login == "address" and "localpart" not in info.login_fallbacks
+            and server.login and "@" not in server.login):
+        problems.append(f"{where}.login: {info.name}'s login is the full address (e.g. "
+                        f"{server.sender}); remove login or write the full address")
+    if info is not None and server.kind == "external" and info.smtp and info.auth:
+        if server.auth == "none":
+            problems.append(f"{where}.auth: {info.name} requires AUTH; set password_env or "
+                            f"password_file" + (" (an app password)" if "app_password"
+                                                in info.auth else ""))
+        elif server.auth == "xoauth2" and "xoauth2" not in info.auth:
+            problems.append(f"{where}.auth: {info.name} takes no OAuth2 over SMTP; remove auth "
+                            f"and set password_env or password_file")
     if server.connections < 1:
         problems.append(f"{where}.connections: expected at least 1 (got {server.connections})")
     if server.timeout <= 0:
@@ -74,21 +92,32 @@ def mailfleet_connect(server: Server, oauth_token: str | None) -> Awaitable[Smtp
 
 @hookimpl(trylast=True)
 def mailfleet_sender_policy(server: Server, wanted: SenderRequest) -> SenderDecision:
-    own = {server.sender.lower(), *(a.lower() for a in server.aliases)}
+    """The wanted sender where substitution is allowed; else the mailbox or a declared alias,
+    with the envelope sender the provider insists on (see ``ProviderInfo.sender_rule``)."""
+    info = server.provider_info
+    rule = info.sender_rule if info and info.sender_rule else (
+        f"server {server.name!r} does not allow sender substitution")
+    name = wanted.from_name or server.sender_name
+    forced = server.login if info and info.envelope_sender == "login" and server.login \
+        else None
     if not wanted.from_addr:
-        return SenderDecision(server.sender, wanted.from_name or server.sender_name,
-                              server.sender, False, "no sender given; using the server's own")
-    if wanted.from_addr.lower() in own:
-        return SenderDecision(wanted.from_addr, wanted.from_name or server.sender_name,
-                              wanted.envelope_from or wanted.from_addr, False,
-                              "the wanted sender is the server's own address")
-    if server.allow_sender_override:
-        return SenderDecision(wanted.from_addr, wanted.from_name,
-                              wanted.envelope_from or wanted.from_addr, False,
-                              "the server allows sender substitution")
-    return SenderDecision(server.sender, server.sender_name or wanted.from_name, server.sender,
-                          True, f"server {server.name!r} does not allow sender substitution; "
-                          f"sending from its own address {server.sender}")
+        return SenderDecision(server.sender, name, forced or server.sender, False,
+                              "no sender given; using the server's own address")
+    own = {server.sender.lower(), *(a.lower() for a in server.aliases)}
+    if wanted.from_addr.lower() not in own and not server.allow_sender_override:
+        fix = f"; {info.alias_help}" if info and info.alias_help else ""
+        return SenderDecision(
+            server.sender, server.sender_name or wanted.from_name, forced or server.sender,
+            True, f"{rule}, so {wanted.from_addr} is replaced by {server.sender}{fix}")
+    asked = wanted.envelope_from or wanted.from_addr
+    envelope = forced or (asked if info is None or info.verp else wanted.from_addr)
+    reason = ("the wanted sender is the server's own address or a declared alias"
+              if wanted.from_addr.lower() in own else "the server allows sender substitution")
+    if envelope.lower() != asked.lower():
+        reason += (f"; {rule}, so the requested envelope sender (VERP) {asked} is not used "
+                   f"and the envelope sender is {envelope}")
+    return SenderDecision(wanted.from_addr, name, envelope, envelope.lower() != asked.lower(),
+                          reason)
 
 
 @hookimpl(trylast=True)

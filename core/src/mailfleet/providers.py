@@ -62,10 +62,17 @@ class ProviderInfo:
 
     ``id`` must equal the plugin's entry-point name. ``smtp``, ``imap`` and ``pop3`` list the
     endpoints in order of preference (the first is the preset). ``login`` is the login rule:
-    ``address`` (the full address) or ``localpart``. ``sender_substitution`` says whether the
+    ``address`` (the full address) or ``localpart``; ``login_fallbacks`` lists other forms the
+    provider also accepts when the user writes them out. ``sender_substitution`` says whether the
     provider lets a server send From an address other than its own (free providers do not).
     ``auth`` lists the mechanisms the provider accepts: ``password``, ``app_password``,
     ``xoauth2``.
+
+    Where ``sender_substitution`` is false, only the mailbox and its declared ``aliases`` may
+    send: ``sender_rule`` says why in one clause (quoting the provider's refusal),
+    ``alias_help`` how an address becomes an alias, ``envelope_sender`` whether the envelope
+    sender is the From (``from``) or always the login (``login``), and ``verp`` whether a
+    per-letter envelope sender (VERP) survives.
     """
 
     id: str
@@ -75,8 +82,12 @@ class ProviderInfo:
     imap: tuple[Endpoint, ...] = ()
     pop3: tuple[Endpoint, ...] = ()
     login: Literal["address", "localpart"] = "address"
+    login_fallbacks: tuple[Literal["address", "localpart"], ...] = ()
     auth: tuple[str, ...] = ("password",)
     limits: Limits = attrs.field(factory=Limits)
     sender_substitution: bool = True
+    sender_rule: str = ""
+    alias_help: str = ""
+    envelope_sender: Literal["from", "login"] = "from"
     verp: bool = True
     help_url: str | None = None

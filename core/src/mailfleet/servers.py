@@ -9,7 +9,7 @@ import attrs
 from mailfleet.addresses import check_header, normalize_address
 from mailfleet.config import Config, ServerConfig
 from mailfleet.errors import AddressError, ConfigError, HeaderError, PluginError
-from mailfleet.providers import Limits, Security
+from mailfleet.providers import Limits, ProviderInfo, Security
 from mailfleet.secrets import Secret, SecretRef
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ class Server:
     operator_default: bool
     enabled: bool
     options: dict[str, Any] = attrs.field(factory=dict, eq=False, hash=False)
+    provider_info: ProviderInfo | None = attrs.field(default=None, eq=False, repr=False)
     secret: SecretRef = attrs.field(factory=lambda: SecretRef("server"), eq=False, repr=False)
 
     def password(self) -> Secret | None:
@@ -148,4 +149,4 @@ def _resolve_one(raw: ServerConfig, where: str, plugins: Plugins) -> Server:
         limits=limits, connections=raw.connections, tls_verify=raw.tls_verify,
         ca_file=raw.ca_file, allow_insecure_auth=raw.allow_insecure_auth,
         operator_default=raw.operator_default, enabled=raw.enabled, options=dict(raw.options),
-        secret=raw.secret_ref(where))
+        provider_info=info, secret=raw.secret_ref(where))

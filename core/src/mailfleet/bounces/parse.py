@@ -194,7 +194,9 @@ def _recipient(address: str, status: str | None, reply: str | None, diagnostic: 
             status = "4.2.2" if reason == "mailboxfull" else "4.4.7"
         else:
             status = "5.0.0"
-    return FailedRecipient(address, action, status, reply, reason, is_hard(reason), diag_text)
+    # a temporary (4xx) failure never proves the address dead
+    hard = is_hard(reason) and not status.startswith("4")
+    return FailedRecipient(address, action, status, reply, reason, hard, diag_text)
 
 
 _VAGUE_REASONS = frozenset({"networkerror", "systemerror", "onhold", "undefined"})
@@ -278,12 +280,19 @@ def _excluded(msg: Message, parts: _Parts, original_rcpts: list[str]) -> set[str
     return out
 
 
-def _text_diagnostic(address: str, region: str, segment: str | None) -> str:
+def _text_diagnostic(address: str, region: str, segment: str | None,
+                     shared: bool = True) -> str:
+    """The text explaining ``address``'s failure: its own segment when it quotes a code,
+    else the lines naming it with a code, else (``shared``: a single-recipient report)
+    the end of the report text. With several recipients another one's text is never
+    borrowed."""
     if segment and (find_status(segment) or find_reply_code(segment)):
         return segment
     mention = lines_mentioning(region, address)
     if mention:
         return mention
+    if not shared and segment and len(strip_addresses(segment).strip(" \t\r\n<>:()[],.")) > 3:
+        return segment
     return (segment or "") + "\n" + region[-2000:]
 
 
@@ -361,7 +370,7 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
     if parts.feedback or parts.report_type == "feedback-report":
         fb_text = "\n".join(parts.feedback)
         fb_addrs = [a for a in (clean_address(v) for v in re.findall(
-            r"^Original-Rcpt-To:\s*(.+)$", fb_text, re.I | re.M)) if a]
+            r"^(?:Original-Rcpt-To|Removal-Recipient):\s*(.+)$", fb_text, re.I | re.M)) if a]
         if not fb_addrs:
             for original in parts.originals:
                 fb_addrs += [a for a in addresses_in(header(original, "To"))
@@ -425,6 +434,7 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
 
     kind = "delay" if warning else "bounce"
     addresses: list[str] = []
+    fallback = False
     if failed_header:
         addresses = addresses_in(failed_header)
     if not addresses:
@@ -436,10 +446,14 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
                       if a.lower() not in exclude and not is_system_address(a)]
         if len(candidates) == 1:
             addresses = candidates
+            fallback = True
     rcpts = []
     exim_layout = not parts.dsn and bool(_EXIM_LAYOUT.search(region))
     for addr in addresses:
-        diag = _text_diagnostic(addr, region, text_rcpts.get(addr.lower()))
+        diag = _text_diagnostic(addr, region, text_rcpts.get(addr.lower()),
+                                shared=len(addresses) == 1)
+        if fallback and not (find_status(region) or find_reply_code(region)):
+            diag = ""  # the report says nothing about why: "undefined", not a guess
         rcpts.append(_recipient(addr, find_status(diag), find_reply_code(diag), diag,
                                 action="delayed" if kind == "delay" else "failed", kind=kind,
                                 exim_retry=exim_layout))

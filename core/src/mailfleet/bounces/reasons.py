@@ -25,7 +25,8 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
     # a message too big, named before "exceeded ... size limit" of a full mailbox
     ("mesgtoobig", r"message (size )?(is )?(too (big|large)|larger than|exceeds)|"
                    r"message size.{0,40}(exceed|limit|too)|exceed.{0,30}message size|"
-                   r"size of (the|your) message|nachricht (ist )?zu gro|message trop (gros|volumineux)|"
+                   r"size of (the|your) message|nachricht (ist )?zu gro|"
+                   r"message trop (gros|volumineux)|"
                    r"mensaje (es )?demasiado grande"),
     ("networkerror", r"host not found, try again|host not reachable|temporary (dns|lookup|name) |"
                      r"dns.{0,30}temporar|lookup.{0,30}timed? ?out"),

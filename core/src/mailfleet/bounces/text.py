@@ -201,15 +201,16 @@ def _generic_from(region: str, spans: list[tuple[int, int]],
     return found
 
 
-_CODE_ON_LINE = re.compile(r"(?<![\d.])(?:[245]\d\d|[245]\.\d{1,3}\.\d{1,3})(?![\d.]\d)")
+_CODE_ON_LINE = re.compile(
+    r"(?<![\d.+\-])(?:[45][0-5]\d(?=[ \-:]\D|$)|[245]\.\d{1,3}\.\d{1,3}(?![\d.]))")
 
 
 def _listed(region: str, pos: int) -> bool:
     """The address at ``pos`` starts its line or shares it with an SMTP/status code
     (a list entry or a transcript line, not a name in prose)."""
-    start = region.rfind("\n", 0, pos) + 1
-    end = region.find("\n", pos)
-    line = region[start:end if end >= 0 else len(region)]
+    start = region.rfind("\n", max(0, pos - 300), pos) + 1 or max(0, pos - 300)
+    end = region.find("\n", pos, pos + 300)
+    line = region[start:end if end >= 0 else pos + 300]
     return not region[start:pos].strip(" \t<\"'*-") or bool(_CODE_ON_LINE.search(line))
 
 

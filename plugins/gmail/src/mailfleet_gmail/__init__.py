@@ -7,13 +7,11 @@ Google Workspace is the same distribution's second provider, ``google-workspace`
 from __future__ import annotations
 
 from mailfleet import hookimpl
-from mailfleet.config import Deployment
 from mailfleet.errors import Diagnosis, SmtpError
 from mailfleet.providers import ProviderInfo
-from mailfleet.sender import SenderDecision, SenderRequest
 from mailfleet.servers import Server
 
-from mailfleet_gmail import replies, sender
+from mailfleet_gmail import replies
 from mailfleet_gmail.provider import GMAIL
 
 PROVIDER = GMAIL
@@ -22,16 +20,6 @@ PROVIDER = GMAIL
 @hookimpl
 def mailfleet_provider() -> ProviderInfo:
     return GMAIL
-
-
-@hookimpl
-def mailfleet_validate_server(server: Server, deployment: Deployment) -> list[str]:
-    return sender.validate(server, deployment)
-
-
-@hookimpl
-def mailfleet_sender_policy(server: Server, wanted: SenderRequest) -> SenderDecision:
-    return sender.sender_policy(server, wanted)
 
 
 @hookimpl

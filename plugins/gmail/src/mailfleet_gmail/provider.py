@@ -12,6 +12,11 @@ POP3 = (Endpoint("pop.gmail.com", 995, Security.SSL),)
 #: OAuth2 scope a token for SMTP XOAUTH2 must carry.
 OAUTH_SCOPE = "https://mail.google.com/"
 
+GMAIL_SENDER_RULE = ("Gmail rewrites a From that is not a verified \"Send mail as\" alias to "
+                     "the account address (and sets the envelope sender itself)")
+GMAIL_ALIAS_HELP = ("verify the address in Gmail (Settings > Accounts > Send mail as) and list "
+                    "it in aliases = [...]")
+
 GMAIL = ProviderInfo(
     id="gmail",
     name="Gmail",
@@ -23,6 +28,8 @@ GMAIL = ProviderInfo(
     # ~500 a day, 100 recipients per letter over SMTP, rolling 24 h.
     limits=Limits(per_day=500, recipients_per_letter=100, window="rolling"),
     sender_substitution=False,
+    sender_rule=GMAIL_SENDER_RULE,
+    alias_help=GMAIL_ALIAS_HELP,
     verp=False,
     help_url="https://support.google.com/mail/answer/7126229",
 )
@@ -39,6 +46,8 @@ WORKSPACE = ProviderInfo(
     # 100 recipients per letter over SMTP, rolling 24 h.
     limits=Limits(per_day=2000, recipients_per_letter=100, window="rolling"),
     sender_substitution=False,
+    sender_rule=GMAIL_SENDER_RULE,
+    alias_help=GMAIL_ALIAS_HELP,
     verp=False,
     help_url="https://support.google.com/a/answer/166852",
 )

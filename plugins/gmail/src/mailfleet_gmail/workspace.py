@@ -9,11 +9,10 @@ from __future__ import annotations
 from mailfleet import hookimpl
 from mailfleet.providers import ProviderInfo
 
-from mailfleet_gmail import mailfleet_diagnose, mailfleet_sender_policy, mailfleet_validate_server
+from mailfleet_gmail import mailfleet_diagnose
 from mailfleet_gmail.provider import WORKSPACE
 
-__all__ = ["mailfleet_diagnose", "mailfleet_provider", "mailfleet_sender_policy",
-           "mailfleet_validate_server"]
+__all__ = ["mailfleet_diagnose", "mailfleet_provider"]
 
 PROVIDER = WORKSPACE
 

@@ -6,10 +6,9 @@ from mailfleet import hookimpl
 from mailfleet.config import Deployment
 from mailfleet.errors import Diagnosis, SmtpError
 from mailfleet.providers import ProviderInfo
-from mailfleet.sender import SenderDecision, SenderRequest
 from mailfleet.servers import Server
 
-from mailfleet_mailru import replies, sender
+from mailfleet_mailru import ratelimit, replies
 from mailfleet_mailru.provider import PROVIDER
 
 __all__ = ["PROVIDER"]
@@ -22,12 +21,7 @@ def mailfleet_provider() -> ProviderInfo:
 
 @hookimpl
 def mailfleet_validate_server(server: Server, deployment: Deployment) -> list[str]:
-    return sender.validate(server, deployment)
-
-
-@hookimpl
-def mailfleet_sender_policy(server: Server, wanted: SenderRequest) -> SenderDecision:
-    return sender.sender_policy(server, wanted)
+    return ratelimit.validate(server, deployment)
 
 
 @hookimpl

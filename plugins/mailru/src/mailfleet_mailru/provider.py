@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from mailfleet.providers import Endpoint, Limits, ProviderInfo, Security
 
+MAILRU_SENDER_RULE = ("Mail.ru refuses any envelope sender but the login (550 not local sender "
+                      "over smtp)")
+
 PROVIDER = ProviderInfo(
     id="mailru",
     name="Mail.ru",
@@ -19,6 +22,8 @@ PROVIDER = ProviderInfo(
     # Mail.ru publishes no numbers: conservative defaults, override with [servers.limits].
     limits=Limits(per_hour=50, per_day=300, recipients_per_letter=30, window="rolling"),
     sender_substitution=False,
+    sender_rule=MAILRU_SENDER_RULE,
+    envelope_sender="login",
     verp=False,
     help_url="https://help.mail.ru/mail/security/protection/external",
 )

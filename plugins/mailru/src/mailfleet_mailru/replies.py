@@ -6,7 +6,7 @@ from mailfleet.diagnosis import REPLY_LINK, ReplyRule, match_rules
 from mailfleet.errors import Classification, Diagnosis, SmtpError, Stage
 from mailfleet.servers import Server
 
-from mailfleet_mailru.sender import block_seconds
+from mailfleet_mailru.ratelimit import block_seconds
 
 C = Classification
 AUTH = frozenset({Stage.AUTH})

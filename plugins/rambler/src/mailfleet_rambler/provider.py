@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from mailfleet.providers import Endpoint, Limits, ProviderInfo, Security
 
+RAMBLER_SENDER_RULE = "Rambler sends only from the login (the From must match it)"
+
 PROVIDER = ProviderInfo(
     id="rambler",
     name="Rambler Mail",
@@ -22,6 +24,7 @@ PROVIDER = ProviderInfo(
     # Rambler publishes no numbers: conservative defaults, override with [servers.limits].
     limits=Limits(per_hour=50, per_day=200, recipients_per_letter=30, window="rolling"),
     sender_substitution=False,
+    sender_rule=RAMBLER_SENDER_RULE,
     verp=False,
     help_url="https://help.rambler.ru/mail/mail-pochtovye-klienty/1275/",
 )

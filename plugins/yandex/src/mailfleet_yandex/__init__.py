@@ -11,14 +11,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Sequence
 
 from mailfleet import hookimpl
-from mailfleet.config import Deployment
 from mailfleet.envelope import Envelope, SendResult, SmtpSession
 from mailfleet.errors import Diagnosis, SmtpError
 from mailfleet.providers import ProviderInfo
-from mailfleet.sender import SenderDecision, SenderRequest
 from mailfleet.servers import Server
 
-from mailfleet_yandex import replies, sender
+from mailfleet_yandex import replies
 from mailfleet_yandex.provider import PROVIDER
 from mailfleet_yandex.sending import send_until_refused
 
@@ -28,16 +26,6 @@ __all__ = ["PROVIDER"]
 @hookimpl
 def mailfleet_provider() -> ProviderInfo:
     return PROVIDER
-
-
-@hookimpl
-def mailfleet_validate_server(server: Server, deployment: Deployment) -> list[str]:
-    return sender.validate(server, deployment)
-
-
-@hookimpl
-def mailfleet_sender_policy(server: Server, wanted: SenderRequest) -> SenderDecision:
-    return sender.sender_policy(server, wanted)
 
 
 @hookimpl

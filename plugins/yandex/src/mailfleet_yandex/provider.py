@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from mailfleet.providers import Endpoint, Limits, ProviderInfo, Security
 
+YANDEX_SENDER_RULE = ("Yandex refuses any sender but the mailbox and its aliases (553 5.7.1 not "
+                      "owned by auth user)")
+
 PROVIDER = ProviderInfo(
     id="yandex",
     name="Yandex Mail",
@@ -17,11 +20,14 @@ PROVIDER = ProviderInfo(
     pop3=(Endpoint("pop.yandex.ru", 995, Security.SSL),
           Endpoint("pop.yandex.ru", 110, Security.STARTTLS)),
     login="address",
+    login_fallbacks=("localpart",),  # old @yandex.ru rule, unconfirmed: only if written
     auth=("app_password", "xoauth2"),
     # yandex.com/support/mail/web/letter/create/send-many-letters.html: 500 letters per
     # 24 h (each recipient counts), 35 recipients per letter from a mail client.
     limits=Limits(per_day=500, recipients_per_letter=35, window="rolling"),
     sender_substitution=False,
+    sender_rule=YANDEX_SENDER_RULE,
+    alias_help="list only the mailbox's own aliases in aliases = [...]",
     verp=False,
     help_url="https://yandex.com/support/mail/web/letter/create/send-many-letters.html",
 )
