@@ -193,3 +193,22 @@ def test_secret_never_printed_by_any_command(capsys: pytest.CaptureFixture[str],
     outputs.append(out + err)
     assert all(secret not in text for text in outputs)
     assert '"ok": false' in outputs[-1]
+
+
+def test_servers_check_does_not_contact_a_blocked_server_unless_forced(
+        capsys: pytest.CaptureFixture[str], config: Path, smtp: FakeSMTP) -> None:
+    import time
+
+    from mailfleet.store.sqlite import SqliteStore
+
+    store = SqliteStore(config.parent / "mailfleet.db")  # the default store, beside the config
+    store.block_server("primary", time.time() + 3600, "550 5.4.5 Daily user sending limit")
+    store.close()
+    code, out, _ = run(capsys, "--config", str(config), "servers", "check", "primary", "--json")
+    [row] = json.loads(out)
+    assert code == 1 and not smtp.events
+    assert (row["ok"], row["classification"]) == (False, "quota")
+    assert "Daily user sending limit" in row["reply"] and "blocked until" in row["diagnosis"]
+    code, out, _ = run(capsys, "--config", str(config), "servers", "check", "primary",
+                       "--force", "--json")
+    assert code == 0 and json.loads(out)[0]["ok"] and smtp.events

@@ -16,7 +16,6 @@ from mailfleet.cli import EXIT_FAILURE, Context, cli, json_option, print_table
 from mailfleet.errors import ConfigError, MailboxError
 from mailfleet.mailbox.settings import resolve_mailbox
 from mailfleet.plugins import load_plugins
-from mailfleet.store import open_store
 
 
 def report_json(report: BounceReport, file: str | None = None) -> dict[str, Any]:
@@ -67,7 +66,7 @@ def _fetch(obj: Context) -> list[Handled]:
         raise ConfigError(f"{fleet.config.source}: no [bounces] section; add the bounce "
                           f"mailbox (protocol, host, login, password_env)")
     settings = resolve_mailbox(fleet.config.bounces, fleet.plugins)
-    store = open_store(fleet.config.deployment.store)
+    store = fleet.open_store()
     try:
         return fetch_bounces(settings, BounceHandler(store, fleet.plugins,
                                                      fleet.config.bounces))

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
@@ -22,8 +24,9 @@ from mailfleet.errors import (
     PluginError,
     SmtpError,
 )
-from mailfleet.fleet import Fleet
+from mailfleet.fleet import CheckResult, Fleet
 from mailfleet.plugins import load_plugins
+from mailfleet.servers import Server
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_FAILURE, EXIT_USAGE = 1, 2
@@ -111,15 +114,32 @@ def servers_list(obj: Context, as_json: bool) -> None:
 
 @servers_group.command("check")
 @click.argument("name", required=False)
+@click.option("--force", is_flag=True, help="Probe servers the store has blocked, too.")
 @json_option
 @click.pass_obj
-def servers_check(obj: Context, name: str | None, as_json: bool) -> None:
-    """Connect, TLS, AUTH and a sender probe (MAIL FROM, RSET) per server; nothing is sent."""
+def servers_check(obj: Context, name: str | None, force: bool, as_json: bool) -> None:
+    """Connect, TLS, AUTH and a sender probe (MAIL FROM, RSET) per server; nothing is sent.
+
+    A server blocked after a provider's limit or spam reply is reported, not contacted.
+    """
     fleet = obj.fleet
     servers = [fleet.server(name)] if name else fleet.servers
+    blocked: dict[str, CheckResult] = {}
+    if not force and Path(fleet.store_location).exists():
+        store = fleet.open_store()
+        try:
+            now = time.time()
+            for server in servers:
+                if (result := fleet.blocked(server, store, now)) is not None:
+                    blocked[server.name] = result
+        finally:
+            store.close()
 
-    async def run() -> list[Any]:
-        return list(await asyncio.gather(*(fleet.check(s) for s in servers)))
+    async def check(server: Server) -> CheckResult:
+        return blocked.get(server.name) or await fleet.check(server)
+
+    async def run() -> list[CheckResult]:
+        return list(await asyncio.gather(*(check(s) for s in servers)))
 
     results = asyncio.run(run())
     data = [attrs.asdict(r) for r in results]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -14,21 +13,12 @@ from mailfleet.clock import SystemClock
 from mailfleet.dispatcher import Dispatcher, iso
 from mailfleet.errors import AddressError, TemplateError
 from mailfleet.mailing import BadRowsError, create_mailing
-from mailfleet.store import Store, open_store
+from mailfleet.store import Store
 from mailfleet.store.base import QuotaStatus, WindowStatus
 
 
-def store_path(obj: Context) -> str:
-    """``deployment.store``; a relative path is taken from the config file's directory."""
-    config = obj.fleet.config
-    location = config.deployment.store
-    if "://" in location or Path(location).is_absolute() or config.source.startswith("<"):
-        return location
-    return str(Path(config.source).resolve().parent / location)
-
-
 def _store(obj: Context) -> Store:
-    return open_store(store_path(obj))
+    return obj.fleet.open_store()
 
 
 def mailing_status(store: Store, mailing_id: str) -> dict[str, Any]:

@@ -7,6 +7,8 @@ and use it to check servers and send; the mailing engine builds on it.
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
+from pathlib import Path
 
 import attrs
 
@@ -18,6 +20,8 @@ from mailfleet.message import build_letter
 from mailfleet.plugins import Plugins, load_plugins
 from mailfleet.sender import SenderDecision, SenderRequest
 from mailfleet.servers import Server, resolve_servers
+from mailfleet.store import open_store
+from mailfleet.store.base import Store
 
 
 @attrs.frozen
@@ -70,6 +74,19 @@ class Fleet:
     def locale(self) -> str:
         return self.config.deployment.locale
 
+    @property
+    def store_location(self) -> str:
+        """``deployment.store``; a relative path is taken from the config file's directory."""
+        location = self.config.deployment.store
+        source = self.config.source
+        if "://" in location or Path(location).is_absolute() or source.startswith("<"):
+            return location
+        return str(Path(source).resolve().parent / location)
+
+    def open_store(self) -> Store:
+        """The store of this deployment (SQLite file or database URL)."""
+        return open_store(self.store_location)
+
     def server(self, name: str) -> Server:
         for server in self.servers:
             if server.name == name:
@@ -79,6 +96,21 @@ class Fleet:
 
     def diagnose(self, server: Server, error: SmtpError) -> SmtpError:
         return self.plugins.diagnose(server, error, self.locale)
+
+    def blocked(self, server: Server, store: Store, now: float) -> CheckResult | None:
+        """The check result of a server the store has blocked, or ``None`` if it is free.
+
+        A blocked server is not contacted: a probe is an attempt, and some providers (Yandex)
+        extend a block with every attempt.
+        """
+        quota = store.quota(server.name, server.limits, now)
+        if quota.blocked_until is None:
+            return None
+        until = datetime.fromtimestamp(quota.blocked_until, UTC).isoformat(timespec="seconds")
+        return CheckResult(
+            server.name, False, None, None, None, quota.blocked_reason, "quota",
+            f"blocked until {until}; mailfleet does not contact it before then (probing "
+            f"may extend a provider's block). Next step: wait, or check with --force")
 
     async def check(self, server: Server) -> CheckResult:
         """Connect, TLS, AUTH and a sender probe (MAIL FROM then RSET); nothing is sent."""
