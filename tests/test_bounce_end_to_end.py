@@ -116,3 +116,48 @@ def test_soft_bounces_suppress_only_after_the_configured_count(tmp_path: Path) -
     again = handler.handle(dsn.format(lid=f"{mailing_ids[1]}-1").encode())
     assert not again.marked and not again.suppressed  # handling twice changes nothing more
     store.close()
+
+
+def test_verp_envelope_sender_carries_the_letter_id_back_in_the_bounce(
+        tmp_path: Path, postfix: PostfixServer, smtp_server: FakeSMTP, mailbox: Mailbox) -> None:
+    smtp_server.reset()
+    smtp_server.add_rule("RCPT", f"550 5.1.1 <{DEAD}>: user unknown", match=DEAD)
+    store_path = tmp_path / "mailfleet.db"
+    config = write_config(tmp_path / "mailfleet.toml", postfix, mailbox, store_path)
+    config.write_text(config.read_text() + "verp = true\n")
+    fleet = Fleet.from_file(config)
+    store = SqliteStore(store_path)
+    clock = FakeClock()
+    created = create_mailing(store, Template(subject="s", text="t", sender=mailbox.address),
+                             [{"email": DEAD}], clock=clock)
+    assert Dispatcher(fleet, store, clock=clock).run(until_idle=True).sent == 1
+    local, domain = mailbox.address.split("@")
+    letter_id = f"{created.id}-1"
+    [dsn] = mailbox.wait_for_messages(1, timeout=15)  # plus-addressed, same mailbox
+    assert f"{local}+mf-{letter_id}@{domain}".encode() in dsn
+
+    from mailfleet.bounce_handling import BounceHandler
+    header = f"X-Mailfleet-Letter-Id: {letter_id}".encode()
+    assert header in dsn
+    only_verp = dsn.replace(header, b"X-Other: y")  # the returned headers no longer name it
+    assert fleet.plugins.parse_bounce(only_verp).letter_id == letter_id
+    handled = BounceHandler(store, fleet.plugins, fleet.config.bounces, clock).handle(only_verp)
+    assert handled.letter is not None and handled.letter.letter_id == letter_id
+    assert handled.marked
+    store.close()
+
+
+def test_verp_is_dropped_where_the_provider_refuses_foreign_envelope_senders() -> None:
+    from mailfleet.config import parse_config
+    from mailfleet.sender import SenderRequest, envelope_for, verp_template
+
+    fleet = Fleet(parse_config({"servers": [
+        {"name": "ya", "sender": "news@yandex.ru", "password_env": "X"},
+        {"name": "own", "sender": "news@example.com", "host": "smtp.example.com"}]}))
+    wanted = SenderRequest("news@yandex.ru", "", verp_template("bounces@example.com"))
+    yandex = fleet.plugins.sender_policy(fleet.server("ya"), wanted)
+    assert envelope_for(yandex.envelope_from, "m1-7") == "news@yandex.ru"
+    assert "VERP" in yandex.reason
+    own = fleet.plugins.sender_policy(fleet.server("own"), SenderRequest(
+        "news@example.com", "", verp_template("bounces@example.com")))
+    assert envelope_for(own.envelope_from, "m1-7") == "bounces+mf-m1-7@example.com"

@@ -72,7 +72,11 @@ class ServerConfig:
 
 @attrs.frozen
 class BouncesConfig:
-    """The mailbox that receives bounce reports (read by ``mailfleet bounces fetch``)."""
+    """The mailbox that receives bounce reports (read by ``mailfleet bounces fetch``).
+
+    ``verp``: send each letter with the envelope sender ``login+mf-<letter id>@domain``
+    where the server allows it, so every bounce names its letter.
+    """
 
     protocol: Literal["imap", "pop3"] = "imap"
     host: str | None = None
@@ -92,6 +96,7 @@ class BouncesConfig:
     allow_insecure_auth: bool = False
     soft_bounce_limit: int = 3
     soft_bounce_window_days: int = 30
+    verp: bool = False
 
     def secret_ref(self) -> SecretRef:
         return SecretRef("bounces", env=self.password_env, file=self.password_file,

@@ -29,7 +29,7 @@ from mailfleet.events import DeliveryEvent, EventType
 from mailfleet.fleet import Fleet
 from mailfleet.quota import block_until_reset
 from mailfleet.retry import RetryPolicy
-from mailfleet.sender import SenderDecision, SenderRequest
+from mailfleet.sender import SenderDecision, SenderRequest, envelope_for, verp_template
 from mailfleet.servers import Server
 from mailfleet.store.base import Claim, LetterRow, Outcome, Recovery, Store
 from mailfleet.template import CompiledTemplate, DateCache, Template
@@ -125,6 +125,9 @@ class Dispatcher:
         self._server_failures: dict[str, int] = {}
         self._date = DateCache()
         self._observed = False
+        bounces = fleet.config.bounces
+        self._verp = (verp_template(bounces.login) if bounces and bounces.verp and bounces.login
+                      else None)
 
     # -- public API -----------------------------------------------------------------------
     def run(self, *, until_idle: bool = False) -> RunReport:
@@ -257,7 +260,7 @@ class Dispatcher:
                 raise LookupError(f"mailing {mailing_id} is gone")
             template = Template.from_dict(record.template)
             decision = self.fleet.plugins.sender_policy(
-                server, SenderRequest(template.sender, template.sender_name))
+                server, SenderRequest(template.sender, template.sender_name, self._verp))
             compiled = CompiledTemplate(template, from_addr=decision.from_addr,
                                         from_name=decision.from_name)
             found = (compiled, decision, record.message_id_domain)
@@ -278,7 +281,8 @@ class Dispatcher:
             lid = letter.letter_id
             data = compiled.render(to=letter.email, fields=fields, letter_id=lid,
                                    message_id=f"<{lid}@{domain}>", date=date)
-            envelopes.append(Envelope(decision.envelope_from, (letter.email,), data, lid))
+            envelopes.append(Envelope(envelope_for(decision.envelope_from, lid),
+                                      (letter.email,), data, lid))
             decisions.append(decision)
         self.store.mark_sending([letter.id for letter in letters], now)
         try:

@@ -1,4 +1,9 @@
-"""Sender policy: which From and envelope sender a letter really uses on a server."""
+"""Sender policy: which From and envelope sender a letter really uses on a server.
+
+VERP: with ``[bounces] verp = true`` each letter asks for the envelope sender
+``<bounce local part>+mf-<letter id>@<domain>``, so its bounce names the letter even when the
+report quotes nothing of it; providers that refuse foreign envelope senders drop it.
+"""
 
 from __future__ import annotations
 
@@ -24,3 +29,18 @@ class SenderDecision:
     envelope_from: str
     substituted: bool
     reason: str
+
+
+VERP_MARK = "+mf-"
+LETTER_ID = "{letter_id}"
+
+
+def verp_template(address: str) -> str:
+    """The VERP envelope sender for ``address``, with ``{letter_id}`` still to fill."""
+    local, _, domain = address.rpartition("@")
+    return f"{local}{VERP_MARK}{LETTER_ID}@{domain}"
+
+
+def envelope_for(decided: str, letter_id: str) -> str:
+    """The envelope sender of one letter: the VERP template filled in, or ``decided`` as is."""
+    return decided.replace(LETTER_ID, letter_id) if LETTER_ID in decided else decided

@@ -234,6 +234,7 @@ class PostfixServer:
                 f"virtual_mailbox_domains = {DOMAIN}",
                 "virtual_mailbox_maps = static:dovecot",
                 "virtual_transport = dovecot",
+                "recipient_delimiter = +",  # name+ext@test.local reaches name's mailbox
                 "dovecot_destination_recipient_limit = 1",
             ]
         (etc / "main.cf").write_text("\n".join(lines) + "\n")
@@ -252,7 +253,7 @@ class PostfixServer:
             master_cf += (
                 "dovecot   unix  -       n       n       -       -       pipe\n"
                 f"  flags=DRh user={user} argv={lda} -c {self.dovecot.lda_config_file}"
-                " -f ${sender} -d ${recipient}\n"
+                " -f ${sender} -d ${user}@${domain}\n"
             )
         (etc / "master.cf").write_text(master_cf)
         # Postfix waits ~1 s before trusting files modified less than a second ago: backdate them.
