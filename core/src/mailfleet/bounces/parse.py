@@ -26,6 +26,7 @@ from mailfleet.bounces.signals import (
     looks_like_bounce_text,
 )
 from mailfleet.bounces.text import (
+    MAX_RECIPIENTS,
     find_recipients,
     is_warning,
     lines_mentioning,
@@ -324,6 +325,8 @@ def _from_dsn(dsn_recipients: list[DsnRecipient], warning: bool, region: str,
             continue
         if r.address.lower() in seen:
             continue
+        if len(out) >= MAX_RECIPIENTS:
+            break
         seen.add(r.address.lower())
         diag = r.diagnostic
         context = _text_diagnostic(r.address, region, exclude_text.get(r.address.lower()))
@@ -447,6 +450,7 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
         if len(candidates) == 1:
             addresses = candidates
             fallback = True
+    addresses = addresses[:MAX_RECIPIENTS]
     rcpts = []
     exim_layout = not parts.dsn and bool(_EXIM_LAYOUT.search(region))
     for addr in addresses:

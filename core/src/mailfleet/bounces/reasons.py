@@ -18,7 +18,8 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
     # Domain not found", "sender domain must exist", Exim "sender verify failed"
     ("rejected", r"sender address rejected|sender domain (does not exist|not found|unknown|"
                  r"must (exist|resolve))|domain of sender address|sender verif(y|ication) "
-                 r"failed|unverified sender"),
+                 r"failed|sender('s)? domain \S{1,100} (does not exist|not found)|"
+                 r"unverified sender"),
     # greylisting: a temporary refusal of the sending host, never a dead address
     ("blocked", r"gr[ae]y-?list"),
     ("systemerror", r"insufficient system (storage|resources)"),
@@ -50,8 +51,8 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
                     r"(fail(s|ed)?|not pass|does not pass|didn.t pass|failed to pass).{0,30}"
                     r"\b(dmarc|spf|dkim)\b|\bspf\b.{0,60}not (allowed|authorized|permitted)|"
                     r"(is|was) unauthenticated|\bdmarc\b"),
-    ("securityerror", r"smtp authentication|tls (is )?required|requires? (a )?(secure|tls|"
-                      r"encrypted)|starttls|encryption|must use tls|"
+    ("securityerror", r"smtp authentication|tls (is )?required|tls not available|"
+                      r"requires? (a )?(secure|tls|encrypted)|starttls|encryption|must use tls|"
                       r"must be encrypted|"
                       r"authentication required|not authenticated|auth.* required|"
                       r"relay access.*auth|insecure|5\.7\.515|does not meet the required"),
@@ -119,6 +120,7 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
                 r"cuenta.{0,20}(suspendida|desactivada|bloqueada)|"
                 r"account.{0,20}(sospeso|disattivato)|停止|無効"),
     ("hostunknown", r"host (or domain name )?not found|unknown host|no such (host|domain)|"
+                    r"\bdomain \S{1,100} (does not exist|doesn.t exist|not found)|"
                     r"host unknown|domain (not found|does not exist|unknown|doesn.t exist|"
                     r"name not found)|unrouteable|unroutable|"
                     r"name service error|nxdomain|mx (record|host).{0,20}"

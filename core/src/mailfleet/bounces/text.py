@@ -9,6 +9,7 @@ headings, and a guarded generic fallback.
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import attrs
@@ -16,6 +17,8 @@ import attrs
 from mailfleet.bounces.codes import ADDR_RE, addresses_in, clean_address, is_system_address
 
 _I = re.IGNORECASE | re.MULTILINE
+MAX_RECIPIENTS = 200
+"""No real report lists more failed recipients; more is junk (and would cost time)."""
 
 # Where the returned original (or its headers) begins: the report text ends there.
 _ORIGINAL_MARKERS = re.compile(
@@ -240,9 +243,11 @@ def find_recipients(region: str, exclude: set[str],
             continue
         if not structured and is_system_address(addr):
             continue
+        if len(result) >= MAX_RECIPIENTS:
+            break
         seen.add(key)
         end = len(region)
-        for later_addr, later_pos in ordered[index + 1:]:
+        for later_addr, later_pos in itertools.islice(ordered, index + 1, None):
             if later_addr.lower() != key and later_pos > pos:
                 end = later_pos
                 break
