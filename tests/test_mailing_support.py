@@ -5,7 +5,7 @@ Imported by the other ``test_mailing_*`` modules; it holds no tests itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from mailfleet.mailing import CreateResult, create_mailing
 from mailfleet.plugins import load_plugins
 from mailfleet.store.sqlite import SqliteStore
 from mailfleet.template import Template
-from mailfleet.testing.certs import TLSCerts, make_certs
+from mailfleet.testing.certs import TLSCerts
 from mailfleet.testing.smtpd import FakeSMTP
 
 PASSWORD = "s3cret-pw"
@@ -40,22 +40,16 @@ class Recorder:
         return [str(e.type) for e in self.events]
 
 
-@pytest.fixture(scope="session")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> TLSCerts:
-    return make_certs(tmp_path_factory.mktemp("certs"))
+@pytest.fixture
+def certs(tls_certs: TLSCerts) -> TLSCerts:
+    """The shared test CA (``tls_certs`` of mailfleet.testing), under the name these tests use."""
+    return tls_certs
 
 
 @pytest.fixture
-def servers(certs: TLSCerts) -> Iterator[list[FakeSMTP]]:
+def servers(smtp_factory: Callable[..., FakeSMTP]) -> list[FakeSMTP]:
     """Three independent FakeSMTP servers (STARTTLS + AUTH), users a@ b@ c@example.org."""
-    started = []
-    try:
-        for name in ("a", "b", "c"):
-            started.append(FakeSMTP(certs, users={f"{name}@example.org": PASSWORD}).start())
-        yield started
-    finally:
-        for server in started:
-            server.stop()
+    return [smtp_factory(users={f"{name}@example.org": PASSWORD}) for name in ("a", "b", "c")]
 
 
 def server_entry(name: str, smtp: FakeSMTP, certs: TLSCerts, **extra: Any) -> dict[str, Any]:
