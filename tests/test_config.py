@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,16 @@ def test_saas_refuses_a_user_internal_server_even_without_its_plugin(
             '[[servers]]\nname = "local"\nkind = "internal"\nsender = "a@example.com"\n')
     message = problems_of(text, tmp_path)
     assert "servers[local].kind" in message and "operator_default" in message
+
+
+def test_readme_config_examples_load_as_written() -> None:
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```toml\n(.*?)```", readme, re.S)
+    assert len(blocks) >= 2
+    fleet = Fleet(parse_config(tomllib.loads(blocks[0]), "README"))
+    assert [s.name for s in fleet.servers] == ["office", "local"]
+    assert fleet.servers[0].host == "smtp.yandex.ru"  # a preset: the README leaves it out
+    extra = parse_config(tomllib.loads(blocks[1]), "README")
+    assert extra.bounces is not None and extra.bounces.verp and extra.retry.max_attempts == 5
