@@ -195,7 +195,7 @@ def test_secret_never_printed_by_any_command(capsys: pytest.CaptureFixture[str],
     assert '"ok": false' in outputs[-1]
 
 
-def test_servers_check_does_not_contact_a_blocked_server_unless_forced(
+def test_servers_check_does_not_contact_a_blocked_server_until_forced_or_unblocked(
         capsys: pytest.CaptureFixture[str], config: Path, smtp: FakeSMTP) -> None:
     import time
 
@@ -212,3 +212,7 @@ def test_servers_check_does_not_contact_a_blocked_server_unless_forced(
     code, out, _ = run(capsys, "--config", str(config), "servers", "check", "primary",
                        "--force", "--json")
     assert code == 0 and json.loads(out)[0]["ok"] and smtp.events
+    code, _, _ = run(capsys, "--config", str(config), "servers", "unblock", "primary")
+    assert code == 0
+    code, out, _ = run(capsys, "--config", str(config), "servers", "check", "primary", "--json")
+    assert code == 0 and json.loads(out)[0]["ok"]

@@ -153,6 +153,36 @@ def test_pause_mailings_diagnosis_pauses_every_mailing_with_the_reason(
     assert report.sent == 0 and store.counts(created.id).get("queued") == 3
 
 
+class AccountStoppedPlugin:
+    @hookimpl
+    def mailfleet_diagnose(self, server: Server, error: SmtpError, locale: str
+                           ) -> Diagnosis | None:
+        if "captcha" in error.reply:
+            return Diagnosis(Classification.SERVER, "the account is stopped",
+                             next_step="open the link", pause_mailings=True)
+        return None
+
+
+def test_a_reply_that_needs_a_person_blocks_the_server_until_unblocked(
+        tmp_path: Path, servers: list[FakeSMTP], certs: TLSCerts) -> None:
+    a, b, _ = servers
+    a.add_rule("DATA", "554 5.7.1 [2] Message rejected; solve the captcha")
+    store, clock = SqliteStore(tmp_path / "m.db"), FakeClock()
+    from mailfleet.config import parse_config
+    from mailfleet.fleet import Fleet
+    fleet = Fleet(parse_config({"servers": [server_entry("a", a, certs),
+                                            server_entry("b", b, certs)]}),
+                  load_plugins([("stopped", AccountStoppedPlugin())], entry_points=False))
+    created = new_mailing(store, 3, clock)
+    report = dispatcher(fleet, store, clock).run(until_idle=True)
+    assert report.sent == 0 and not b.messages  # the letters wait for a person, not for b
+    mailing = store.get_mailing(created.id)
+    assert mailing is not None and mailing.state == "paused" and "open the link" in \
+        mailing.state_reason
+    blocked = store.quota("a", fleet.server("a").limits, clock.now()).blocked_until
+    assert blocked is not None and blocked - clock.now() > 300 * 86_400
+
+
 def test_auth_failure_fails_over_to_the_next_server(
         tmp_path: Path, servers: list[FakeSMTP], certs: TLSCerts) -> None:
     a, b, _ = servers

@@ -160,6 +160,23 @@ def servers_check(obj: Context, name: str | None, force: bool, as_json: bool) ->
         sys.exit(EXIT_FAILURE)
 
 
+@servers_group.command("unblock")
+@click.argument("name")
+@json_option
+@click.pass_obj
+def servers_unblock(obj: Context, name: str, as_json: bool) -> None:
+    """Lift a block (after you solved the provider's captcha or re-enabled the account);
+    then `mailfleet mailing resume ID` the mailings it paused."""
+    server = obj.fleet.server(name)
+    store = obj.fleet.open_store()
+    try:
+        store.unblock_server(server.name)
+    finally:
+        store.close()
+    emit({"server": server.name, "blocked": False}, as_json,
+         lambda: click.echo(f"{server.name}: unblocked"))
+
+
 @cli.command("send")
 @click.option("--server", "server_name", required=True, help="Server name from the config.")
 @click.option("--to", required=True, help="Recipient address.")

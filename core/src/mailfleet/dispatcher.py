@@ -37,6 +37,11 @@ from mailfleet.template import CompiledTemplate, DateCache, Template
 log = logging.getLogger(__name__)
 
 
+#: How long a server stays blocked after a reply that needs a person (a captcha, a disabled
+#: account): until ``mailfleet servers unblock NAME``, in practice.
+HELD_UNTIL_UNBLOCKED = 365 * 86_400.0
+
+
 @attrs.frozen
 class RunReport:
     """What a run did, and what is left: letters waiting and when sending can resume."""
@@ -376,8 +381,12 @@ class Dispatcher:
                        f"until {iso(until)}")
             status = "blocked"
         else:
-            until = now + (diagnosis.block_seconds if diagnosis and diagnosis.block_seconds
-                           else self.retry.server_rest_seconds)
+            if diagnosis and diagnosis.block_seconds:
+                until = now + diagnosis.block_seconds
+            elif diagnosis and diagnosis.pause_mailings:  # until a person acts and unblocks it
+                until = now + HELD_UNTIL_UNBLOCKED
+            else:
+                until = now + self.retry.server_rest_seconds
             self.store.block_server(server.name, until, f"server failure: {reason}")
             status = "down"
             for mailing in {letter.mailing_id for letter in letters}:
@@ -389,10 +398,13 @@ class Dispatcher:
                     self.store.set_mailing_state(mailing, "paused", why)
                     self._emit(EventType.PAUSED, mailing_id=mailing, detail=why)
         if diagnosis is not None and diagnosis.pause_mailings:
+            # the verdict may be about the letters themselves (spam): the mailings that were
+            # going through this server wait for a person instead of moving to other servers
             why = f"server {server.name}: {reason}"
             if diagnosis.next_step:
                 why += f". Next step: {diagnosis.next_step}"
-            for mailing in self.store.pause_active(why):
+            for mailing in sorted({letter.mailing_id for letter in letters}):
+                self.store.set_mailing_state(mailing, "paused", why)
                 self._emit(EventType.PAUSED, mailing_id=mailing, server=server.name,
                            detail=why)
         log.warning("server %s stopped (%s): %s", server.name, status, error)
