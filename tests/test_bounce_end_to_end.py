@@ -161,3 +161,14 @@ def test_verp_is_dropped_where_the_provider_refuses_foreign_envelope_senders() -
     own = fleet.plugins.sender_policy(fleet.server("own"), SenderRequest(
         "news@example.com", "", verp_template("bounces@example.com")))
     assert envelope_for(own.envelope_from, "m1-7") == "bounces+mf-m1-7@example.com"
+
+
+def test_bounces_watch_reads_the_mailbox_each_round(
+        tmp_path: Path, postfix: PostfixServer, mailbox: Mailbox,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path / "mailfleet.toml", postfix, mailbox, tmp_path / "m.db")
+    mailbox.append(b"From: MAILER-DAEMON@x.test\r\nTo: x@test.local\r\n"
+                   b"Subject: hello\r\n\r\nhi\r\n")
+    main(["--config", str(config), "bounces", "watch", "--count", "2", "--interval", "0.2"])
+    out = capsys.readouterr().out
+    assert out.count("read 1 message(s)") == 1 and out.count("read 0 message(s)") == 1

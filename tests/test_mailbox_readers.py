@@ -233,3 +233,18 @@ def test_imap_untrusted_certificate_is_refused_without_retry(
     with pytest.raises(MailboxError, match="tls"):
         collect(ImapReader(settings, MemoryState(), sleep=no_sleep))
     assert proxy.connections == 1
+
+
+def test_imap_idle_wakes_the_watcher_when_a_report_arrives(mailbox: Mailbox) -> None:
+    import time
+
+    from mailfleet.mailbox.imap import idle_wait
+
+    reader = ImapReader(settings_for(mailbox), MemoryState())
+    timer = threading.Timer(0.5, mailbox.append, args=(report(1),))
+    timer.start()
+    started = time.monotonic()
+    assert idle_wait(reader, 30.0)  # woken by the new message, long before 30 s
+    assert time.monotonic() - started < 20
+    timer.join()
+    assert len(collect(reader)) == 1

@@ -14,7 +14,8 @@ from mailfleet.bounce_handling import BounceHandler, Handled, fetch_bounces
 from mailfleet.bounces.report import BounceReport
 from mailfleet.cli import EXIT_FAILURE, Context, cli, json_option, print_table
 from mailfleet.errors import ConfigError, MailboxError
-from mailfleet.mailbox.settings import resolve_mailbox
+from mailfleet.mailbox.imap import ImapReader, idle_wait
+from mailfleet.mailbox.settings import MailboxSettings, resolve_mailbox
 from mailfleet.plugins import load_plugins
 
 
@@ -60,12 +61,18 @@ def bounces_parse(files: tuple[Path, ...], as_json: bool) -> None:
 
 
 
-def _fetch(obj: Context) -> list[Handled]:
+def _settings(obj: Context) -> MailboxSettings:
     fleet = obj.fleet
     if fleet.config.bounces is None:
         raise ConfigError(f"{fleet.config.source}: no [bounces] section; add the bounce "
                           f"mailbox (protocol, host, login, password_env)")
-    settings = resolve_mailbox(fleet.config.bounces, fleet.plugins)
+    return resolve_mailbox(fleet.config.bounces, fleet.plugins)
+
+
+def _fetch(obj: Context) -> list[Handled]:
+    fleet = obj.fleet
+    settings = _settings(obj)
+    assert fleet.config.bounces is not None
     store = fleet.open_store()
     try:
         return fetch_bounces(settings, BounceHandler(store, fleet.plugins,
@@ -111,11 +118,14 @@ def bounces_fetch(obj: Context, as_json: bool) -> None:
 
 
 @bounces_group.command("watch")
-@click.option("--interval", default=60.0, show_default=True, help="Seconds between reads.")
+@click.option("--interval", default=60.0, show_default=True,
+              help="Seconds between reads (IMAP: the longest IDLE wait).")
 @click.option("--count", default=0, help="Stop after this many reads (0: never).")
 @click.pass_obj
 def bounces_watch(obj: Context, interval: float, count: int) -> None:
-    """Keep reading the bounce mailbox; a dropped connection is retried, a refused login stops."""
+    """Keep reading the bounce mailbox: over IMAP it waits in IDLE and reads as soon as a
+    report arrives. A dropped connection is retried; a refused login stops."""
+    settings = _settings(obj)
     rounds = 0
     while True:
         try:
@@ -127,4 +137,11 @@ def bounces_watch(obj: Context, interval: float, count: int) -> None:
         rounds += 1
         if count and rounds >= count:
             return
-        time.sleep(interval)
+        if settings.protocol == "imap":
+            store = obj.fleet.open_store()
+            try:
+                idle_wait(ImapReader(settings, store), interval)
+            finally:
+                store.close()
+        else:
+            time.sleep(interval)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -133,6 +134,33 @@ class ImapReader:
     def _save(self, client: imapclient.IMAPClient, last_uid: int) -> None:
         self.state.kv_set(self.settings.state_key, json.dumps(
             {"uidvalidity": self._validity, "last_uid": last_uid}))
+
+
+def idle_wait(reader: ImapReader, seconds: float) -> bool:
+    """Wait up to ``seconds`` for new mail with IMAP IDLE; ``True`` when the server said
+    something arrived. Without IDLE, or when the server cannot be reached, it just waits."""
+    try:
+        client = reader.connect()
+    except MailboxError as exc:
+        if not exc.transient:
+            raise
+        time.sleep(seconds)
+        return False
+    try:
+        client.select_folder(reader.settings.folder, readonly=True)
+        if not client.has_capability("IDLE"):
+            time.sleep(seconds)
+            return False
+        client.idle()
+        try:
+            responses = client.idle_check(timeout=seconds)
+        finally:
+            client.idle_done()
+        return any(b"EXISTS" in r for r in responses if isinstance(r, tuple))
+    except (OSError, IMAPClientError):
+        return False
+    finally:
+        _close(client)
 
 
 def _close(client: imapclient.IMAPClient) -> None:
