@@ -1,0 +1,608 @@
+"""The PostgreSQL store: many dispatchers on many machines share one database.
+
+Same tables and semantics as the SQLite store. A claim serializes the quota check and the
+charge per server with a transaction-scoped advisory lock, so the count is exact for every
+dispatcher everywhere; letters are picked with ``FOR UPDATE SKIP LOCKED``, so dispatchers never
+wait for each other's letters. One connection per store object, autocommit off, one short
+transaction per method, never open across SMTP. The DSN's password is never shown.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import socket
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import unquote
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from mailfleet.errors import ConfigError, MailfleetError
+from mailfleet.providers import Limits
+from mailfleet.quota import windows
+from mailfleet.store.base import (
+    Claim,
+    LetterRecord,
+    LetterRow,
+    MailingRecord,
+    Outcome,
+    QuotaStatus,
+    Recovery,
+    WindowStatus,
+)
+from mailfleet.store.sqlite import _pid_alive
+
+# Advisory lock namespaces (first key of the two-key form).
+_LOCK_SCHEMA = 0x6D66_0001
+_LOCK_QUOTA = 0x6D66_0002
+_LOCK_RECOVER = 0x6D66_0003
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mailings (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+    state TEXT NOT NULL, template TEXT NOT NULL, message_id_domain TEXT NOT NULL,
+    hold_in_data BOOLEAN NOT NULL, state_reason TEXT NOT NULL DEFAULT '',
+    total BIGINT NOT NULL DEFAULT 0, rejected BIGINT NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS letters (
+    id BIGSERIAL PRIMARY KEY, mailing_id TEXT NOT NULL, seq BIGINT NOT NULL,
+    email TEXT NOT NULL, fields TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'queued',
+    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, server TEXT, from_addr TEXT,
+    claimed_by TEXT, claimed_at DOUBLE PRECISION, sent_at DOUBLE PRECISION,
+    not_before DOUBLE PRECISION);
+CREATE UNIQUE INDEX IF NOT EXISTS letters_address ON letters (mailing_id, email);
+CREATE INDEX IF NOT EXISTS letters_state ON letters (mailing_id, state, id);
+CREATE INDEX IF NOT EXISTS letters_seq ON letters (mailing_id, seq);
+CREATE INDEX IF NOT EXISTS letters_owner ON letters (claimed_by) WHERE claimed_by IS NOT NULL;
+CREATE TABLE IF NOT EXISTS ledger (
+    id BIGSERIAL PRIMARY KEY, server TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,
+    letter_id BIGINT, settled BOOLEAN NOT NULL DEFAULT FALSE);
+CREATE INDEX IF NOT EXISTS ledger_window ON ledger (server, at);
+CREATE INDEX IF NOT EXISTS ledger_open ON ledger (letter_id) WHERE NOT settled;
+-- Charges per server and minute (floor(at / 60)), kept by a trigger: counting a window sums
+-- at most 1,440 of these plus the ledger rows of one partial minute.
+CREATE TABLE IF NOT EXISTS ledger_minutes (
+    server TEXT NOT NULL, minute BIGINT NOT NULL, n BIGINT NOT NULL,
+    PRIMARY KEY (server, minute));
+CREATE OR REPLACE FUNCTION mailfleet_ledger_minutes() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        UPDATE ledger_minutes SET n = n - 1
+        WHERE server = OLD.server AND minute = floor(OLD.at / 60)::bigint;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO ledger_minutes VALUES (NEW.server, floor(NEW.at / 60)::bigint, 1)
+        ON CONFLICT (server, minute) DO UPDATE SET n = ledger_minutes.n + 1;
+    END IF;
+    RETURN NULL;
+END $$;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'ledger_minutes_kept'
+                   AND tgrelid = 'ledger'::regclass) THEN
+        CREATE TRIGGER ledger_minutes_kept AFTER INSERT OR DELETE OR UPDATE OF server, at
+        ON ledger FOR EACH ROW EXECUTE FUNCTION mailfleet_ledger_minutes();
+    END IF;
+END $$;
+CREATE TABLE IF NOT EXISTS server_blocks (
+    server TEXT PRIMARY KEY, until DOUBLE PRECISION NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS suppression (
+    email TEXT PRIMARY KEY, reason TEXT NOT NULL, added_at DOUBLE PRECISION NOT NULL,
+    source TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bounces (
+    id BIGSERIAL PRIMARY KEY, letter_id BIGINT NOT NULL, email TEXT NOT NULL,
+    hard BOOLEAN NOT NULL, reason TEXT NOT NULL, status TEXT, diagnostic TEXT,
+    at DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS bounces_email ON bounces (email, hard, at);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dispatchers (
+    id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
+    seen_at DOUBLE PRECISION NOT NULL);
+"""
+
+_URL_PASSWORD = re.compile(r"^[a-z]+://[^:/@?#]*:([^@/?#]*)@", re.IGNORECASE)
+MASK = "***"
+
+
+def _passwords(dsn: str) -> set[str]:
+    """Every spelling of the password in ``dsn`` (raw and decoded), to be masked."""
+    found: set[str] = set()
+    match = _URL_PASSWORD.match(dsn)
+    if match and match.group(1):
+        found |= {match.group(1), unquote(match.group(1))}
+    try:
+        password = conninfo_to_dict(dsn).get("password")
+    except psycopg.Error:
+        password = None
+    if password:
+        found.add(str(password))
+    for raw in re.findall(r"password=([^&\s]+)", dsn):
+        found |= {raw.strip("'"), unquote(raw.strip("'"))}
+    return {p for p in found if p}
+
+
+def mask_dsn(dsn: str, text: str | None = None) -> str:
+    """``text`` (default: the DSN itself) with the DSN's password replaced by ``***``."""
+    out = dsn if text is None else text
+    for password in sorted(_passwords(dsn), key=len, reverse=True):
+        out = out.replace(password, MASK)
+    return out
+
+
+class StoreUnavailable(MailfleetError):
+    """The database of the store cannot be reached (the message never holds a password)."""
+
+
+def _c(column: str) -> str:
+    """Byte-order sorting, as SQLite sorts text, whatever the database's collation."""
+    return f'{column} COLLATE "C"'
+
+
+class PostgresStore:
+    """The store in a PostgreSQL database (``deployment.store = "postgresql://..."``)."""
+
+    def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:
+        self._dsn = dsn
+        self.location = mask_dsn(dsn)
+        self.connect_timeout = connect_timeout
+        self.host = socket.gethostname()
+        self.lease_seconds = 600.0
+        self._lock = threading.RLock()
+        self.conn = self._connect()
+        with self._tx() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_LOCK_SCHEMA,))
+            cur.execute(SCHEMA.encode())
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.location!r})"
+
+    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        try:
+            return psycopg.connect(self._dsn, autocommit=False,
+                                   connect_timeout=max(1, int(self.connect_timeout)),
+                                   application_name="mailfleet")
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(f"deployment.store: {self.location!r}: "
+                              f"{mask_dsn(self._dsn, str(exc))}") from None
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot connect to the PostgreSQL store {self.location!r}: "
+                                   f"{mask_dsn(self._dsn, str(exc)).strip()}") from None
+
+    @contextmanager
+    def _tx(self) -> Iterator[psycopg.Cursor[tuple[Any, ...]]]:
+        """One transaction (committed on exit, rolled back on error); reconnects a broken
+        connection before starting."""
+        with self._lock:
+            if self.conn.closed or self.conn.broken:
+                self.conn = self._connect()
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                yield cur
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    # -- mailings -----------------------------------------------------------------------
+    def create_mailing(self, mailing: MailingRecord) -> None:
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO mailings (id, name, created_at, state, template, "
+                "message_id_domain, hold_in_data, state_reason, total, rejected) "
+                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                (mailing.id, mailing.name, mailing.created_at, mailing.state,
+                 json.dumps(mailing.template), mailing.message_id_domain,
+                 mailing.hold_in_data, mailing.state_reason, mailing.total, mailing.rejected))
+
+    def add_letters(self, mailing_id: str, rows: Sequence[tuple[int, str, str]]) -> int:
+        if not rows:
+            return 0
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO letters (mailing_id, seq, email, fields) "
+                "SELECT %s, s, e, f FROM unnest(%s::bigint[], %s::text[], %s::text[]) "
+                "WITH ORDINALITY AS r(s, e, f, o) ORDER BY o "
+                "ON CONFLICT (mailing_id, email) DO NOTHING",
+                (mailing_id, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]))
+            return cur.rowcount
+
+    def finish_creation(self, mailing_id: str, total: int, rejected: int) -> None:
+        with self._tx() as cur:
+            cur.execute("UPDATE mailings SET state='active', total=%s, rejected=%s WHERE id=%s",
+                        (total, rejected, mailing_id))
+
+    def delete_mailing(self, mailing_id: str) -> None:
+        with self._tx() as cur:
+            cur.execute("DELETE FROM letters WHERE mailing_id=%s", (mailing_id,))
+            cur.execute("DELETE FROM mailings WHERE id=%s", (mailing_id,))
+
+    _MAILING_COLS = ("id, name, created_at, state, template, message_id_domain, hold_in_data, "
+                     "state_reason, total, rejected")
+
+    @staticmethod
+    def _mailing(row: tuple[Any, ...]) -> MailingRecord:
+        (mid, name, created, state, template, domain, hold, reason, total, rejected) = row
+        return MailingRecord(mid, name, float(created), state, json.loads(template), domain,
+                             bool(hold), reason, int(total), int(rejected))
+
+    def get_mailing(self, mailing_id: str) -> MailingRecord | None:
+        with self._tx() as cur:
+            row = cur.execute(f"SELECT {self._MAILING_COLS} FROM mailings WHERE id=%s",  # noqa: S608
+                              (mailing_id,)).fetchone()
+        return self._mailing(row) if row else None
+
+    def list_mailings(self, states: Sequence[str] | None = None) -> list[MailingRecord]:
+        with self._tx() as cur:
+            rows = cur.execute(f"SELECT {self._MAILING_COLS} FROM mailings "  # noqa: S608
+                               f"ORDER BY created_at, {_c('id')}").fetchall()
+        out = [self._mailing(r) for r in rows]
+        return [m for m in out if states is None or m.state in states]
+
+    def set_mailing_state(self, mailing_id: str, state: str, reason: str = "") -> None:
+        with self._tx() as cur:
+            cur.execute("UPDATE mailings SET state=%s, state_reason=%s WHERE id=%s",
+                        (state, reason, mailing_id))
+
+    def pause_active(self, reason: str) -> list[str]:
+        with self._tx() as cur:
+            rows = cur.execute(
+                "WITH p AS (UPDATE mailings SET state='paused', state_reason=%s "
+                "WHERE state='active' RETURNING id, created_at) "
+                f"SELECT id FROM p ORDER BY created_at, {_c('id')}", (reason,)).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def cancel_mailing(self, mailing_id: str, now: float) -> None:
+        with self._tx() as cur:
+            cur.execute("UPDATE mailings SET state='cancelled', state_reason='cancelled' "
+                        "WHERE id=%s", (mailing_id,))
+            cur.execute("UPDATE letters SET state='skipped', last_error='mailing cancelled' "
+                        "WHERE mailing_id=%s AND state IN ('queued','held')", (mailing_id,))
+
+    def release_held(self, mailing_id: str) -> int:
+        with self._tx() as cur:
+            cur.execute("UPDATE letters SET state='queued' WHERE mailing_id=%s AND "
+                        "state='held'", (mailing_id,))
+            return cur.rowcount
+
+    def counts(self, mailing_id: str) -> dict[str, int]:
+        with self._tx() as cur:
+            rows = cur.execute("SELECT state, COUNT(*) FROM letters WHERE mailing_id=%s "
+                               "GROUP BY state", (mailing_id,)).fetchall()
+        return {str(state): int(n) for state, n in rows}
+
+    def by_server(self, mailing_id: str) -> dict[str, int]:
+        with self._tx() as cur:
+            rows = cur.execute(
+                "SELECT server, COUNT(*) FROM letters WHERE mailing_id=%s AND state IN "
+                f"('sent','bounced') GROUP BY server ORDER BY {_c('server')}",
+                (mailing_id,)).fetchall()
+        return {str(server): int(n) for server, n in rows}
+
+    def complete_finished(self) -> list[str]:
+        """Mark active mailings with nothing left to send as done."""
+        with self._tx() as cur:
+            rows = cur.execute(
+                "WITH d AS (UPDATE mailings m SET state='done' WHERE m.state='active' AND "
+                "NOT EXISTS (SELECT 1 FROM letters l WHERE l.mailing_id=m.id AND l.state IN "
+                "('queued','claimed','sending','held')) RETURNING id, created_at) "
+                f"SELECT id FROM d ORDER BY created_at, {_c('id')}").fetchall()
+        return [str(r[0]) for r in rows]
+
+    # -- dispatching ----------------------------------------------------------------------
+    def register_dispatcher(self, dispatcher_id: str, now: float) -> None:
+        with self._tx() as cur:
+            cur.execute("INSERT INTO dispatchers (id, host, pid, seen_at) VALUES (%s,%s,%s,%s) "
+                        "ON CONFLICT (id) DO UPDATE SET host=EXCLUDED.host, pid=EXCLUDED.pid, "
+                        "seen_at=EXCLUDED.seen_at", (dispatcher_id, self.host, os.getpid(), now))
+
+    def unregister_dispatcher(self, dispatcher_id: str) -> None:
+        with self._tx() as cur:
+            cur.execute("DELETE FROM dispatchers WHERE id=%s", (dispatcher_id,))
+
+    def _dead_dispatchers(self, cur: psycopg.Cursor[tuple[Any, ...]], now: float) -> list[str]:
+        """Same host: the pid is gone; other hosts: no heartbeat for ``lease_seconds``."""
+        dead = []
+        for did, host, pid, seen in cur.execute(
+                "SELECT id, host, pid, seen_at FROM dispatchers").fetchall():
+            if host == self.host:
+                if not _pid_alive(int(pid)):
+                    dead.append(str(did))
+            elif seen < now - self.lease_seconds:
+                dead.append(str(did))
+        return dead
+
+    def recover(self, now: float) -> Recovery:
+        """Put back letters of dispatchers that died: claimed ones are queued again uncharged;
+        ones caught in ``sending`` (maybe inside DATA) are queued again (the charge stays,
+        they may have gone) or held for review if their mailing says so."""
+        with self._tx() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_LOCK_RECOVER,))
+            dead = set(self._dead_dispatchers(cur, now))
+            dead |= {str(r[0]) for r in cur.execute(
+                "SELECT DISTINCT l.claimed_by FROM letters l WHERE l.state IN "
+                "('claimed','sending') AND l.claimed_by IS NOT NULL AND NOT EXISTS "
+                "(SELECT 1 FROM dispatchers d WHERE d.id = l.claimed_by)").fetchall()}
+            if not dead:
+                return Recovery()
+            ids = sorted(dead)
+            cur.execute("DELETE FROM ledger WHERE NOT settled AND letter_id IN (SELECT id FROM "
+                        "letters WHERE claimed_by = ANY(%s) AND state='claimed')", (ids,))
+            cur.execute("UPDATE letters SET state='queued', claimed_by=NULL WHERE "
+                        "claimed_by = ANY(%s) AND state='claimed'", (ids,))
+            requeued = cur.rowcount
+            cur.execute("UPDATE ledger SET settled=TRUE WHERE NOT settled AND letter_id IN "
+                        "(SELECT id FROM letters WHERE claimed_by = ANY(%s) AND "
+                        "state='sending')", (ids,))
+            cur.execute(
+                "UPDATE letters SET state='held', claimed_by=NULL, last_error=%s WHERE "
+                "claimed_by = ANY(%s) AND state='sending' AND mailing_id IN (SELECT id FROM "
+                "mailings WHERE hold_in_data)",
+                ("the sending process stopped while this letter was in DATA; held for "
+                 "review (it may have been delivered)", ids))
+            held = cur.rowcount
+            cur.execute(
+                "UPDATE letters SET state='queued', claimed_by=NULL, attempts=attempts+1, "
+                "last_error=%s WHERE claimed_by = ANY(%s) AND state='sending'",
+                ("the sending process stopped while this letter was in DATA; sending again "
+                 "with the same Message-ID", ids))
+            resent = cur.rowcount
+            cur.execute("DELETE FROM dispatchers WHERE id = ANY(%s)", (ids,))
+        return Recovery(requeued, resent, held)
+
+    @staticmethod
+    def _active_mailings(cur: psycopg.Cursor[tuple[Any, ...]],
+                         mailing_ids: Sequence[str] | None) -> list[str]:
+        rows = cur.execute("SELECT id FROM mailings WHERE state='active' "
+                           f"ORDER BY created_at, {_c('id')}").fetchall()
+        ids = [str(r[0]) for r in rows]
+        return ids if mailing_ids is None else [i for i in ids if i in mailing_ids]
+
+    @staticmethod
+    def _block(cur: psycopg.Cursor[tuple[Any, ...]], server: str,
+               now: float) -> tuple[float, str] | None:
+        row = cur.execute("SELECT until, reason FROM server_blocks WHERE server=%s",
+                          (server,)).fetchone()
+        if row is None or row[0] <= now:
+            return None
+        return float(row[0]), str(row[1])
+
+    def _remaining(self, cur: psycopg.Cursor[tuple[Any, ...]], server: str, limits: Limits,
+                   now: float) -> tuple[int | None, float | None]:
+        remaining: int | None = None
+        frees: float | None = None
+        for window in windows(limits):
+            start = window.start(now)
+            used = self._used(cur, server, start)
+            left = max(0, window.limit - used)
+            remaining = left if remaining is None else min(remaining, left)
+            if left == 0:
+                at = window.frees_at(now, used, functools.partial(self._nth, cur, server, start))
+                if at is not None:
+                    frees = at if frees is None else max(frees, at)
+        return remaining, frees
+
+    @staticmethod
+    def _used(cur: psycopg.Cursor[tuple[Any, ...]], server: str, start: float) -> int:
+        """Charges of ``server`` later than ``start``: whole minutes from ``ledger_minutes``,
+        the partial first minute from the ledger. The minute of a time is computed in SQL
+        exactly as the trigger computes it, so the two parts never overlap or leave a gap."""
+        row = cur.execute(
+            "SELECT (SELECT COALESCE(SUM(n), 0) FROM ledger_minutes WHERE server=%(s)s AND "
+            "minute > floor(%(t)s::float8 / 60)::bigint) + (SELECT COUNT(*) FROM ledger "
+            "WHERE server=%(s)s AND at > %(t)s::float8 AND "
+            "at < (floor(%(t)s::float8 / 60) + 2) * 60 AND "
+            "floor(at / 60)::bigint <= floor(%(t)s::float8 / 60)::bigint)",
+            {"s": server, "t": start}).fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def _nth(cur: psycopg.Cursor[tuple[Any, ...]], server: str, start: float,
+             k: int) -> float | None:
+        row = cur.execute("SELECT at FROM ledger WHERE server=%s AND at>%s ORDER BY at "
+                          "LIMIT 1 OFFSET %s", (server, start, k - 1)).fetchone()
+        return float(row[0]) if row else None
+
+    def claim(self, dispatcher_id: str, server: str, limits: Limits, count: int, now: float,
+              mailing_ids: Sequence[str] | None = None) -> Claim:
+        """Check the quota and charge it under a per-server advisory lock (exact across every
+        dispatcher on the database); take queued letters no other claim holds."""
+        with self._tx() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_QUOTA, server))
+            cur.execute("UPDATE dispatchers SET seen_at=%s WHERE id=%s", (now, dispatcher_id))
+            block = self._block(cur, server, now)
+            if block is not None:
+                return Claim(reason="blocked", until=block[0])
+            remaining, frees = self._remaining(cur, server, limits, now)
+            if remaining is not None and remaining <= 0:
+                return Claim(reason="spent", until=frees)
+            want = count if remaining is None else min(count, remaining)
+            letters: list[LetterRow] = []
+            skipped: list[LetterRow] = []
+            for mailing in self._active_mailings(cur, mailing_ids):
+                rows = cur.execute(
+                    "SELECT l.id, l.seq, l.email, l.fields, l.attempts, EXISTS (SELECT 1 FROM "
+                    "suppression s WHERE s.email = lower(l.email)) FROM letters l WHERE "
+                    "l.mailing_id=%s AND l.state='queued' AND (l.not_before IS NULL OR "
+                    "l.not_before <= %s) ORDER BY l.id LIMIT %s FOR UPDATE OF l SKIP LOCKED",
+                    (mailing, now, want - len(letters))).fetchall()
+                for lid, seq, email, fields, attempts, suppressed in rows:
+                    row = LetterRow(int(lid), mailing, int(seq), email, fields, int(attempts))
+                    (skipped if suppressed else letters).append(row)
+                if len(letters) >= want:
+                    break
+            if skipped:
+                cur.execute("UPDATE letters SET state='skipped', last_error='suppressed' "
+                            "WHERE id = ANY(%s)", ([r.id for r in skipped],))
+            if letters:
+                ids = [r.id for r in letters]
+                cur.execute("UPDATE letters SET state='claimed', claimed_by=%s, claimed_at=%s, "
+                            "server=%s WHERE id = ANY(%s)", (dispatcher_id, now, server, ids))
+                cur.execute("INSERT INTO ledger (server, at, letter_id) "
+                            "SELECT %s, %s, unnest(%s::bigint[])", (server, now, ids))
+            return Claim(tuple(letters), tuple(skipped), "" if letters or skipped else "empty")
+
+    def mark_sending(self, letter_ids: Sequence[int], now: float) -> None:
+        with self._tx() as cur:
+            cur.execute("UPDATE letters SET state='sending' WHERE id = ANY(%s)",
+                        (list(letter_ids),))
+
+    def finish(self, outcomes: Sequence[Outcome], now: float) -> None:
+        if not outcomes:
+            return
+        ordered = sorted(outcomes, key=lambda o: o.letter)  # row locks in one order
+        with self._tx() as cur:
+            cur.executemany(
+                "UPDATE letters SET state=%s, server=%s, from_addr=COALESCE(%s, from_addr), "
+                "last_error=%s, not_before=%s::float8, attempts=%s, claimed_by=NULL, "
+                "sent_at=CASE WHEN %s='sent' THEN %s ELSE sent_at END WHERE id=%s",
+                [(o.state, o.server, o.from_addr, o.error, o.not_before, o.attempts, o.state,
+                  now, o.letter) for o in ordered])
+            kept = [o.letter for o in ordered if o.charged]
+            if kept:
+                cur.execute("UPDATE ledger SET settled=TRUE, at=%s WHERE NOT settled AND "
+                            "letter_id = ANY(%s)", (now, kept))
+            refunds = [o.letter for o in ordered if not o.charged]
+            if refunds:
+                cur.execute("DELETE FROM ledger WHERE NOT settled AND letter_id = ANY(%s)",
+                            (refunds,))
+
+    def waiting(self, mailing_ids: Sequence[str] | None, now: float) -> tuple[int, float | None]:
+        total = 0
+        earliest: float | None = None
+        with self._tx() as cur:
+            for mailing in self._active_mailings(cur, mailing_ids):
+                row = cur.execute(
+                    "SELECT COUNT(*), MIN(CASE WHEN not_before > %s THEN not_before END) FROM "
+                    "letters WHERE mailing_id=%s AND state IN ('queued','claimed','sending')",
+                    (now, mailing)).fetchone()
+                assert row is not None
+                n, first = row
+                total += int(n)
+                if first is not None:
+                    earliest = float(first) if earliest is None else min(earliest, float(first))
+        return total, earliest
+
+    # -- quota ----------------------------------------------------------------------------
+    def quota(self, server: str, limits: Limits, now: float) -> QuotaStatus:
+        found = {w.kind: w for w in windows(limits)}
+        status: dict[str, WindowStatus] = {}
+        with self._tx() as cur:
+            for kind, seconds in (("minute", 60), ("hour", 3600), ("day", 86400)):
+                window = found.get(kind)
+                start = window.start(now) if window else now - seconds
+                used = self._used(cur, server, start)
+                if window is None:
+                    status[kind] = WindowStatus(used, None, None, None)
+                    continue
+                frees = window.frees_at(now, used,
+                                        functools.partial(self._nth, cur, server, start))
+                status[kind] = WindowStatus(used, window.limit, max(0, window.limit - used),
+                                            frees)
+            block = self._block(cur, server, now)
+        return QuotaStatus(server, status["minute"], status["hour"], status["day"],
+                           block[0] if block else None, block[1] if block else None)
+
+    def block_server(self, server: str, until: float, reason: str) -> None:
+        with self._tx() as cur:
+            cur.execute("INSERT INTO server_blocks (server, until, reason) VALUES (%s,%s,%s) "
+                        "ON CONFLICT (server) DO UPDATE SET until=EXCLUDED.until, "
+                        "reason=EXCLUDED.reason", (server, until, reason))
+
+    def unblock_server(self, server: str) -> None:
+        with self._tx() as cur:
+            cur.execute("DELETE FROM server_blocks WHERE server=%s", (server,))
+
+    # -- suppression ----------------------------------------------------------------------
+    def suppress(self, email: str, reason: str, now: float, source: str = "manual") -> None:
+        with self._tx() as cur:
+            cur.execute("INSERT INTO suppression (email, reason, added_at, source) "
+                        "VALUES (%s,%s,%s,%s) ON CONFLICT (email) DO UPDATE SET "
+                        "reason=EXCLUDED.reason, added_at=EXCLUDED.added_at, "
+                        "source=EXCLUDED.source", (email.lower(), reason, now, source))
+
+    def unsuppress(self, email: str) -> bool:
+        with self._tx() as cur:
+            cur.execute("DELETE FROM suppression WHERE email=%s", (email.lower(),))
+            return cur.rowcount > 0
+
+    def is_suppressed(self, email: str) -> bool:
+        with self._tx() as cur:
+            return cur.execute("SELECT 1 FROM suppression WHERE email=%s",
+                               (email.lower(),)).fetchone() is not None
+
+    def suppressed(self) -> list[tuple[str, str, float, str]]:
+        with self._tx() as cur:
+            rows = cur.execute("SELECT email, reason, added_at, source FROM suppression "
+                               f"ORDER BY {_c('email')}").fetchall()
+        return [(str(a), str(b), float(c), str(d)) for a, b, c, d in rows]
+
+    # -- bounces --------------------------------------------------------------------------
+    @staticmethod
+    def _letter_key(letter_id: str) -> tuple[str, int] | None:
+        mailing, _, seq = letter_id.strip().rpartition("-")
+        if not mailing or not seq.isdigit():
+            return None
+        return mailing, int(seq)
+
+    def find_letter(self, letter_id: str) -> LetterRecord | None:
+        key = self._letter_key(letter_id)
+        if key is None:
+            return None
+        with self._tx() as cur:
+            row = cur.execute(
+                "SELECT l.mailing_id, l.seq, l.email, l.state, l.server, l.from_addr, "
+                "l.attempts, l.last_error, l.sent_at, COALESCE(m.message_id_domain, 'invalid') "
+                "FROM letters l LEFT JOIN mailings m ON m.id = l.mailing_id "
+                "WHERE l.mailing_id=%s AND l.seq=%s", key).fetchone()
+        if row is None:
+            return None
+        mid, seq, email, state, server, from_addr, attempts, error, sent_at, domain = row
+        return LetterRecord(f"{mid}-{seq}", mid, email, state, server, from_addr,
+                            f"<{mid}-{seq}@{domain}>", int(attempts), error,
+                            None if sent_at is None else float(sent_at))
+
+    def find_by_message_id(self, message_id: str) -> LetterRecord | None:
+        local, _, domain = message_id.strip().strip("<>").rpartition("@")
+        found = self.find_letter(local)
+        if found is None or found.message_id != f"<{local}@{domain}>":
+            return None
+        return found
+
+    def mark_bounced(self, letter_id: str, *, hard: bool, reason: str, status: str | None,
+                     diagnostic: str | None, now: float) -> bool:
+        key = self._letter_key(letter_id)
+        if key is None:
+            return False
+        with self._tx() as cur:
+            row = cur.execute("SELECT id, email FROM letters WHERE mailing_id=%s AND seq=%s "
+                              "FOR UPDATE", key).fetchone()
+            if row is None:
+                return False
+            cur.execute("INSERT INTO bounces (letter_id, email, hard, reason, status, "
+                        "diagnostic, at) VALUES (%s,%s,%s,%s,%s,%s,%s)",
+                        (row[0], row[1], hard, reason, status, diagnostic, now))
+            cur.execute("UPDATE letters SET state='bounced', last_error=%s WHERE id=%s",
+                        (f"bounced ({'hard' if hard else 'soft'}): {reason}"
+                         + (f" {status}" if status else ""), row[0]))
+        return True
+
+    def count_soft_bounces(self, email: str, since: float) -> int:
+        with self._tx() as cur:
+            row = cur.execute("SELECT COUNT(*) FROM bounces WHERE email=%s AND NOT hard AND "
+                              "at>=%s", (email.lower(), since)).fetchone()
+        return int(row[0]) if row else 0
+
+    def kv_get(self, key: str) -> str | None:
+        with self._tx() as cur:
+            row = cur.execute("SELECT value FROM kv WHERE key=%s", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def kv_set(self, key: str, value: str) -> None:
+        with self._tx() as cur:
+            cur.execute("INSERT INTO kv (key, value) VALUES (%s,%s) "
+                        "ON CONFLICT (key) DO UPDATE SET value=EXCLUDED.value", (key, value))
