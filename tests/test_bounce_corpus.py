@@ -1,19 +1,20 @@
-"""The core bounce parser scored on the real-bounce corpus (targets from the project brief)."""
+"""Bounce parsing scored on the real-bounce corpus (targets from the project brief), through
+every installed plugin as `mailfleet bounces fetch` reads reports."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from mailfleet.bounces.parse import parse_bytes
 from mailfleet.bounces.scoring import Scores, score
+from mailfleet.plugins import load_plugins
 
 CORPUS = Path(__file__).parent / "data" / "bounce-corpus"
 
 
 @pytest.fixture(scope="module")
 def scores() -> Scores:
-    return score(CORPUS / "eml", CORPUS / "truth.json", parse_bytes)
+    return score(CORPUS / "eml", CORPUS / "truth.json", load_plugins().parse_bounce)
 
 
 def test_corpus_and_licences_are_present() -> None:

@@ -602,3 +602,77 @@ def test_temporary_failure_never_marks_the_address_dead() -> None:
     [rcpt] = parse_bytes(raw).recipients
     assert rcpt.reason == "userunknown"
     assert not rcpt.hard
+
+
+def _said_by(host: str, diagnostic: str, address: str = "olga@example.org") -> bytes:
+    return _postfix(diagnostic, address).replace(b"mx.example.org[", host.encode() + b"[")
+
+
+def test_france_ptt_codes_decide_the_reason() -> None:
+    cases = {
+        "550 5.5.0 Adresse destinataire invalide. Invalid recipient. LPN007_416 "
+        "(in reply to end of DATA command)": "userunknown",
+        "421 4.2.0 Service refuse. Veuillez essayer plus tard. OFR005_505 [505]": "systemerror",
+        "550 5.5.0 Service refuse. Veuillez essayer plus tard. LPN001_108": "blocked",
+        "554 5.7.1 Client host rejected: #216 lpn LPN000_630": "policyviolation",
+        "552 5.1.1 Boite du destinataire pleine. Recipient overquota. OFR_417": "mailboxfull",
+    }
+    for text, reason in cases.items():
+        assert _reason(_said_by("smtp-in.orange.fr", text)) == reason, text
+    # the code names its provider even when the host is unknown
+    assert _reason(_postfix("421 4.2.0 Service refuse. OFR005_505 [505]")) == "systemerror"
+
+
+def test_yahoo_user_texts_are_userunknown_even_after_data() -> None:
+    text = ("554 delivery error: dd This user doesn't have a yahoo.com account "
+            "(in reply to end of DATA command)")
+    assert _reason(_said_by("mta6.am0.yahoodns.net", text)) == "userunknown"
+    assert _reason(_said_by("mta6.am0.yahoodns.net", "553 5.7.2 [TSS09] All messages from "
+                            "192.0.2.1 will be permanently deferred")) == "blocked"
+
+
+def test_microsoft_mailbox_unavailable_is_userunknown() -> None:
+    text = "550 Requested action not taken: mailbox unavailable (in reply to RCPT TO command)"
+    assert _reason(_said_by("mx1.hotmail.com", text)) == "userunknown"
+    text = "550 Requested action not taken: mailbox unavailable (in reply to end of DATA command)"
+    assert _reason(_said_by("example-org.mail.protection.outlook.com", text)) == "userunknown"
+
+
+def test_kddi_user_unknown_with_and_without_address() -> None:
+    assert _reason(_said_by("lsean.ezweb.ne.jp", "550 <neko@ezweb.ne.jp>: User unknown",
+                            "neko@ezweb.ne.jp")) == "userunknown"
+    assert _reason(_said_by("lsean.ezweb.ne.jp", "550 : User unknown",
+                            "neko@ezweb.ne.jp")) == "filtered"
+
+
+def test_docomo_unknown_user_after_data_is_rejected() -> None:
+    text = "550 Unknown user neko@docomo.ne.jp (in reply to end of DATA command)"
+    assert _reason(_said_by("mfsmax.docomo.ne.jp", text, "neko@docomo.ne.jp")) == "rejected"
+    text = "550 Unknown user neko@docomo.ne.jp (in reply to RCPT TO command)"
+    assert _reason(_said_by("mfsmax.docomo.ne.jp", text, "neko@docomo.ne.jp")) == "userunknown"
+
+
+def test_provider_codes_facebook_cox_mimecast_zoho() -> None:
+    fb = ("550 5.1.1 RCP-P2 http://postmaster.facebook.com/response_codes#rcp "
+          "Refused due to recipient preferences")
+    assert _reason(_postfix(fb, "neko@facebook.com")) == "filtered"
+    assert _reason(_said_by("cxr.mx.a.cloudfilter.net", "554 5.7.1 cox.net rejected - CXBL",
+                            "neko@cox.net")) == "blocked"
+    assert _reason(_said_by("service1.mimecast.com", "554 email rejected due to security "
+                            "policies - MCSpamSignature.sa.2.2")) == "virusdetected"
+    assert _reason(_said_by("smtpin.zoho.com", "554 5.7.1 Email cannot be delivered. Reason: "
+                            "Email flagged as Spam. (in reply to RCPT TO command)")) == "rejected"
+
+
+def test_provider_rule_needs_the_provider() -> None:
+    # the same words from an unknown host keep the generic classification
+    text = "554 email rejected due to security policies"
+    assert _reason(_said_by("mx.example.net", text)) != "virusdetected"
+
+
+def test_new_generic_phrases() -> None:
+    assert _reason(_postfix("451 Could not load DRD for domain (example.com)")) == "systemerror"
+    assert _reason(_postfix("554 Transaction failed")) == "systemerror"
+    assert _reason(_postfix("500 Line limit exceeded")) == "mesgtoobig"
+    assert _reason(_postfix("450 service permits 2 unverifyable sending IPs (in reply to "
+                            "MAIL FROM command)")) == "requireptr"

@@ -16,8 +16,9 @@ from mailfleet.bounces.codes import (
 )
 from mailfleet.bounces.dsn import DSN_HINT_RE, DsnRecipient, parse_dsn
 from mailfleet.bounces.mime import content_type, header, headers_text, parse_raw, part_text, walk
-from mailfleet.bounces.reasons import classify, is_hard
+from mailfleet.bounces.reasons import classify, is_hard, smtp_command
 from mailfleet.bounces.report import BounceReport, FailedRecipient, Kind
+from mailfleet.bounces.rhost import by_host, remote_host
 from mailfleet.bounces.ses import parse_ses
 from mailfleet.bounces.signals import (
     is_autoreply,
@@ -51,6 +52,8 @@ _TAG_RE = re.compile(r"<(?:style|script)[^>]*>.*?</(?:style|script)>|<[^>]+>", r
 _GAVE_UP = re.compile(r"envelope expired", re.I)
 _EXIM_RETRY = re.compile(r"retry timeout exceeded", re.I)
 _EXIM_LAYOUT = re.compile(r"following address\(es\) failed", re.I)
+_ZOHO = re.compile(r"(^|\.)zoho(mail)?\.com$", re.IGNORECASE)
+_HOST_UNREACHABLE = re.compile(r"host not reachable", re.IGNORECASE)
 _GROUP_DOMAIN = re.compile(r"@googlegroups\.com$", re.IGNORECASE)
 _ORIGINAL_TYPES = frozenset({"message/rfc822", "message/global", "text/rfc822-headers",
                              "message/rfc822-headers", "text/rfc822-header"})
@@ -173,13 +176,25 @@ def _reporting_mta(msg: Message, dsn_mta: str | None, text: str) -> str | None:
 
 def _recipient(address: str, status: str | None, reply: str | None, diagnostic: str | None,
                *, action: str | None, kind: Kind, context: str = "",
-               remote: bool = False, exim_retry: bool = False) -> FailedRecipient:
+               remote: bool = False, exim_retry: bool = False,
+               remote_mta: str | None = None, reporter: str | None = None) -> FailedRecipient:
     diag_text = " ".join((diagnostic or "").split())[:1000] or None
     if kind == "delivered":
         return FailedRecipient(address, action or "delivered", status or "2.0.0", reply,
                                "delivered", False, diag_text)
     reason = classify(status, strip_addresses(diag_text or ""), temporary=kind == "delay",
                       context=strip_addresses(context), remote=remote)
+    if diag_text:
+        # the receiving provider's own codes and texts (sisimai's per-host rules)
+        hosts = (remote_mta or remote_host(diag_text) or remote_host(context),
+                 address.rpartition("@")[2], reporter)
+        ruled = by_host(hosts, diag_text, status,
+                        smtp_command(diag_text) or smtp_command(context))
+        if ruled:
+            reason = ruled
+        elif reason == "networkerror" and _ZOHO.search(reporter or "") and \
+                _HOST_UNREACHABLE.search(diag_text):
+            reason = "expired"  # Zoho's own "Host not reachable" retry notices
     if _GROUP_DOMAIN.search(address):
         # Google Groups answers a refused post (no such group, or not allowed to post)
         reason = "rejected"
@@ -298,7 +313,8 @@ def _text_diagnostic(address: str, region: str, segment: str | None,
 
 
 def _from_dsn(dsn_recipients: list[DsnRecipient], warning: bool, region: str,
-              exclude_text: dict[str, str]) -> tuple[Kind, list[FailedRecipient]]:
+              exclude_text: dict[str, str],
+              reporter: str | None = None) -> tuple[Kind, list[FailedRecipient]]:
     actions = [r.action or "" for r in dsn_recipients]
     kind: Kind
     if any(a.startswith("fail") for a in actions):
@@ -346,7 +362,8 @@ def _from_dsn(dsn_recipients: list[DsnRecipient], warning: bool, region: str,
                 exclude_text.get(r.address.lower()) or ""):
             status = "5.4.7"  # the report text says the queue dropped it: final
         rcpt = _recipient(r.address, status, r.reply_code, diag, action=r.action,
-                          kind=kind, context=context, remote=bool(r.diagnostic))
+                          kind=kind, context=context, remote=bool(r.diagnostic),
+                          remote_mta=r.remote_mta, reporter=reporter)
         if (r.raw_action or "").startswith("expire") and rcpt.reason in _VAGUE_REASONS:
             # a non-standard "Action: expired": the queue lifetime ran out
             rcpt = attrs.evolve(rcpt, reason="expired")
@@ -417,7 +434,8 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
         if region.strip() else []
     text_rcpts = {r.address.lower(): r.diagnostic for r in found}
     if dsn_recipients:
-        kind, rcpts = _from_dsn(dsn_recipients, warning, region, text_rcpts)
+        kind, rcpts = _from_dsn(dsn_recipients, warning, region, text_rcpts,
+                                _reporting_mta(msg, dsn_mta, full_text))
         return report(kind, rcpts, dsn_mta)
 
     failed_header = header(msg, "X-Failed-Recipients")
@@ -460,7 +478,8 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
             diag = ""  # the report says nothing about why: "undefined", not a guess
         rcpts.append(_recipient(addr, find_status(diag), find_reply_code(diag), diag,
                                 action="delayed" if kind == "delay" else "failed", kind=kind,
-                                exim_retry=exim_layout))
+                                exim_retry=exim_layout,
+                                reporter=_reporting_mta(msg, None, full_text)))
     return report(kind, rcpts)
 
 

@@ -22,9 +22,11 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
                  r"unverified sender"),
     # greylisting: a temporary refusal of the sending host, never a dead address
     ("blocked", r"gr[ae]y-?list"),
-    ("systemerror", r"insufficient system (storage|resources)"),
+    ("systemerror", r"insufficient system (storage|resources)|could not load drd for domain"),
+    ("requireptr", r"unverif(y|i)able sending ip"),
     # a message too big, named before "exceeded ... size limit" of a full mailbox
-    ("mesgtoobig", r"message (size )?(is )?(too (big|large)|larger than|exceeds)|"
+    ("mesgtoobig", r"line limit exceeded|"
+                   r"message (size )?(is )?(too (big|large)|larger than|exceeds)|"
                    r"message size.{0,40}(exceed|limit|too)|exceed.{0,30}message size|"
                    r"size of (the|your) message|nachricht (ist )?zu gro|"
                    r"message trop (gros|volumineux)|"
@@ -190,7 +192,7 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
     ("networkerror", r"connection (timed out|reset|lost|closed|dropped)|"
                      r"network (error|unreachable|is unreachable)|no route to host|"
                      r"routing loop|mail loop|loop(s)? (back|detected)|too many hops|"
-                     r"lost connection|could not connect|unable to connect|"
+                     r"lost connection|could not connect and send|"
                      r"connect(ion)? to .{0,60} failed|hop count exceeded|"
                      r"remote host .{0,30}(down|unreachable)"),
     ("mailererror", r"mailer error|command (died|failed)|exit (code|status)|"
@@ -199,7 +201,8 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
     ("systemerror", r"system error|internal (server )?error|server error|"
                     r"temporary (local )?problem|local error|configuration error|"
                     r"i/o error|too many hops|unavailable|try again|resources|"
-                    r"service not available|temporar(il)?y (rejected|failure|error)"),
+                    r"service not available|temporar(il)?y (rejected|failure|error)|"
+                    r"transaction failed"),
     ("onhold", r"on hold|held for"),
     ("rejected", r"not have permission to post|not (a )?member|permission to post|"
                  r"members-only|not allowed to post"),
@@ -223,7 +226,7 @@ _CMD_WORDS = (("RCPT", r"rcpt(?:[ _]to)?"), ("MAIL", r"mail from"),
 _EXPLICIT: tuple[tuple[str, re.Pattern[str]], ...] = (
     *((name, re.compile(r"(?:>>>|\bafter|\bin reply to|\bdid not like our|\[)\s*" + word
                         + r"\b", re.IGNORECASE)) for name, word in _CMD_WORDS),
-    ("RCPT", re.compile(r"recipient was rejected|has rejected (?:the )?address", re.I)),
+    ("RCPT", re.compile(r"recipient was rejected", re.I)),
     ("MAIL", re.compile(r"sender was rejected", re.I)),
     ("HELO", re.compile(r"my name was rejected", re.I)),
     ("CONN", re.compile(r"after initial connection|smtp greeting|banner", re.I)),

@@ -174,16 +174,22 @@ def score(eml_dir: Path, truth: Path, parse: Callable[[bytes], BounceReport]) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``EML_DIR TRUTH_JSON [-v]``; prints the figures."""
+    """Command line: ``EML_DIR TRUTH_JSON [-v] [--core-only]``; prints the figures.
+
+    Reports go through every installed plugin's parser, as ``mailfleet bounces fetch`` reads
+    them; ``--core-only`` scores the core parser alone."""
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in args
-    args = [a for a in args if a != "-v"]
+    core_only = "--core-only" in args
+    args = [a for a in args if a not in ("-v", "--core-only")]
     if len(args) != 2:
-        print("usage: python -m mailfleet.bounces.scoring EML_DIR TRUTH_JSON [-v]")
+        print("usage: python -m mailfleet.bounces.scoring EML_DIR TRUTH_JSON [-v] [--core-only]")
         return 2
     from mailfleet.bounces.parse import parse_bytes
+    from mailfleet.plugins import load_plugins
 
-    scores = score(Path(args[0]), Path(args[1]), parse_bytes)
+    parse = parse_bytes if core_only else load_plugins().parse_bounce
+    scores = score(Path(args[0]), Path(args[1]), parse)
     print(scores.report())
     if verbose:
         print("\n".join(scores.misses))
