@@ -139,11 +139,6 @@ class StoreUnavailable(MailfleetError):
     """The database of the store cannot be reached (the message never holds a password)."""
 
 
-def _c(column: str) -> str:
-    """Byte-order sorting, as SQLite sorts text, whatever the database's collation."""
-    return f'{column} COLLATE "C"'
-
-
 class PostgresStore:
     """The store in a PostgreSQL database (``deployment.store = "postgresql://..."``)."""
 
@@ -239,7 +234,7 @@ class PostgresStore:
     def list_mailings(self, states: Sequence[str] | None = None) -> list[MailingRecord]:
         with self._tx() as cur:
             rows = cur.execute(f"SELECT {self._MAILING_COLS} FROM mailings "  # noqa: S608
-                               f"ORDER BY created_at, {_c('id')}").fetchall()
+                               "ORDER BY created_at, id COLLATE \"C\"").fetchall()
         out = [self._mailing(r) for r in rows]
         return [m for m in out if states is None or m.state in states]
 
@@ -247,14 +242,6 @@ class PostgresStore:
         with self._tx() as cur:
             cur.execute("UPDATE mailings SET state=%s, state_reason=%s WHERE id=%s",
                         (state, reason, mailing_id))
-
-    def pause_active(self, reason: str) -> list[str]:
-        with self._tx() as cur:
-            rows = cur.execute(
-                "WITH p AS (UPDATE mailings SET state='paused', state_reason=%s "
-                "WHERE state='active' RETURNING id, created_at) "
-                f"SELECT id FROM p ORDER BY created_at, {_c('id')}", (reason,)).fetchall()
-        return [str(r[0]) for r in rows]
 
     def cancel_mailing(self, mailing_id: str, now: float) -> None:
         with self._tx() as cur:
@@ -279,7 +266,7 @@ class PostgresStore:
         with self._tx() as cur:
             rows = cur.execute(
                 "SELECT server, COUNT(*) FROM letters WHERE mailing_id=%s AND state IN "
-                f"('sent','bounced') GROUP BY server ORDER BY {_c('server')}",
+                "('sent','bounced') GROUP BY server ORDER BY server COLLATE \"C\"",
                 (mailing_id,)).fetchall()
         return {str(server): int(n) for server, n in rows}
 
@@ -290,7 +277,7 @@ class PostgresStore:
                 "WITH d AS (UPDATE mailings m SET state='done' WHERE m.state='active' AND "
                 "NOT EXISTS (SELECT 1 FROM letters l WHERE l.mailing_id=m.id AND l.state IN "
                 "('queued','claimed','sending','held')) RETURNING id, created_at) "
-                f"SELECT id FROM d ORDER BY created_at, {_c('id')}").fetchall()
+                "SELECT id FROM d ORDER BY created_at, id COLLATE \"C\"").fetchall()
         return [str(r[0]) for r in rows]
 
     # -- dispatching ----------------------------------------------------------------------
@@ -358,7 +345,7 @@ class PostgresStore:
     def _active_mailings(cur: psycopg.Cursor[tuple[Any, ...]],
                          mailing_ids: Sequence[str] | None) -> list[str]:
         rows = cur.execute("SELECT id FROM mailings WHERE state='active' "
-                           f"ORDER BY created_at, {_c('id')}").fetchall()
+                           "ORDER BY created_at, id COLLATE \"C\"").fetchall()
         ids = [str(r[0]) for r in rows]
         return ids if mailing_ids is None else [i for i in ids if i in mailing_ids]
 
@@ -413,7 +400,11 @@ class PostgresStore:
         dispatcher on the database); take queued letters no other claim holds."""
         with self._tx() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_QUOTA, server))
-            cur.execute("UPDATE dispatchers SET seen_at=%s WHERE id=%s", (now, dispatcher_id))
+            # the heartbeat; re-registers a dispatcher that another host's recover() dropped
+            # while it slept through a spent window (it holds letters again from here on)
+            cur.execute("INSERT INTO dispatchers (id, host, pid, seen_at) VALUES (%s,%s,%s,%s) "
+                        "ON CONFLICT (id) DO UPDATE SET seen_at=EXCLUDED.seen_at",
+                        (dispatcher_id, self.host, os.getpid(), now))
             block = self._block(cur, server, now)
             if block is not None:
                 return Claim(reason="blocked", until=block[0])
@@ -538,7 +529,7 @@ class PostgresStore:
     def suppressed(self) -> list[tuple[str, str, float, str]]:
         with self._tx() as cur:
             rows = cur.execute("SELECT email, reason, added_at, source FROM suppression "
-                               f"ORDER BY {_c('email')}").fetchall()
+                               "ORDER BY email COLLATE \"C\"").fetchall()
         return [(str(a), str(b), float(c), str(d)) for a, b, c, d in rows]
 
     # -- bounces --------------------------------------------------------------------------

@@ -175,14 +175,6 @@ class SqliteStore:
             self.db.execute("UPDATE mailings SET state=?, state_reason=? WHERE id=?",
                             (state, reason, mailing_id))
 
-    def pause_active(self, reason: str) -> list[str]:
-        with self._tx():
-            ids = [r[0] for r in self.db.execute(
-                "SELECT id FROM mailings WHERE state='active'").fetchall()]
-            self.db.execute("UPDATE mailings SET state='paused', state_reason=? "
-                            "WHERE state='active'", (reason,))
-        return ids
-
     def cancel_mailing(self, mailing_id: str, now: float) -> None:
         with self._tx():
             self.db.execute("UPDATE mailings SET state='cancelled', state_reason='cancelled' "
@@ -305,13 +297,15 @@ class SqliteStore:
 
     def _used(self, server: str, start: float) -> int:
         """Charges of ``server`` later than ``start``: whole minutes from ``ledger_minutes``,
-        the partial first minute from the ledger itself (exact to the ledger's precision)."""
-        minute = int(start // 60)
-        whole = self.db.execute("SELECT COALESCE(SUM(n), 0) FROM ledger_minutes WHERE "
-                                "server=? AND minute>?", (server, minute)).fetchone()[0]
-        edge = self.db.execute("SELECT COUNT(*) FROM ledger WHERE server=? AND at>? AND at<?",
-                               (server, start, (minute + 1) * 60)).fetchone()[0]
-        return int(whole) + int(edge)
+        the partial first minute from the ledger. The minute of a time is computed in SQL
+        exactly as the triggers compute it, so the two parts never overlap or leave a gap."""
+        row = self.db.execute(
+            "SELECT (SELECT COALESCE(SUM(n), 0) FROM ledger_minutes WHERE server=:s AND "
+            "minute > CAST(:t / 60 AS INTEGER)) + (SELECT COUNT(*) FROM ledger WHERE "
+            "server=:s AND at > :t AND at < :t + 120 AND "
+            "CAST(at / 60 AS INTEGER) <= CAST(:t / 60 AS INTEGER))",
+            {"s": server, "t": start}).fetchone()
+        return int(row[0])
 
     def _nth(self, server: str, start: float, k: int) -> float | None:
         row = self.db.execute("SELECT at FROM ledger WHERE server=? AND at>? ORDER BY at "
@@ -321,7 +315,10 @@ class SqliteStore:
     def claim(self, dispatcher_id: str, server: str, limits: Limits, count: int, now: float,
               mailing_ids: Sequence[str] | None = None) -> Claim:
         with self._tx():
-            self.db.execute("UPDATE dispatchers SET seen_at=? WHERE id=?", (now, dispatcher_id))
+            # the heartbeat; re-registers a dispatcher whose row a recover() removed meanwhile
+            self.db.execute("INSERT INTO dispatchers (id, host, pid, seen_at) VALUES (?,?,?,?) "
+                            "ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
+                            (dispatcher_id, self.host, os.getpid(), now))
             block = self._block(server, now)
             if block is not None:
                 return Claim(reason="blocked", until=block[0])
