@@ -227,3 +227,18 @@ def test_secrets_never_reach_errors_reprs_or_logs(smtp: FakeSMTP, tls_certs: TLS
     for text in (str(error), repr(error), error.reply, repr(fleet.servers[0]),
                  repr(fleet.config), ours):
         assert secret not in text and encoded not in text
+
+
+def test_auth_login_is_used_when_the_server_offers_only_login(
+        smtp_factory, tls_certs: TLSCerts) -> None:  # type: ignore[no-untyped-def]
+    login_only = smtp_factory(users={SMTP_USER: SMTP_PASSWORD}, auth_mechanisms=("LOGIN",))
+    send(fleet_for(server_entry(login_only, tls_certs)))
+    assert login_only.messages[0].login == SMTP_USER
+    assert [e.argument.split()[0] for e in login_only.events if e.stage == "AUTH"] == ["LOGIN"]
+
+
+def test_no_common_auth_mechanism_fails_at_auth_naming_what_was_offered(
+        smtp_factory, tls_certs: TLSCerts) -> None:  # type: ignore[no-untyped-def]
+    oauth_only = smtp_factory(users={SMTP_USER: SMTP_PASSWORD}, auth_mechanisms=("XOAUTH2",))
+    error = send_error(fleet_for(server_entry(oauth_only, tls_certs)))
+    assert error.stage is Stage.AUTH and "offered: XOAUTH2" in error.reply

@@ -133,7 +133,9 @@ class _Handler:
         out = [r for r in responses if not r.startswith(("250-AUTH", "250 HELP"))]
         out += ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
         if server.can_auth():
-            out.append("250-AUTH " + " ".join(sorted(server._auth_methods)))
+            offered = [m for m in sorted(server._auth_methods)
+                       if m in self.owner.auth_mechanisms]
+            out.append("250-AUTH " + " ".join(offered))
         out.append("250 HELP")
         reply = "\n".join(out)
         server.record(Stage.EHLO, hostname, reply)
@@ -285,7 +287,7 @@ class _ProviderSMTP(SMTP):
         initial = args[1] if len(args) == 2 else None
         reader = {"PLAIN": self._read_plain, "LOGIN": self._read_login,
                   "XOAUTH2": self._read_xoauth2}.get(mechanism)
-        if reader is None:
+        if reader is None or mechanism not in self.event_handler.owner.auth_mechanisms:
             await self.push("504 5.5.4 Unrecognized authentication type")
             return
         creds = await reader(initial)
@@ -439,14 +441,16 @@ class _Settings:
     starttls: bool
     hostname: str
     banner: str
+    auth_mechanisms: tuple[str, ...]
 
 
 class FakeSMTP:
     """Scriptable SMTP provider on 127.0.0.1: ``port`` (plain+STARTTLS) and ``tls_port`` (SMTPS).
 
-    Settings (``users``, ``tokens``, ``auth_require_tls``, ``starttls``, ``hostname``, ``banner``)
-    are plain attributes read for every new connection; :meth:`reset` restores the values given to
-    the constructor and clears rules, messages and events.
+    Settings are plain attributes read for every new connection: ``users``, ``tokens``,
+    ``auth_require_tls``, ``starttls``, ``hostname``, ``banner`` and ``auth_mechanisms`` (the
+    AUTH mechanisms offered and accepted). :meth:`reset` restores the values given to the
+    constructor and clears rules, messages and events.
     """
 
     host = LOCALHOST
@@ -462,6 +466,7 @@ class FakeSMTP:
         implicit_tls: bool = True,
         hostname: str = "smtp.test.local",
         banner: str = "ESMTP mailfleet FakeSMTP",
+        auth_mechanisms: tuple[str, ...] = ("LOGIN", "PLAIN", "XOAUTH2"),
         data_size_limit: int = 32 * 1024 * 1024,
         idle_timeout: float = 60.0,
     ) -> None:
@@ -476,13 +481,14 @@ class FakeSMTP:
         # SMTPS connection (delayed ACK), and test clients never resume sessions.
         self._tls_context.num_tickets = 0
         self._defaults = _Settings(dict(users or {}), dict(tokens or {}), auth_require_tls,
-                                   starttls, hostname, banner)
+                                   starttls, hostname, banner, tuple(auth_mechanisms))
         self.users: dict[str, str] = {}
         self.tokens: dict[str, str] = {}
         self.auth_require_tls = auth_require_tls
         self.starttls = starttls
         self.hostname = hostname
         self.banner = banner
+        self.auth_mechanisms: tuple[str, ...] = ()
         self._restore_settings()
         self.data_size_limit = data_size_limit
         self.idle_timeout = idle_timeout
@@ -597,6 +603,7 @@ class FakeSMTP:
         self.starttls = d.starttls
         self.hostname = d.hostname
         self.banner = d.banner
+        self.auth_mechanisms = d.auth_mechanisms
 
     def _take_rule(self, stage: Stage, argument: str) -> Rule | None:
         with self._lock:
