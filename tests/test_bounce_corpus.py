@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from mailfleet.bounces.scoring import Scores, score
 from mailfleet.plugins import load_plugins
 

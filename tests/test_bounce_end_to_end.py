@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from mailfleet.cli import main
 from mailfleet.clock import FakeClock
 from mailfleet.dispatcher import Dispatcher

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from mailfleet.bounces.parse import parse_bytes
 from mailfleet.bounces.report import REASONS, BounceReport, Kind
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fleet_config import server_entry
+
 from mailfleet.cli import main
 from mailfleet.testing.certs import TLSCerts
 from mailfleet.testing.pytest_plugin import SMTP_PASSWORD, SMTP_USER

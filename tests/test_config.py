@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
 from mailfleet.config import load_config, parse_config
 from mailfleet.errors import ConfigError
 from mailfleet.fleet import Fleet

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 from imapclient import IMAPClient
+
 from mailfleet.testing.certs import TLSCerts
 from mailfleet.testing.dovecot import DovecotServer, Mailbox
 from mailfleet.testing.postfix import PostfixServer

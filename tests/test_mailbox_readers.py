@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from mailfleet.config import BouncesConfig
 from mailfleet.errors import MailboxError
 from mailfleet.mailbox.imap import Fetched, ImapReader

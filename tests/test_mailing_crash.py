@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 import test_mailing_support as support
+from test_mailing_support import dispatcher, make_fleet, new_mailing, server_entry
+
 from mailfleet.clock import FakeClock
 from mailfleet.store.sqlite import SqliteStore
 from mailfleet.testing.certs import TLSCerts
 from mailfleet.testing.smtpd import FakeSMTP
-from test_mailing_support import dispatcher, make_fleet, new_mailing, server_entry
 
 CHILD = """
 import json, sys

@@ -7,10 +7,12 @@ import email.policy
 import json
 from pathlib import Path
 
-import mailfleet.commands  # noqa: F401  (registers the command groups)
 import pytest
 import test_mailing_support as support
 from click.testing import CliRunner
+from test_mailing_support import server_entry
+
+import mailfleet.commands  # noqa: F401  (registers the command groups)
 from mailfleet.cli import cli
 from mailfleet.clock import FakeClock
 from mailfleet.mailing import BadRowsError, create_mailing
@@ -18,7 +20,6 @@ from mailfleet.store.sqlite import SqliteStore
 from mailfleet.template import CompiledTemplate, DateCache, Template
 from mailfleet.testing.certs import TLSCerts
 from mailfleet.testing.smtpd import FakeSMTP
-from test_mailing_support import server_entry
 
 TEMPLATE_TOML = """
 subject = "Hello {{ name }}"

@@ -6,6 +6,15 @@ import asyncio
 from pathlib import Path
 
 import test_mailing_support as support
+from test_mailing_support import (
+    Recorder,
+    dispatcher,
+    make_fleet,
+    new_mailing,
+    recipients_of,
+    server_entry,
+)
+
 from mailfleet.clock import FakeClock
 from mailfleet.errors import Classification, Diagnosis, SmtpError
 from mailfleet.hookspecs import hookimpl
@@ -15,14 +24,6 @@ from mailfleet.store.sqlite import SqliteStore
 from mailfleet.template import Template
 from mailfleet.testing.certs import TLSCerts
 from mailfleet.testing.smtpd import FakeSMTP
-from test_mailing_support import (
-    Recorder,
-    dispatcher,
-    make_fleet,
-    new_mailing,
-    recipients_of,
-    server_entry,
-)
 
 certs = support.certs
 servers = support.servers

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from mailfleet.clock import FakeClock
 from mailfleet.config import parse_config
 from mailfleet.dispatcher import Dispatcher

@@ -6,6 +6,7 @@ import email
 from email import policy
 
 import pytest
+
 from mailfleet.addresses import normalize_address
 from mailfleet.errors import AddressError, HeaderError
 from mailfleet.message import LETTER_ID_HEADER, build_letter

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pluggy
 import pytest
+
 from mailfleet import hookimpl, hookspecs
 from mailfleet.config import parse_config
 from mailfleet.errors import PluginError

@@ -18,6 +18,7 @@ import dkim  # type: ignore[import-untyped]
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from mailfleet.config import Config, Deployment, ServerConfig
 from mailfleet.errors import Classification, ConfigError, SmtpError
 from mailfleet.fleet import Fleet

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from mailfleet.config import Config, Deployment, ServerConfig
 from mailfleet.errors import Classification, ConfigError, SmtpError
 from mailfleet.fleet import Fleet

@@ -6,6 +6,7 @@ import asyncio
 
 import attrs
 import pytest
+
 from mailfleet.config import Config, Deployment, ServerConfig
 from mailfleet.errors import Classification, ConfigError, SmtpError, Stage
 from mailfleet.fleet import Fleet

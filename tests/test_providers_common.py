@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from mailfleet.config import Config, Deployment, ServerConfig
 from mailfleet.diagnosis import ReplyRule
 from mailfleet.errors import ConfigError, SmtpError, Stage

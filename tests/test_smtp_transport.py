@@ -7,6 +7,7 @@ import logging
 
 import pytest
 from fleet_config import fleet_for, server_entry
+
 from mailfleet import hookimpl
 from mailfleet.envelope import Envelope
 from mailfleet.errors import Classification, SmtpError, Stage

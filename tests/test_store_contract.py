@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from mailfleet.clock import FakeClock
 from mailfleet.mailing import create_mailing
 from mailfleet.providers import Limits

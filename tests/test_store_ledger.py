@@ -6,6 +6,7 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from mailfleet.store.sqlite import SqliteStore
 
 T0 = 1_767_225_600.0

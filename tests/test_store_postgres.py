@@ -12,6 +12,8 @@ import pytest
 import test_mailing_support as support
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_mailing_support import people, recipients_of, server_entry
+
 from mailfleet.clock import FakeClock
 from mailfleet.config import parse_config
 from mailfleet.dispatcher import Dispatcher, RunReport
@@ -26,7 +28,6 @@ from mailfleet.store.postgres import PostgresStore, mask_dsn
 from mailfleet.testing.certs import TLSCerts
 from mailfleet.testing.postgres import PostgresServer
 from mailfleet.testing.smtpd import FakeSMTP
-from test_mailing_support import people, recipients_of, server_entry
 
 certs = support.certs
 T0 = 1_767_225_600.0

@@ -10,7 +10,6 @@ from mailfleet import hookimpl
 from mailfleet.errors import Diagnosis, SmtpError
 from mailfleet.providers import ProviderInfo
 from mailfleet.servers import Server
-
 from mailfleet_gmail import replies
 from mailfleet_gmail.provider import GMAIL
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from mailfleet import hookimpl
 from mailfleet.providers import ProviderInfo
-
 from mailfleet_gmail import mailfleet_diagnose
 from mailfleet_gmail.provider import WORKSPACE
 

@@ -16,7 +16,6 @@ from mailfleet.envelope import Envelope, SendResult, SmtpSession
 from mailfleet.errors import Diagnosis, SmtpError
 from mailfleet.providers import ProviderInfo
 from mailfleet.servers import Server
-
 from mailfleet_internal_smtp import config, replies, signing
 from mailfleet_internal_smtp.provider import PROVIDER
 from mailfleet_internal_smtp.sendmail import open_sendmail, sendmail_path

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
+
 from mailfleet.envelope import Envelope, SendResult, SmtpSession
 from mailfleet.errors import Classification, SmtpError, Stage
 from mailfleet.servers import Server

@@ -7,7 +7,6 @@ from mailfleet.config import Deployment
 from mailfleet.errors import Diagnosis, SmtpError
 from mailfleet.providers import ProviderInfo
 from mailfleet.servers import Server
-
 from mailfleet_mailru import ratelimit, replies
 from mailfleet_mailru.provider import PROVIDER
 

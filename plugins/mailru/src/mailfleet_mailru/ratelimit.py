@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from mailfleet.config import Deployment
 from mailfleet.servers import Server
-
 from mailfleet_mailru.provider import RATELIMIT_BLOCK_SECONDS
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from mailfleet.diagnosis import REPLY_LINK, ReplyRule, match_rules
 from mailfleet.errors import Classification, Diagnosis, SmtpError, Stage
 from mailfleet.servers import Server
-
 from mailfleet_mailru.ratelimit import block_seconds
 
 C = Classification

@@ -6,7 +6,6 @@ from mailfleet import hookimpl
 from mailfleet.errors import Diagnosis, SmtpError
 from mailfleet.providers import ProviderInfo
 from mailfleet.servers import Server
-
 from mailfleet_rambler import replies
 from mailfleet_rambler.provider import PROVIDER
 

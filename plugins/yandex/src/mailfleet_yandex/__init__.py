@@ -15,7 +15,6 @@ from mailfleet.envelope import Envelope, SendResult, SmtpSession
 from mailfleet.errors import Diagnosis, SmtpError
 from mailfleet.providers import ProviderInfo
 from mailfleet.servers import Server
-
 from mailfleet_yandex import replies
 from mailfleet_yandex.provider import PROVIDER
 from mailfleet_yandex.sending import send_until_refused

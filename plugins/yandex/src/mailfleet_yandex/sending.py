@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from mailfleet.envelope import Envelope, SendResult, SmtpSession
 from mailfleet.errors import Classification, SmtpError, Stage
 from mailfleet.servers import Server
-
 from mailfleet_yandex.replies import diagnose
 
 _STOPS = (Classification.QUOTA, Classification.SERVER)
