@@ -243,3 +243,31 @@ def test_no_common_auth_mechanism_fails_at_auth_naming_what_was_offered(
     oauth_only = smtp_factory(users={SMTP_USER: SMTP_PASSWORD}, auth_mechanisms=("XOAUTH2",))
     error = send_error(fleet_for(server_entry(oauth_only, tls_certs)))
     assert error.stage is Stage.AUTH and "offered: XOAUTH2" in error.reply
+
+
+def test_plain_text_bytes_after_starttls_agreement_are_refused(tls_certs: TLSCerts) -> None:
+    """STARTTLS command injection: a reply smuggled in before the handshake is never read."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(b"220 evil.test ESMTP\r\n")
+            conn.recv(1024)  # EHLO
+            conn.sendall(b"250-evil.test\r\n250 STARTTLS\r\n")
+            conn.recv(1024)  # STARTTLS
+            conn.sendall(b"220 2.0.0 Ready\r\n250 2.7.0 injected\r\n")
+            conn.recv(1024)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    fleet = fleet_for({"name": "evil", "sender": SMTP_USER, "host": "127.0.0.1", "port": port,
+                       "security": "starttls", "ca_file": str(tls_certs.ca_file),
+                       "timeout": 5.0})
+    error = send_error(fleet)
+    listener.close()
+    assert error.stage is Stage.TLS and "after agreeing to STARTTLS" in error.reply
