@@ -271,3 +271,31 @@ def test_plain_text_bytes_after_starttls_agreement_are_refused(tls_certs: TLSCer
     error = send_error(fleet)
     listener.close()
     assert error.stage is Stage.TLS and "after agreeing to STARTTLS" in error.reply
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_refused_sender_stops_the_batch_and_the_rest_share_its_error(
+        smtp: FakeSMTP, tls_certs: TLSCerts, pipelining: bool) -> None:
+    smtp.add_rule("MAIL", "550-5.4.5 Daily user sending limit exceeded.\n"
+                          "550 5.4.5 https://support.google.com/a/answer/166852 - gsmtp",
+                  times=1)
+    fleet = fleet_for(server_entry(smtp, tls_certs))
+    server = fleet.servers[0]
+    envelopes = [Envelope(SMTP_USER, (f"r{i}@example.org",), b"Subject: x\r\n\r\nx\r\n")
+                 for i in range(5)]
+
+    async def run() -> list[object]:
+        session = await fleet.plugins.connect(server)
+        if not pipelining:
+            session.extensions.pop("PIPELINING")  # type: ignore[attr-defined]
+        try:
+            return list(await session.send(envelopes))
+        finally:
+            await session.close()
+
+    results = asyncio.run(run())
+    assert sum(e.stage == "MAIL" for e in smtp.events) == 1  # no further attempts
+    assert not smtp.messages
+    errors = [r.error for r in results]  # type: ignore[attr-defined]
+    assert all(e is not None and e.code == 550 and e.enhanced_status == "5.4.5"
+               and "Daily user sending limit" in e.reply for e in errors)

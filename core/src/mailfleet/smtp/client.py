@@ -170,10 +170,27 @@ class SmtpClient:
 
     # -- sending ----------------------------------------------------------------------
     async def send(self, envelopes: Sequence[Envelope]) -> list[SendResult]:
-        """Send each envelope; pipelined when the server offers PIPELINING."""
+        """Send each envelope; pipelined when the server offers PIPELINING.
+
+        A refusal at MAIL FROM concerns the sender or the account (limit reached, sender not
+        allowed), not the letter: the batch stops there, and the letters not attempted get
+        the same error, so each is diagnosed like the one refused.
+        """
         if "PIPELINING" in self.extensions:
-            return await self._send_pipelined(envelopes)
-        return [await self._send_one(envelope) for envelope in envelopes]
+            results = await self._send_pipelined(envelopes)
+        else:
+            results = []
+            for envelope in envelopes:
+                results.append(await self._send_one(envelope))
+                if _sender_refused(results[-1]):
+                    break
+        if len(results) < len(envelopes):
+            error = results[-1].error
+            assert error is not None
+            results += [SendResult(rest, SmtpError(
+                error.stage, error.reply, code=error.code, enhanced_status=error.enhanced_status,
+                server=error.server)) for rest in envelopes[len(results):]]
+        return results
 
     async def _send_one(self, envelope: Envelope) -> SendResult:
         reply = await self._command(f"MAIL FROM:<{envelope.mail_from}>", Stage.MAIL_FROM)
@@ -233,6 +250,8 @@ class SmtpClient:
                 await self._read(Stage.DATA)
             results.append(SendResult(envelope, error, refused))
             await self._rset()
+            if _sender_refused(results[-1]):
+                break
         if pending is not None:
             self._write(body)
             results.append(await self._finish_data(*pending))
@@ -374,6 +393,10 @@ async def open_session(server: Server, oauth_token: str | None = None) -> SmtpCl
         await client.close()
         raise
     return client
+
+
+def _sender_refused(result: SendResult) -> bool:
+    return result.error is not None and result.error.stage is Stage.MAIL_FROM
 
 
 def _first(refused: dict[str, SmtpError]) -> SmtpError:
