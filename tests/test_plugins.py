@@ -215,3 +215,70 @@ def test_hook_reference_lists_every_hook_with_its_arguments() -> None:
             continue
         params = ", ".join(inspect.signature(spec).parameters)
         assert f"## {name}({params})" in reference, name
+
+
+def test_hook_mailfleet_connect_lets_a_plugin_supply_its_own_transport() -> None:
+    import asyncio
+    from collections.abc import Sequence
+
+    from mailfleet.envelope import Envelope, SendResult
+    from mailfleet.fleet import Fleet
+
+    delivered: list[Envelope] = []
+
+    class Spool:
+        """A transport that writes letters to a list (as a file or queue transport would)."""
+
+        async def send(self, envelopes: Sequence[Envelope]) -> list[SendResult]:
+            delivered.extend(envelopes)
+            return [SendResult(e) for e in envelopes]
+
+        async def probe_sender(self, mail_from: str) -> None:
+            return None
+
+        async def close(self) -> None:
+            return None
+
+    class SpoolProvider:
+        @hookimpl
+        def mailfleet_provider(self) -> ProviderInfo:
+            return ProviderInfo(id="spool", name="Spool")
+
+        @hookimpl
+        def mailfleet_connect(self, server, oauth_token):  # type: ignore[no-untyped-def]
+            async def open_spool() -> Spool:
+                return Spool()
+            return open_spool()
+
+    plugins = load_plugins(extra=[("spool", SpoolProvider())], entry_points=False)
+    fleet = Fleet(parse_config({"servers": [{"name": "s", "sender": "a@example.com",
+                                             "host": "spool.invalid", "provider": "spool"}]}),
+                  plugins)
+    sent = asyncio.run(fleet.send_one(fleet.servers[0], to="b@example.org", subject="s",
+                                      text="t"))
+    [envelope] = delivered
+    assert envelope.rcpt_to == ("b@example.org",) and sent.message_id.encode() in envelope.data
+    assert asyncio.run(fleet.check(fleet.servers[0])).ok
+
+
+def test_hook_mailfleet_send_lets_a_plugin_change_the_bytes(
+        smtp, tls_certs, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    import attrs
+    from fleet_config import fleet_for, server_entry
+
+    from mailfleet.testing.pytest_plugin import SMTP_PASSWORD
+
+    monkeypatch.setenv("MAILFLEET_TEST_PASSWORD", SMTP_PASSWORD)
+
+    class Stamp:
+        @hookimpl
+        def mailfleet_send(self, server, session, envelopes):  # type: ignore[no-untyped-def]
+            return session.send([attrs.evolve(e, data=b"X-Stamp: yes\r\n" + e.data)
+                                 for e in envelopes])
+
+    fleet = fleet_for(server_entry(smtp, tls_certs),
+                      plugins=load_plugins(extra=[("stamp", Stamp())], entry_points=False))
+    asyncio.run(fleet.send_one(fleet.servers[0], to="b@example.org", subject="s", text="t"))
+    assert smtp.messages[0].message["X-Stamp"] == "yes"
