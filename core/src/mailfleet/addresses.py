@@ -57,11 +57,3 @@ def normalize_address(address: str) -> str:
             or ".." in local:
         raise AddressError(f"{address!r}: invalid characters before @")
     return f"{local}@{normalize_domain(domain)}"
-
-
-def is_valid_address(address: str) -> bool:
-    try:
-        normalize_address(address)
-    except AddressError:
-        return False
-    return True

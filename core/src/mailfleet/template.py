@@ -346,8 +346,3 @@ class DateCache:
             self._second = second
             self._value = format_datetime(datetime.fromtimestamp(second, UTC)).encode()
         return self._value
-
-
-def render_text(text: str, fields: Mapping[str, str]) -> str:
-    """``text`` with its merge fields replaced (for previews)."""
-    return FIELD.sub(lambda m: str(fields.get(m.group(1), "")), text)

@@ -68,11 +68,3 @@ def find_reply_code(text: str) -> str | None:
     """The first SMTP reply code (``550``) in ``text``."""
     match = REPLY_RE.search(text)
     return match.group(1) if match else None
-
-
-def status_class(status: str | None, reply_code: str | None = None) -> str | None:
-    """``'4'`` or ``'5'`` (or ``'2'``) from the status, else from the reply code."""
-    for code in (status, reply_code):
-        if code and code[0] in "245":
-            return code[0]
-    return None

@@ -15,9 +15,6 @@ from mailfleet.providers import Limits
 
 LetterState = Literal["queued", "claimed", "sending", "sent", "failed", "skipped", "bounced",
                       "held"]
-MailingState = Literal["draft", "active", "paused", "cancelled", "done"]
-LETTER_STATES: tuple[str, ...] = ("queued", "claimed", "sending", "sent", "failed", "skipped",
-                                  "bounced", "held")
 
 
 @attrs.frozen
