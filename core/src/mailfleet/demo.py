@@ -43,8 +43,11 @@ def _quota(store: SqliteStore, fleet: Fleet, title: str) -> None:
 
 
 def main() -> None:
-    from mailfleet.testing.certs import make_certs
-    from mailfleet.testing.smtpd import FakeSMTP
+    try:
+        from mailfleet.testing.certs import make_certs
+        from mailfleet.testing.smtpd import FakeSMTP
+    except ImportError as exc:  # the embedded servers come with the testing extra
+        raise SystemExit(f"the demo needs `pip install mailfleet[testing]` ({exc})") from None
 
     with tempfile.TemporaryDirectory(prefix="mailfleet-demo-") as tmp:
         base = Path(tmp)
