@@ -3,8 +3,9 @@
 One connection carries many letters. With PIPELINING (RFC 2920) each letter costs one round
 trip: the end of the previous letter's data, and this letter's MAIL FROM, RCPT TO and DATA
 go out in one write. RSET follows a failed transaction; a completed DATA ends the transaction
-by itself (RFC 5321 4.1.1.4), so successful letters need none. TLS is verified by default; STARTTLS that was asked for is required;
-AUTH over a plain connection is refused unless the server allows insecure auth.
+by itself (RFC 5321 4.1.1.4), so successful letters need none. TLS is verified by default;
+STARTTLS that was asked for is required; AUTH over a plain connection is refused unless the
+server allows insecure auth.
 """
 
 from __future__ import annotations
