@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 import test_mailing_support as support
 from test_mailing_support import (
     Recorder,
@@ -299,3 +300,24 @@ def test_empty_template_sender_is_filled_from_the_server(
     [message] = a.messages
     assert message.mail_from == "a@example.org"
     assert message.message["From"] == "Shop <a@example.org>"
+
+
+def test_a_slow_batch_keeps_renewing_the_dispatchers_lease(
+        tmp_path: Path, servers: list[FakeSMTP], certs: TLSCerts,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    a = servers[0]
+    a.add_rule("DATA", "250 2.0.0 Ok: queued", delay=0.4)  # a slow server: ~1.2 s per batch
+    store, clock, fleet = setup(tmp_path, [server_entry("a", a, certs)])
+    renewals: list[str] = []
+    register = store.register_dispatcher
+
+    def counting(dispatcher_id: str, now: float) -> None:
+        renewals.append(dispatcher_id)
+        register(dispatcher_id, now)
+
+    monkeypatch.setattr(store, "register_dispatcher", counting)
+    new_mailing(store, 3, clock)
+    slow = dispatcher(fleet, store, clock, batch_size=3)  # type: ignore[arg-type]
+    slow.heartbeat_seconds = 0.1
+    assert slow.run(until_idle=True).sent == 3
+    assert len(renewals) >= 4 and set(renewals) == {slow.id}  # registered, then renewed

@@ -106,10 +106,15 @@ class _Run:
 class Dispatcher:
     """Sends the queued letters of the store through the fleet.
 
+    ``heartbeat_seconds``: how often the dispatcher renews its lease in the store while
+    sending (the stores give a dispatcher 600 s before another one may recover its letters).
+
     :param mailings: only these mailing ids (default: every active mailing).
     :param batch_size: letters per claim and per pipelined SMTP batch on one connection.
     :param on_progress: called with ``(mailing_id, letters finished)`` after each batch.
     """
+
+    heartbeat_seconds = 60.0
 
     def __init__(self, fleet: Fleet, store: Store, *, clock: Clock | None = None,
                  retry: RetryPolicy | None = None, batch_size: int = 100,
@@ -179,13 +184,25 @@ class Dispatcher:
         run = _Run(servers)
         tasks = [self._worker(run, server) for server in servers
                  for _ in range(max(1, server.connections))]
-        await asyncio.gather(*tasks)
+        beat = asyncio.ensure_future(self._heartbeat())
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            beat.cancel()
         self.store.complete_finished()
         now = self.clock.now()
         waiting, next_retry = self.store.waiting(self.mailings, now)
         resume = self._resume_at(servers, waiting, next_retry, now)
         return RunReport(run.sent, run.failed, run.skipped, run.deferred, waiting, resume,
                          recovered)
+
+    async def _heartbeat(self) -> None:
+        """Renew this dispatcher's lease while letters are in flight, so a slow batch is never
+        taken for abandoned by another machine's recovery (a wall-clock period: the injected
+        clock may jump)."""
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            self.store.register_dispatcher(self.id, self.clock.now())
 
     # -- a pass -----------------------------------------------------------------------------
     def _resume_at(self, servers: Sequence[Server], waiting: int, next_retry: float | None,
