@@ -229,7 +229,8 @@ def test_hook_mailfleet_connect_lets_a_plugin_supply_its_own_transport() -> None
     class Spool:
         """A transport that writes letters to a list (as a file or queue transport would)."""
 
-        async def send(self, envelopes: Sequence[Envelope]) -> list[SendResult]:
+        async def send(self, envelopes: Sequence[Envelope],
+                       stop: object = None) -> list[SendResult]:
             delivered.extend(envelopes)
             return [SendResult(e) for e in envelopes]
 

@@ -299,3 +299,30 @@ def test_a_refused_sender_stops_the_batch_and_the_rest_share_its_error(
     errors = [r.error for r in results]  # type: ignore[attr-defined]
     assert all(e is not None and e.code == 550 and e.enhanced_status == "5.4.5"
                and "Daily user sending limit" in e.reply for e in errors)
+
+
+def test_a_failure_stop_picks_ends_the_batch_without_completing_the_letter_in_flight(
+        smtp: FakeSMTP, tls_certs: TLSCerts) -> None:
+    smtp.add_rule("DATA", "451 Ratelimit exceeded for mailbox sender@test.local. Try again "
+                          "later.", match="Subject: 2", times=1)
+    fleet = fleet_for(server_entry(smtp, tls_certs))
+    server = fleet.servers[0]
+    envelopes = [Envelope(SMTP_USER, (f"r{i}@example.org",), f"Subject: {i}\r\n\r\nx\r\n"
+                          .encode()) for i in range(1, 6)]
+
+    async def run() -> tuple[list[object], bool]:
+        session = await fleet.plugins.connect(server)
+        try:
+            results = await fleet.plugins.send(server, session, envelopes,
+                                               lambda error: error.code == 451)
+            closed = session._writer is None  # type: ignore[attr-defined]
+            return list(results), closed
+        finally:
+            await session.close()
+
+    results, closed = asyncio.run(run())
+    assert [r.ok for r in results] == [True, False, False, False, False]  # type: ignore[attr-defined]
+    assert all("Ratelimit exceeded" in r.error.reply for r in results[1:])  # type: ignore[attr-defined]
+    assert closed  # letter 3 was already in DATA: dropped with the connection
+    assert [m.message["Subject"] for m in smtp.wait_for_messages(1)] == ["1"]
+    assert sum(e.stage == "MAIL" for e in smtp.events) == 3  # 4 and 5 never attempted

@@ -308,7 +308,8 @@ class Dispatcher:
             decisions.append(decision)
         self.store.mark_sending([letter.id for letter in letters], now)
         try:
-            results = await self.fleet.plugins.send(server, session, envelopes)
+            results = await self.fleet.plugins.send(
+                server, session, envelopes, lambda error: self._stops_server(server, error))
         except SmtpError as exc:
             await self._batch_failed(run, server, letters, exc)
             return False
@@ -335,6 +336,11 @@ class Dispatcher:
         self.store.finish(outcomes, now)
         self._progress(letters)
         return not server_down
+
+    def _stops_server(self, server: Server, error: SmtpError) -> bool:
+        """Whether a letter's failure means the server must not be sent more letters now."""
+        kind = self.fleet.diagnose(server, error).classification
+        return kind in (Classification.QUOTA, Classification.SERVER)
 
     def _failure(self, run: _Run, server: Server, letter: LetterRow, error: SmtpError,
                  now: float) -> tuple[Outcome, bool]:

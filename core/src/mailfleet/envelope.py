@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import attrs
@@ -40,9 +40,13 @@ class SendResult:
 class SmtpSession(Protocol):
     """An open, authenticated session that carries many letters (RSET between them)."""
 
-    async def send(self, envelopes: Sequence[Envelope]) -> list[SendResult]:
+    async def send(self, envelopes: Sequence[Envelope],
+                   stop: Callable[[SmtpError], bool] | None = None) -> list[SendResult]:
         """Send each envelope in order; one result per envelope, never an exception for a
-        letter-level failure. A failure that breaks the session raises :class:`SmtpError`."""
+        letter-level failure. A failure that breaks the session raises :class:`SmtpError`.
+
+        ``stop`` picks the failures after which nothing more is attempted (the letters left
+        get that failure as their result)."""
         ...
 
     async def probe_sender(self, mail_from: str) -> None:

@@ -6,7 +6,7 @@ Each implementation is ``trylast`` so a provider's answer comes first.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from email.message import EmailMessage
 
 from mailfleet.bounces.report import BounceReport
@@ -121,9 +121,9 @@ def mailfleet_sender_policy(server: Server, wanted: SenderRequest) -> SenderDeci
 
 
 @hookimpl(trylast=True)
-def mailfleet_send(server: Server, session: SmtpSession,
-                   envelopes: Sequence[Envelope]) -> Awaitable[list[SendResult]]:
-    return session.send(envelopes)
+def mailfleet_send(server: Server, session: SmtpSession, envelopes: Sequence[Envelope],
+                   stop: Callable[[SmtpError], bool] | None) -> Awaitable[list[SendResult]]:
+    return session.send(envelopes, stop)
 
 
 @hookimpl(trylast=True)

@@ -22,7 +22,7 @@ Two kinds of hooks:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
@@ -121,13 +121,16 @@ def mailfleet_sender_policy(
 
 @hookspec(firstresult=True)
 def mailfleet_send(
-    server: Server, session: SmtpSession, envelopes: Sequence[Envelope]
+    server: Server, session: SmtpSession, envelopes: Sequence[Envelope],
+    stop: Callable[[SmtpError], bool] | None,
 ) -> Awaitable[list[SendResult]] | None:
     """Send a batch of letters over an open session.
 
     :param server: the server the session belongs to.
     :param session: an open session from ``mailfleet_connect``.
     :param envelopes: the letters, in order; each carries its envelope and bytes.
+    :param stop: the failures after which the batch must stop (the dispatcher passes "the
+        provider says quota or server"); hand it on to ``session.send``.
     :return: an awaitable yielding one :class:`~mailfleet.envelope.SendResult` per envelope,
         in order. A plugin may change the bytes (DKIM signing, provider headers) and then hand the
     batch to ``session.send``. ``firstresult``: ``None`` means "send as is" (the core calls

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from email import policy
 from email.parser import BytesParser
 from typing import Any, cast
@@ -185,10 +185,10 @@ class Plugins:
             server=server, wanted=wanted)
         return cast(SenderDecision, decision)
 
-    def send(self, server: Server, session: SmtpSession,
-             envelopes: Sequence[Envelope]) -> Awaitable[list[SendResult]]:
+    def send(self, server: Server, session: SmtpSession, envelopes: Sequence[Envelope],
+             stop: Callable[[SmtpError], bool] | None = None) -> Awaitable[list[SendResult]]:
         result = self._caller("mailfleet_send", server.provider)(
-            server=server, session=session, envelopes=envelopes)
+            server=server, session=session, envelopes=envelopes, stop=stop)
         return cast(Awaitable[list[SendResult]], result)
 
     def diagnose(self, server: Server, error: SmtpError, locale: str = "en") -> SmtpError:

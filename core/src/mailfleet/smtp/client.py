@@ -18,7 +18,7 @@ import logging
 import re
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mailfleet.envelope import Envelope, SendResult
 from mailfleet.errors import SmtpError, Stage
@@ -171,20 +171,28 @@ class SmtpClient:
             raise self._reply_error(Stage.AUTH, reply)
 
     # -- sending ----------------------------------------------------------------------
-    async def send(self, envelopes: Sequence[Envelope]) -> list[SendResult]:
+    async def send(self, envelopes: Sequence[Envelope],
+                   stop: Callable[[SmtpError], bool] | None = None) -> list[SendResult]:
         """Send each envelope; pipelined when the server offers PIPELINING.
 
-        A refusal at MAIL FROM concerns the sender or the account (limit reached, sender not
-        allowed), not the letter: the batch stops there, and the letters not attempted get
-        the same error, so each is diagnosed like the one refused.
+        The batch stops at a refusal at MAIL FROM (it concerns the sender or the account, not
+        the letter) and at any failure ``stop`` picks (the provider said its limit is reached,
+        say); the letters not attempted get the same error, so each is diagnosed like the one
+        refused. A letter already inside DATA when that happens is dropped with the
+        connection, never completed.
         """
+        def stops(result: SendResult) -> bool:
+            error = result.error
+            return error is not None and (error.stage is Stage.MAIL_FROM
+                                          or (stop is not None and stop(error)))
+
         if "PIPELINING" in self.extensions:
-            results = await self._send_pipelined(envelopes)
+            results = await self._send_pipelined(envelopes, stops)
         else:
             results = []
             for envelope in envelopes:
                 results.append(await self._send_one(envelope))
-                if _sender_refused(results[-1]):
+                if stops(results[-1]):
                     break
         if len(results) < len(envelopes):
             error = results[-1].error
@@ -217,7 +225,8 @@ class SmtpClient:
             return SendResult(envelope, self._reply_error(Stage.DATA, reply), refused)
         return SendResult(envelope, None, refused)
 
-    async def _send_pipelined(self, envelopes: Sequence[Envelope]) -> list[SendResult]:
+    async def _send_pipelined(self, envelopes: Sequence[Envelope],
+                              stops: Callable[[SendResult], bool]) -> list[SendResult]:
         results: list[SendResult] = []
         pending: tuple[Envelope, dict[str, SmtpError]] | None = None
         body = b""
@@ -229,6 +238,9 @@ class SmtpClient:
             if pending is not None:
                 results.append(await self._finish_data(*pending))
                 pending = None
+                if stops(results[-1]):  # this letter's commands are already on the wire
+                    self._abort()
+                    return results
             mail = await self._read(Stage.MAIL_FROM)
             refused: dict[str, SmtpError] = {}
             for rcpt in envelope.rcpt_to:
@@ -252,7 +264,7 @@ class SmtpClient:
                 await self._read(Stage.DATA)
             results.append(SendResult(envelope, error, refused))
             await self._rset()
-            if _sender_refused(results[-1]):
+            if stops(results[-1]):
                 break
         if pending is not None:
             self._write(body)
@@ -277,6 +289,12 @@ class SmtpClient:
         reply = await self._command("RSET", Stage.MAIL_FROM)
         if reply.code != 250:
             raise self._reply_error(Stage.MAIL_FROM, reply)
+
+    def _abort(self) -> None:
+        """Drop the connection at once: the server discards the unfinished transaction."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.transport.abort()
 
     async def close(self) -> None:
         """QUIT and close the connection; never raises."""
@@ -395,10 +413,6 @@ async def open_session(server: Server, oauth_token: str | None = None) -> SmtpCl
         await client.close()
         raise
     return client
-
-
-def _sender_refused(result: SendResult) -> bool:
-    return result.error is not None and result.error.stage is Stage.MAIL_FROM
 
 
 def _first(refused: dict[str, SmtpError]) -> SmtpError:

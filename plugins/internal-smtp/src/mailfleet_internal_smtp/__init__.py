@@ -8,7 +8,7 @@ Sender substitution is allowed (the host's MTA is the operator's own).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from mailfleet import hookimpl
 from mailfleet.config import Deployment
@@ -41,11 +41,12 @@ def mailfleet_connect(server: Server, oauth_token: str | None) -> Awaitable[Smtp
 
 
 @hookimpl
-def mailfleet_send(server: Server, session: SmtpSession,
-                   envelopes: Sequence[Envelope]) -> Awaitable[list[SendResult]] | None:
+def mailfleet_send(server: Server, session: SmtpSession, envelopes: Sequence[Envelope],
+                   stop: Callable[[SmtpError], bool] | None
+                   ) -> Awaitable[list[SendResult]] | None:
     if not signing.configured(server):
         return None
-    return signing.send_signed(server, session, envelopes)
+    return signing.send_signed(server, session, envelopes, stop)
 
 
 @hookimpl

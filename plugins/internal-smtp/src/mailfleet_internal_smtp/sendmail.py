@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mailfleet.envelope import Envelope, SendResult
 from mailfleet.errors import Classification, SmtpError, Stage
@@ -44,8 +44,18 @@ class SendmailSession:
         self.server = server
         self.path = path
 
-    async def send(self, envelopes: Sequence[Envelope]) -> list[SendResult]:
-        return [await self._send_one(envelope) for envelope in envelopes]
+    async def send(self, envelopes: Sequence[Envelope],
+                   stop: Callable[[SmtpError], bool] | None = None) -> list[SendResult]:
+        """Pipe each letter to the binary; after a failure ``stop`` picks, the letters left
+        get that failure without being attempted."""
+        results: list[SendResult] = []
+        for envelope in envelopes:
+            result = await self._send_one(envelope)
+            results.append(result)
+            if result.error is not None and stop is not None and stop(result.error):
+                results += [SendResult(rest, result.error) for rest in envelopes[len(results):]]
+                break
+        return results
 
     async def _send_one(self, envelope: Envelope) -> SendResult:
         argv = [self.path, "-i", "-f", envelope.mail_from, "--", *envelope.rcpt_to]

@@ -6,7 +6,7 @@ Ed25519 private key); all three or none.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import attrs
@@ -78,8 +78,8 @@ def sign(data: bytes, key: DkimKey) -> bytes:
     return header + data
 
 
-async def send_signed(server: Server, session: SmtpSession,
-                      envelopes: Sequence[Envelope]) -> list[SendResult]:
+async def send_signed(server: Server, session: SmtpSession, envelopes: Sequence[Envelope],
+                      stop: Callable[[SmtpError], bool] | None = None) -> list[SendResult]:
     """Sign every envelope's data, send the batch, and report against the caller's envelopes."""
     try:
         key = load_key(server)
@@ -87,6 +87,6 @@ async def send_signed(server: Server, session: SmtpSession,
     except Exception as exc:  # an unreadable or broken key must not look like a letter fault
         raise SmtpError(Stage.DATA, f"DKIM signing failed: {exc}",
                         classification=Classification.SERVER, server=server.name) from None
-    results = await session.send(signed)
+    results = await session.send(signed, stop)
     return [attrs.evolve(result, envelope=original)
             for result, original in zip(results, envelopes, strict=True)]
