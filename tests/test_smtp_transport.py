@@ -325,4 +325,6 @@ def test_a_failure_stop_picks_ends_the_batch_without_completing_the_letter_in_fl
     assert all("Ratelimit exceeded" in r.error.reply for r in results[1:])  # type: ignore[attr-defined]
     assert closed  # letter 3 was already in DATA: dropped with the connection
     assert [m.message["Subject"] for m in smtp.wait_for_messages(1)] == ["1"]
-    assert sum(e.stage == "MAIL" for e in smtp.events) == 3  # 4 and 5 never attempted
+    # letter 3's commands were on the wire (the server may or may not have read them before the
+    # connection dropped); letters 4 and 5 were never attempted
+    assert sum(e.stage == "MAIL" for e in smtp.events) <= 3
