@@ -13,8 +13,8 @@ from mailfleet.clock import SystemClock
 from mailfleet.dispatcher import Dispatcher, iso
 from mailfleet.errors import AddressError, TemplateError
 from mailfleet.mailing import BadRowsError, create_mailing
+from mailfleet.quota import QuotaStatus, WindowStatus
 from mailfleet.store import Store
-from mailfleet.store.base import QuotaStatus, WindowStatus
 
 
 def _store(obj: Context) -> Store:

@@ -7,6 +7,7 @@ letter; these functions turn limits and ledger times into counts, remaining and 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -84,3 +85,74 @@ def block_until_reset(limits: Limits, now: float) -> float:
         return now + SECONDS["day"]
     widest = found[-1]
     return widest.next_reset(now) if widest.calendar else now + SECONDS[widest.kind]
+
+
+@attrs.frozen
+class WindowStatus:
+    """One window of a server now: letters counted, the limit, what is left, and when the
+    next letter frees (``None``: one may go now, or no limit)."""
+
+    used: int
+    limit: int | None
+    remaining: int | None
+    frees_at: float | None
+
+
+@attrs.frozen
+class QuotaStatus:
+    """One server's quota now."""
+
+    server: str
+    minute: WindowStatus
+    hour: WindowStatus
+    day: WindowStatus
+    blocked_until: float | None
+    blocked_reason: str | None
+
+    @property
+    def available(self) -> bool:
+        return self.blocked_until is None and all(
+            w.remaining is None or w.remaining > 0 for w in (self.minute, self.hour, self.day))
+
+
+
+#: Charges of one server later than a start time.
+Used = Callable[[float], int]
+#: The time of the k-th oldest (1-based) charge of one server later than a start time.
+Nth = Callable[[float, int], "float | None"]
+
+
+def remaining_now(limits: Limits, now: float, used: Used, nth: Nth
+              ) -> tuple[int | None, float | None]:
+    """Letters that may still go now (``None``: no limit) and, when none may, the time the
+    last full window frees one."""
+    left_now: int | None = None
+    frees: float | None = None
+    for window in windows(limits):
+        start = window.start(now)
+        count = used(start)
+        left = max(0, window.limit - count)
+        left_now = left if left_now is None else min(left_now, left)
+        if left == 0:
+            at = window.frees_at(now, count, functools.partial(nth, start))
+            if at is not None:
+                frees = at if frees is None else max(frees, at)
+    return left_now, frees
+
+
+def window_status(limits: Limits, now: float, used: Used, nth: Nth
+                  ) -> dict[str, WindowStatus]:
+    """Used, limit, remaining and ``frees_at`` for the minute, hour and day (the last ones
+    rolling, for the record, where the server has no such limit)."""
+    found = {w.kind: w for w in windows(limits)}
+    status: dict[str, WindowStatus] = {}
+    for kind, seconds in SECONDS.items():
+        window = found.get(kind)
+        start = window.start(now) if window else now - seconds
+        count = used(start)
+        if window is None:
+            status[kind] = WindowStatus(count, None, None, None)
+            continue
+        frees = window.frees_at(now, count, functools.partial(nth, start))
+        status[kind] = WindowStatus(count, window.limit, max(0, window.limit - count), frees)
+    return status

@@ -12,6 +12,7 @@ from typing import Literal, Protocol
 import attrs
 
 from mailfleet.providers import Limits
+from mailfleet.quota import QuotaStatus
 
 LetterState = Literal["queued", "claimed", "sending", "sent", "failed", "skipped", "bounced",
                       "held"]
@@ -88,31 +89,6 @@ class Outcome:
     not_before: float | None = None
     attempts: int = 0
     charged: bool = False
-
-
-@attrs.frozen
-class WindowStatus:
-    used: int
-    limit: int | None
-    remaining: int | None
-    frees_at: float | None
-
-
-@attrs.frozen
-class QuotaStatus:
-    """One server's quota now."""
-
-    server: str
-    minute: WindowStatus
-    hour: WindowStatus
-    day: WindowStatus
-    blocked_until: float | None
-    blocked_reason: str | None
-
-    @property
-    def available(self) -> bool:
-        return self.blocked_until is None and all(
-            w.remaining is None or w.remaining > 0 for w in (self.minute, self.hour, self.day))
 
 
 @attrs.frozen

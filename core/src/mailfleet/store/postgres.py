@@ -25,18 +25,16 @@ from psycopg.conninfo import conninfo_to_dict
 
 from mailfleet.errors import ConfigError, MailfleetError
 from mailfleet.providers import Limits
-from mailfleet.quota import windows
+from mailfleet.quota import QuotaStatus, remaining_now, window_status
 from mailfleet.store.base import (
     Claim,
     LetterRecord,
     LetterRow,
     MailingRecord,
     Outcome,
-    QuotaStatus,
     Recovery,
-    WindowStatus,
 )
-from mailfleet.store.sqlite import _pid_alive
+from mailfleet.store.leases import HELD_IN_DATA, LEASE_SECONDS, dead_dispatchers
 
 # Advisory lock namespaces (first key of the two-key form).
 _LOCK_SCHEMA = 0x6D66_0001
@@ -147,7 +145,7 @@ class PostgresStore:
         self.location = mask_dsn(dsn)
         self.connect_timeout = connect_timeout
         self.host = socket.gethostname()
-        self.lease_seconds = 600.0
+        self.lease_seconds = LEASE_SECONDS
         self._lock = threading.RLock()
         self.conn = self._connect()
         with self._tx() as cur:
@@ -291,25 +289,15 @@ class PostgresStore:
         with self._tx() as cur:
             cur.execute("DELETE FROM dispatchers WHERE id=%s", (dispatcher_id,))
 
-    def _dead_dispatchers(self, cur: psycopg.Cursor[tuple[Any, ...]], now: float) -> list[str]:
-        """Same host: the pid is gone; other hosts: no heartbeat for ``lease_seconds``."""
-        dead = []
-        for did, host, pid, seen in cur.execute(
-                "SELECT id, host, pid, seen_at FROM dispatchers").fetchall():
-            if host == self.host:
-                if not _pid_alive(int(pid)):
-                    dead.append(str(did))
-            elif seen < now - self.lease_seconds:
-                dead.append(str(did))
-        return dead
-
     def recover(self, now: float) -> Recovery:
         """Put back letters of dispatchers that died: claimed ones are queued again uncharged;
         ones caught in ``sending`` (maybe inside DATA) are queued again (the charge stays,
         they may have gone) or held for review if their mailing says so."""
         with self._tx() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_LOCK_RECOVER,))
-            dead = set(self._dead_dispatchers(cur, now))
+            dead = set(dead_dispatchers(cur.execute(
+                "SELECT id, host, pid, seen_at FROM dispatchers").fetchall(), self.host, now,
+                self.lease_seconds))
             dead |= {str(r[0]) for r in cur.execute(
                 "SELECT DISTINCT l.claimed_by FROM letters l WHERE l.state IN "
                 "('claimed','sending') AND l.claimed_by IS NOT NULL AND NOT EXISTS "
@@ -329,8 +317,7 @@ class PostgresStore:
                 "UPDATE letters SET state='held', claimed_by=NULL, last_error=%s WHERE "
                 "claimed_by = ANY(%s) AND state='sending' AND mailing_id IN (SELECT id FROM "
                 "mailings WHERE hold_in_data)",
-                ("the sending process stopped while this letter was in DATA; held for "
-                 "review (it may have been delivered)", ids))
+                (HELD_IN_DATA, ids))
             held = cur.rowcount
             cur.execute(
                 "UPDATE letters SET state='queued', claimed_by=NULL, attempts=attempts+1, "
@@ -357,21 +344,6 @@ class PostgresStore:
         if row is None or row[0] <= now:
             return None
         return float(row[0]), str(row[1])
-
-    def _remaining(self, cur: psycopg.Cursor[tuple[Any, ...]], server: str, limits: Limits,
-                   now: float) -> tuple[int | None, float | None]:
-        remaining: int | None = None
-        frees: float | None = None
-        for window in windows(limits):
-            start = window.start(now)
-            used = self._used(cur, server, start)
-            left = max(0, window.limit - used)
-            remaining = left if remaining is None else min(remaining, left)
-            if left == 0:
-                at = window.frees_at(now, used, functools.partial(self._nth, cur, server, start))
-                if at is not None:
-                    frees = at if frees is None else max(frees, at)
-        return remaining, frees
 
     @staticmethod
     def _used(cur: psycopg.Cursor[tuple[Any, ...]], server: str, start: float) -> int:
@@ -408,7 +380,9 @@ class PostgresStore:
             block = self._block(cur, server, now)
             if block is not None:
                 return Claim(reason="blocked", until=block[0])
-            remaining, frees = self._remaining(cur, server, limits, now)
+            remaining, frees = remaining_now(limits, now,
+                                               functools.partial(self._used, cur, server),
+                                               functools.partial(self._nth, cur, server))
             if remaining is not None and remaining <= 0:
                 return Claim(reason="spent", until=frees)
             want = count if remaining is None else min(count, remaining)
@@ -480,20 +454,9 @@ class PostgresStore:
 
     # -- quota ----------------------------------------------------------------------------
     def quota(self, server: str, limits: Limits, now: float) -> QuotaStatus:
-        found = {w.kind: w for w in windows(limits)}
-        status: dict[str, WindowStatus] = {}
         with self._tx() as cur:
-            for kind, seconds in (("minute", 60), ("hour", 3600), ("day", 86400)):
-                window = found.get(kind)
-                start = window.start(now) if window else now - seconds
-                used = self._used(cur, server, start)
-                if window is None:
-                    status[kind] = WindowStatus(used, None, None, None)
-                    continue
-                frees = window.frees_at(now, used,
-                                        functools.partial(self._nth, cur, server, start))
-                status[kind] = WindowStatus(used, window.limit, max(0, window.limit - used),
-                                            frees)
+            status = window_status(limits, now, functools.partial(self._used, cur, server),
+                                         functools.partial(self._nth, cur, server))
             block = self._block(cur, server, now)
         return QuotaStatus(server, status["minute"], status["hour"], status["day"],
                            block[0] if block else None, block[1] if block else None)

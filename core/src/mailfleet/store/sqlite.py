@@ -17,17 +17,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mailfleet.providers import Limits
-from mailfleet.quota import windows
+from mailfleet.quota import QuotaStatus, remaining_now, window_status
 from mailfleet.store.base import (
     Claim,
     LetterRecord,
     LetterRow,
     MailingRecord,
     Outcome,
-    QuotaStatus,
     Recovery,
-    WindowStatus,
 )
+from mailfleet.store.leases import HELD_IN_DATA, LEASE_SECONDS, dead_dispatchers
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -83,16 +82,6 @@ CREATE TABLE IF NOT EXISTS dispatchers (
 _SENT_LIKE = ("sent", "bounced")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class SqliteStore:
     """The default store, one SQLite file (``deployment.store``)."""
 
@@ -105,7 +94,7 @@ class SqliteStore:
         self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         self.db.executescript(SCHEMA)
         self.host = socket.gethostname()
-        self.lease_seconds = 600.0
+        self.lease_seconds = LEASE_SECONDS
 
     @contextmanager
     def _tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
@@ -220,23 +209,14 @@ class SqliteStore:
         with self._tx():
             self.db.execute("DELETE FROM dispatchers WHERE id=?", (dispatcher_id,))
 
-    def _dead_dispatchers(self, now: float) -> list[str]:
-        dead = []
-        for did, host, pid, seen in self.db.execute(
-                "SELECT id, host, pid, seen_at FROM dispatchers").fetchall():
-            if host == self.host:
-                if not _pid_alive(int(pid)):
-                    dead.append(str(did))
-            elif seen < now - self.lease_seconds:
-                dead.append(str(did))
-        return dead
-
     def recover(self, now: float) -> Recovery:
         """Put back letters of dispatchers that died: claimed ones are queued again uncharged;
         ones caught in ``sending`` (maybe inside DATA) are queued again (the charge stays,
         they may have gone) or held for review if their mailing says so."""
         with self._tx():
-            dead = self._dead_dispatchers(now)
+            dead = dead_dispatchers(self.db.execute(
+                "SELECT id, host, pid, seen_at FROM dispatchers").fetchall(), self.host, now,
+                self.lease_seconds)
             live = {r[0] for r in self.db.execute("SELECT id FROM dispatchers").fetchall()}
             owners = [r[0] for r in self.db.execute(
                 "SELECT DISTINCT claimed_by FROM letters WHERE state IN ('claimed','sending')"
@@ -257,8 +237,7 @@ class SqliteStore:
                     "UPDATE letters SET state='held', claimed_by=NULL, last_error=? WHERE "
                     "claimed_by=? AND state='sending' AND mailing_id IN (SELECT id FROM mailings"
                     " WHERE hold_in_data=1)",
-                    ("the sending process stopped while this letter was in DATA; held for "
-                     "review (it may have been delivered)", did)).rowcount
+                    (HELD_IN_DATA, did)).rowcount
                 resent += self.db.execute(
                     "UPDATE letters SET state='queued', claimed_by=NULL, attempts=attempts+1, "
                     "last_error=? WHERE claimed_by=? AND state='sending'",
@@ -279,21 +258,6 @@ class SqliteStore:
         if row is None or row[0] <= now:
             return None
         return float(row[0]), str(row[1])
-
-    def _remaining(self, server: str, limits: Limits, now: float) -> tuple[int | None,
-                                                                           float | None]:
-        remaining: int | None = None
-        frees: float | None = None
-        for window in windows(limits):
-            start = window.start(now)
-            used = self._used(server, start)
-            left = max(0, window.limit - used)
-            remaining = left if remaining is None else min(remaining, left)
-            if left == 0:
-                at = window.frees_at(now, used, functools.partial(self._nth, server, start))
-                if at is not None:
-                    frees = at if frees is None else max(frees, at)
-        return remaining, frees
 
     def _used(self, server: str, start: float) -> int:
         """Charges of ``server`` later than ``start``: whole minutes from ``ledger_minutes``,
@@ -322,7 +286,9 @@ class SqliteStore:
             block = self._block(server, now)
             if block is not None:
                 return Claim(reason="blocked", until=block[0])
-            remaining, frees = self._remaining(server, limits, now)
+            remaining, frees = remaining_now(limits, now,
+                                               functools.partial(self._used, server),
+                                               functools.partial(self._nth, server))
             if remaining is not None and remaining <= 0:
                 return Claim(reason="spent", until=frees)
             want = count if remaining is None else min(count, remaining)
@@ -392,17 +358,8 @@ class SqliteStore:
 
     # -- quota ----------------------------------------------------------------------------
     def quota(self, server: str, limits: Limits, now: float) -> QuotaStatus:
-        found = {w.kind: w for w in windows(limits)}
-        status: dict[str, WindowStatus] = {}
-        for kind, seconds in (("minute", 60), ("hour", 3600), ("day", 86400)):
-            window = found.get(kind)
-            start = window.start(now) if window else now - seconds
-            used = self._used(server, start)
-            if window is None:
-                status[kind] = WindowStatus(used, None, None, None)
-                continue
-            frees = window.frees_at(now, used, functools.partial(self._nth, server, start))
-            status[kind] = WindowStatus(used, window.limit, max(0, window.limit - used), frees)
+        status = window_status(limits, now, functools.partial(self._used, server),
+                                     functools.partial(self._nth, server))
         block = self._block(server, now)
         return QuotaStatus(server, status["minute"], status["hour"], status["day"],
                            block[0] if block else None, block[1] if block else None)
