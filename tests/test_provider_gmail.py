@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from fleet_config import provider_fleet, resolve_with, send_error
 
 from mailfleet import hookimpl
-from mailfleet.config import Config, Deployment, ServerConfig
-from mailfleet.errors import Classification, ConfigError, SmtpError
+from mailfleet.config import Config, ServerConfig
+from mailfleet.errors import Classification, ConfigError
 from mailfleet.fleet import Fleet
 from mailfleet.plugins import load_plugins
 from mailfleet.providers import Limits, Security
 from mailfleet.secrets import Secret
 from mailfleet.sender import SenderRequest
-from mailfleet.servers import resolve_servers
+from mailfleet.servers import Server, resolve_servers
 from mailfleet.testing.certs import TLSCerts
 from mailfleet.testing.smtpd import FakeSMTP
 
@@ -22,30 +23,15 @@ ACCOUNT = "john.doe@gmail.com"
 APP_PASSWORD = "abcd efgh ijkl mnop"
 
 
-def resolve(**fields: object) -> list:  # type: ignore[type-arg]
-    fields.setdefault("name", "g")
-    fields.setdefault("password", Secret("pw"))
-    config = Config(servers=(ServerConfig(**fields),))  # type: ignore[arg-type]
-    return resolve_servers(config, load_plugins())
+def resolve(**fields: object) -> list[Server]:
+    return resolve_with({"name": "g", "password": Secret("pw")}, **fields)
 
 
-def fake_fleet(smtp: FakeSMTP, certs: TLSCerts, *, locale: str = "en", provider: str = "gmail",
-               sender: str = ACCOUNT, plugins: object = None, **fields: object) -> Fleet:
+def fake_fleet(smtp: FakeSMTP, certs: TLSCerts, *, provider: str = "gmail",
+               sender: str = ACCOUNT, **options: object) -> Fleet:
     """A fleet with one Gmail server pointed at the fake server's implicit-TLS port."""
-    smtp.users = {sender: APP_PASSWORD}
-    fields.setdefault("password", Secret(APP_PASSWORD))
-    server = ServerConfig(name="gmail", sender=sender, provider=provider, host="127.0.0.1",
-                          port=smtp.tls_port, security=Security.SSL,
-                          ca_file=str(certs.ca_file), timeout=10, **fields)  # type: ignore[arg-type]
-    return Fleet(Config(deployment=Deployment(locale=locale), servers=(server,)),
-                 plugins)  # type: ignore[arg-type]
-
-
-def send_error(fleet: Fleet) -> SmtpError:
-    with pytest.raises(SmtpError) as info:
-        asyncio.run(fleet.send_one(fleet.servers[0], to="rcpt@example.org", subject="hi",
-                                   text="hello"))
-    return info.value
+    return provider_fleet(smtp, certs, provider=provider, box=sender,
+                          server_password=APP_PASSWORD, **options)  # type: ignore[arg-type]
 
 
 # -- presets and detection --------------------------------------------------------------------

@@ -18,6 +18,7 @@ import dkim  # type: ignore[import-untyped]
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from fleet_config import resolve_with
 
 from mailfleet.config import Config, Deployment, ServerConfig
 from mailfleet.errors import Classification, ConfigError, SmtpError
@@ -33,12 +34,8 @@ SENDER = "noreply@shop.example"
 
 
 def resolve(deployment: Deployment | None = None, **fields: object) -> list[Server]:
-    fields.setdefault("name", "local")
-    fields.setdefault("kind", "internal")
-    fields.setdefault("sender", SENDER)
-    config = Config(deployment=deployment or Deployment(),
-                    servers=(ServerConfig(**fields),))  # type: ignore[arg-type]
-    return resolve_servers(config, load_plugins())
+    return resolve_with({"name": "local", "kind": "internal", "sender": SENDER}, deployment,
+                        **fields)
 
 
 def fleet_with(**fields: object) -> Fleet:

@@ -6,8 +6,9 @@ import asyncio
 
 import attrs
 import pytest
+from fleet_config import provider_fleet, resolve_with, send_error
 
-from mailfleet.config import Config, Deployment, ServerConfig
+from mailfleet.config import Config, ServerConfig
 from mailfleet.errors import Classification, ConfigError, SmtpError, Stage
 from mailfleet.fleet import Fleet
 from mailfleet.plugins import load_plugins
@@ -24,26 +25,12 @@ SPAM = "554 5.7.1 Spam message rejected; If this is not spam contact abuse team"
 
 
 def resolve(**fields: object) -> list[Server]:
-    fields.setdefault("name", "r")
-    fields.setdefault("password", Secret("pw"))
-    return resolve_servers(Config(servers=(ServerConfig(**fields),)),  # type: ignore[arg-type]
-                           load_plugins())
+    return resolve_with({"name": "r", "password": Secret("pw")}, **fields)
 
 
-def fake_fleet(smtp: FakeSMTP, certs: TLSCerts, *, locale: str = "en",
-               password: str = PASSWORD) -> Fleet:
-    smtp.users = {BOX: PASSWORD}
-    server = ServerConfig(name="rambler", sender=BOX, provider="rambler", host="127.0.0.1",
-                          port=smtp.tls_port, security=Security.SSL, ca_file=str(certs.ca_file),
-                          password=Secret(password), timeout=10)
-    return Fleet(Config(deployment=Deployment(locale=locale), servers=(server,)))
-
-
-def send_error(fleet: Fleet) -> SmtpError:
-    with pytest.raises(SmtpError) as info:
-        asyncio.run(fleet.send_one(fleet.servers[0], to="rcpt@example.org", subject="hi",
-                                   text="hello"))
-    return info.value
+def fake_fleet(smtp: FakeSMTP, certs: TLSCerts, **options: object) -> Fleet:
+    return provider_fleet(smtp, certs, provider="rambler", box=BOX,
+                          server_password=PASSWORD, **options)  # type: ignore[arg-type]
 
 
 # -- presets and detection --------------------------------------------------------------------

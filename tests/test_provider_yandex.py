@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from fleet_config import provider_fleet, resolve_with, send_error
 
-from mailfleet.config import Config, Deployment, ServerConfig
-from mailfleet.errors import Classification, ConfigError, SmtpError
+from mailfleet.config import Config, ServerConfig
+from mailfleet.errors import Classification, ConfigError
 from mailfleet.fleet import Fleet
 from mailfleet.plugins import load_plugins
 from mailfleet.providers import Security
@@ -22,27 +23,12 @@ APP_PASSWORD = "qwertyuiopasdfgh"
 
 
 def resolve(**fields: object) -> list[Server]:
-    fields.setdefault("name", "y")
-    fields.setdefault("password", Secret("pw"))
-    return resolve_servers(Config(servers=(ServerConfig(**fields),)),  # type: ignore[arg-type]
-                           load_plugins())
+    return resolve_with({"name": "y", "password": Secret("pw")}, **fields)
 
 
-def fake_fleet(smtp: FakeSMTP, certs: TLSCerts, *, locale: str = "en",
-               **fields: object) -> Fleet:
-    smtp.users = {BOX: APP_PASSWORD}
-    server = ServerConfig(name="yandex", sender=BOX, provider="yandex", host="127.0.0.1",
-                          port=smtp.tls_port, security=Security.SSL, ca_file=str(certs.ca_file),
-                          password=Secret(APP_PASSWORD), timeout=10,
-                          **fields)  # type: ignore[arg-type]
-    return Fleet(Config(deployment=Deployment(locale=locale), servers=(server,)))
-
-
-def send_error(fleet: Fleet) -> SmtpError:
-    with pytest.raises(SmtpError) as info:
-        asyncio.run(fleet.send_one(fleet.servers[0], to="rcpt@example.org", subject="hi",
-                                   text="hello"))
-    return info.value
+def fake_fleet(smtp: FakeSMTP, certs: TLSCerts, **options: object) -> Fleet:
+    return provider_fleet(smtp, certs, provider="yandex", box=BOX,
+                          server_password=APP_PASSWORD, **options)  # type: ignore[arg-type]
 
 
 # -- presets and detection --------------------------------------------------------------------

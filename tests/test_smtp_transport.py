@@ -6,11 +6,11 @@ import asyncio
 import logging
 
 import pytest
-from fleet_config import fleet_for, server_entry
+from fleet_config import fleet_for, send_error, server_entry
 
 from mailfleet import hookimpl
 from mailfleet.envelope import Envelope
-from mailfleet.errors import Classification, SmtpError, Stage
+from mailfleet.errors import Classification, Stage
 from mailfleet.fleet import Fleet
 from mailfleet.plugins import load_plugins
 from mailfleet.testing.certs import TLSCerts
@@ -26,12 +26,6 @@ def password(monkeypatch: pytest.MonkeyPatch) -> None:
 def send(fleet: Fleet, to: str = "rcpt@example.org") -> str:
     sent = asyncio.run(fleet.send_one(fleet.servers[0], to=to, subject="Hello", text="Body"))
     return sent.message_id
-
-
-def send_error(fleet: Fleet, to: str = "rcpt@example.org") -> SmtpError:
-    with pytest.raises(SmtpError) as info:
-        send(fleet, to)
-    return info.value
 
 
 @pytest.mark.parametrize("security", ["ssl", "starttls"])
