@@ -19,7 +19,12 @@ import imapclient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from mailfleet.errors import MailboxError
-from mailfleet.mailbox.settings import MailboxSettings, ReaderState, reconnect_policy
+from mailfleet.mailbox.settings import (
+    MailboxSettings,
+    ReaderState,
+    connect_error,
+    reconnect_policy,
+)
 from mailfleet.providers import Security
 
 PROCESSED_FLAG = b"$MailfleetProcessed"
@@ -49,13 +54,8 @@ class ImapReader:
         try:
             client = imapclient.IMAPClient(s.host, port=s.port, ssl=s.security is Security.SSL,
                                            ssl_context=context, timeout=s.timeout)
-        except ssl.SSLError as exc:  # a bad certificate is final, a cut handshake is not
-            raise MailboxError("tls", f"TLS with {s.host}:{s.port} failed: "
-                               f"{exc.reason or exc}",
-                               transient=not isinstance(exc, ssl.SSLCertVerificationError)
-                               ) from None
-        except (OSError, IMAPClientError) as exc:
-            raise MailboxError("connect", f"cannot reach {s.host}:{s.port}: {exc}") from None
+        except (OSError, IMAPClientError) as exc:  # ssl.SSLError is an OSError
+            raise connect_error(s, exc) from None
         try:
             if s.security is Security.STARTTLS:
                 if b"STARTTLS" not in client.capabilities():

@@ -11,7 +11,12 @@ from typing import Any
 
 from mailfleet.errors import MailboxError
 from mailfleet.mailbox.imap import Fetched
-from mailfleet.mailbox.settings import MailboxSettings, ReaderState, reconnect_policy
+from mailfleet.mailbox.settings import (
+    MailboxSettings,
+    ReaderState,
+    connect_error,
+    reconnect_policy,
+)
 from mailfleet.providers import Security
 
 
@@ -33,13 +38,8 @@ class Pop3Reader:
                                                       context=context)
             else:
                 client = poplib.POP3(s.host, s.port, timeout=s.timeout)
-        except ssl.SSLError as exc:  # a bad certificate is final, a cut handshake is not
-            raise MailboxError("tls", f"TLS with {s.host}:{s.port} failed: "
-                               f"{exc.reason or exc}",
-                               transient=not isinstance(exc, ssl.SSLCertVerificationError)
-                               ) from None
-        except OSError as exc:
-            raise MailboxError("connect", f"cannot reach {s.host}:{s.port}: {exc}") from None
+        except OSError as exc:  # ssl.SSLError included
+            raise connect_error(s, exc) from None
         try:
             if s.security is Security.STARTTLS:
                 try:

@@ -117,3 +117,13 @@ def reconnect_policy(attempts: int = 4,
         retry=tenacity.retry_if_exception(
             lambda exc: isinstance(exc, MailboxError) and exc.transient),
         reraise=True, **extra)
+
+
+def connect_error(settings: MailboxSettings, exc: BaseException) -> MailboxError:
+    """The error for a connection that failed before login: an untrusted certificate is
+    final; a refused connection or a handshake cut short is retried."""
+    where = f"{settings.host}:{settings.port}"
+    if isinstance(exc, ssl.SSLError):
+        return MailboxError("tls", f"TLS with {where} failed: {exc.reason or exc}",
+                            transient=not isinstance(exc, ssl.SSLCertVerificationError))
+    return MailboxError("connect", f"cannot reach {where}: {exc}")
