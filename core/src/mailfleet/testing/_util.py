@@ -12,12 +12,41 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 LOCALHOST = "127.0.0.1"
 
 
 class ServerUnavailable(RuntimeError):
     """A server binary (or the privileges it needs) is missing on this machine."""
+
+
+class PrivateServer:
+    """A test server living in a private directory; ``with Server(...) as s:`` starts it and
+    stops it. Subclasses set ``_directory`` in ``start`` and implement ``start``/``stop``."""
+
+    _directory: Path | None = None
+
+    @property
+    def directory(self) -> Path:
+        """The instance's private directory (created by :meth:`start`)."""
+        if self._directory is None:
+            raise RuntimeError("server not started")
+        return self._directory
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
 
 
 def servers_required() -> bool:

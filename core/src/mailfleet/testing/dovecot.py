@@ -20,12 +20,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from imapclient import IMAPClient
 
 from mailfleet.testing._util import (
     LOCALHOST,
+    PrivateServer,
     ServerUnavailable,
     find_binary,
     free_ports,
@@ -155,7 +155,7 @@ class Mailbox:
             time.sleep(0.05)
 
 
-class DovecotServer:
+class DovecotServer(PrivateServer):
     """A private Dovecot 2.3 listening on four free ports of 127.0.0.1."""
 
     host = LOCALHOST
@@ -169,13 +169,6 @@ class DovecotServer:
         self.imap_port = self.imaps_port = self.pop3_port = self.pop3s_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.version = ""
-
-    @property
-    def directory(self) -> Path:
-        """The instance's private directory (created by :meth:`start`)."""
-        if self._directory is None:
-            raise RuntimeError("server not started")
-        return self._directory
 
     @property
     def config_file(self) -> Path:
@@ -275,12 +268,6 @@ class DovecotServer:
             remove_tree(self._directory)
             self._directory = None
 
-    def __enter__(self) -> DovecotServer:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     # -- config ------------------------------------------------------------------------------
     def _write_config(self) -> None:

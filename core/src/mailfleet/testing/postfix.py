@@ -14,10 +14,10 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
 from mailfleet.testing._util import (
     LOCALHOST,
+    PrivateServer,
     ServerUnavailable,
     find_binary,
     free_ports,
@@ -69,7 +69,7 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] not in {"Z", "X"}
 
 
-class PostfixServer:
+class PostfixServer(PrivateServer):
     """A private Postfix 3.x instance in a temp dir (``postfix -c DIR/etc``)."""
 
     host = LOCALHOST
@@ -88,13 +88,6 @@ class PostfixServer:
         self.start_timeout = start_timeout
         self.port = self.smtps_port = 0
         self.master_pid: int | None = None
-
-    @property
-    def directory(self) -> Path:
-        """The instance's private directory (created by :meth:`start`)."""
-        if self._directory is None:
-            raise RuntimeError("server not started")
-        return self._directory
 
     @property
     def config_dir(self) -> Path:
@@ -174,12 +167,6 @@ class PostfixServer:
             remove_tree(self._directory)
             self._directory = None
 
-    def __enter__(self) -> PostfixServer:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     # -- config --------------------------------------------------------------------------------
     def _write_config(self) -> None:

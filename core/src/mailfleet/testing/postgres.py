@@ -13,10 +13,10 @@ import re
 import subprocess
 import uuid
 from pathlib import Path
-from types import TracebackType
 
 from mailfleet.testing._util import (
     LOCALHOST,
+    PrivateServer,
     ServerUnavailable,
     free_port,
     is_root,
@@ -46,7 +46,7 @@ def find_pg_bindir() -> Path | None:
     return None
 
 
-class PostgresServer:
+class PostgresServer(PrivateServer):
     """A throwaway cluster; :meth:`create_database` / :meth:`drop_database` per test."""
 
     host = LOCALHOST
@@ -58,13 +58,6 @@ class PostgresServer:
         self.port = 0
         self.bindir: Path | None = None
         self._started = False
-
-    @property
-    def directory(self) -> Path:
-        """The instance's private directory (created by :meth:`start`)."""
-        if self._directory is None:
-            raise RuntimeError("server not started")
-        return self._directory
 
     @property
     def data_dir(self) -> Path:
@@ -134,12 +127,6 @@ class PostgresServer:
             remove_tree(self._directory)
             self._directory = None
 
-    def __enter__(self) -> PostgresServer:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     # -- databases -----------------------------------------------------------------------------
     def execute(self, sql: str, dbname: str = "postgres") -> None:
