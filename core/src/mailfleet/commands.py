@@ -13,7 +13,7 @@ from mailfleet.clock import SystemClock
 from mailfleet.dispatcher import Dispatcher, iso
 from mailfleet.errors import AddressError, TemplateError
 from mailfleet.mailing import BadRowsError, create_mailing
-from mailfleet.quota import QuotaStatus, WindowStatus
+from mailfleet.quota import WindowStatus
 from mailfleet.store import Store
 
 
@@ -154,7 +154,7 @@ def mailing_status_cmd(obj: Context, mailing_id: str, as_json: bool) -> None:
         times = []
         for server in fleet.servers:
             q = store.quota(server.name, server.limits, now)
-            times.append(_free_at(q, now))
+            times.append(q.next_free(now))
         data["resume_at"] = iso(min(times)) if times else None
 
     def table() -> None:
@@ -169,14 +169,6 @@ def mailing_status_cmd(obj: Context, mailing_id: str, as_json: bool) -> None:
             click.echo(f"next letter can go at {data['resume_at']}")
 
     emit(data, as_json, table)
-
-
-def _free_at(q: QuotaStatus, now: float) -> float:
-    at = q.blocked_until or now
-    for window in (q.minute, q.hour, q.day):
-        if window.remaining == 0 and window.frees_at is not None:
-            at = max(at, window.frees_at)
-    return at
 
 
 def _set_state(obj: Context, mailing_id: str, as_json: bool, action: str) -> None:

@@ -209,15 +209,8 @@ class Dispatcher:
                    now: float) -> float | None:
         if waiting == 0 or not servers:
             return None
-        times = []
-        for server in servers:
-            quota = self.store.quota(server.name, server.limits, now)
-            at = quota.blocked_until or now
-            for window in (quota.minute, quota.hour, quota.day):
-                if window.remaining == 0 and window.frees_at is not None:
-                    at = max(at, window.frees_at)
-            times.append(at)
-        return max(min(times), next_retry or now)
+        first = min(self.store.quota(s.name, s.limits, now).next_free(now) for s in servers)
+        return max(first, next_retry or now)
 
     async def _worker(self, run: _Run, server: Server) -> None:
         run.workers[server.name] += 1
@@ -327,7 +320,9 @@ class Dispatcher:
                                letter_id=letter.letter_id, recipient=letter.email,
                                server=server.name, detail=f"from {decision.from_addr}")
                 continue
-            error = self.fleet.diagnose(server, result.error)
+            error = result.error  # already diagnosed by the stop predicate, unless not attempted
+            if error.diagnosis is None:
+                error = self.fleet.diagnose(server, error)
             outcome, stops = self._failure(run, server, letter, error, now)
             outcomes.append(attrs.evolve(outcome, from_addr=decision.from_addr))
             if stops:

@@ -109,6 +109,14 @@ class QuotaStatus:
     blocked_until: float | None
     blocked_reason: str | None
 
+    def next_free(self, now: float) -> float:
+        """When the next letter may go: now, the end of a block, or when a full window frees."""
+        at = self.blocked_until or now
+        for window in (self.minute, self.hour, self.day):
+            if window.remaining == 0 and window.frees_at is not None:
+                at = max(at, window.frees_at)
+        return at
+
     @property
     def available(self) -> bool:
         return self.blocked_until is None and all(
