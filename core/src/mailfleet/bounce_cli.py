@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -17,6 +18,7 @@ from mailfleet.errors import ConfigError, MailboxError
 from mailfleet.mailbox.imap import ImapReader, idle_wait
 from mailfleet.mailbox.settings import MailboxSettings, resolve_mailbox
 from mailfleet.plugins import load_plugins
+from mailfleet.store import Store
 
 
 def report_json(report: BounceReport, file: str | None = None) -> dict[str, Any]:
@@ -69,16 +71,10 @@ def _settings(obj: Context) -> MailboxSettings:
     return resolve_mailbox(fleet.config.bounces, fleet.plugins)
 
 
-def _fetch(obj: Context) -> list[Handled]:
+def _handler(obj: Context, store: Store) -> BounceHandler:
     fleet = obj.fleet
-    settings = _settings(obj)
     assert fleet.config.bounces is not None
-    store = fleet.open_store()
-    try:
-        return fetch_bounces(settings, BounceHandler(store, fleet.plugins,
-                                                     fleet.config.bounces))
-    finally:
-        store.close()
+    return BounceHandler(store, fleet.plugins, fleet.config.bounces)
 
 
 def _summary(handled: list[Handled]) -> dict[str, Any]:
@@ -106,11 +102,15 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @click.pass_obj
 def bounces_fetch(obj: Context, as_json: bool) -> None:
     """Read the bounce mailbox once and apply every new report."""
+    settings = _settings(obj)
+    store = obj.fleet.open_store()
     try:
-        summary = _summary(_fetch(obj))
+        summary = _summary(fetch_bounces(settings, _handler(obj, store)))
     except MailboxError as exc:
         click.echo(f"mailfleet: {exc}", err=True)
         sys.exit(EXIT_FAILURE)
+    finally:
+        store.close()
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
     else:
@@ -126,22 +126,21 @@ def bounces_watch(obj: Context, interval: float, count: int) -> None:
     """Keep reading the bounce mailbox: over IMAP it waits in IDLE and reads as soon as a
     report arrives. A dropped connection is retried; a refused login stops."""
     settings = _settings(obj)
-    rounds = 0
-    while True:
-        try:
-            _print_summary(_summary(_fetch(obj)))
-        except MailboxError as exc:
-            click.echo(f"mailfleet: {exc}", err=True)
-            if not exc.transient:
-                sys.exit(EXIT_FAILURE)
-        rounds += 1
-        if count and rounds >= count:
-            return
-        if settings.protocol == "imap":
-            store = obj.fleet.open_store()
+    store = obj.fleet.open_store()
+    handler = _handler(obj, store)
+    try:
+        for rounds in itertools.count(1):
             try:
+                _print_summary(_summary(fetch_bounces(settings, handler)))
+            except MailboxError as exc:
+                click.echo(f"mailfleet: {exc}", err=True)
+                if not exc.transient:
+                    sys.exit(EXIT_FAILURE)
+            if count and rounds >= count:
+                return
+            if settings.protocol == "imap":
                 idle_wait(ImapReader(settings, store), interval)
-            finally:
-                store.close()
-        else:
-            time.sleep(interval)
+            else:
+                time.sleep(interval)
+    finally:
+        store.close()
