@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-MEMBERS := core plugins/gmail plugins/yandex plugins/mailru plugins/rambler plugins/internal-smtp
+MEMBERS := core plugins/gmail plugins/yandex plugins/mailru plugins/rambler plugins/internal_smtp
 PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(MEMBERS)) requirements-dev.txt
 
 .PHONY: demo test lint bench clean

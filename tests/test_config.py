@@ -238,7 +238,7 @@ def test_password_file_is_read_at_use(tmp_path: Path) -> None:
 
 def test_saas_refuses_a_user_internal_server_even_without_its_plugin(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MAILFLEET_DISABLE_PLUGINS", "internal-smtp")
+    monkeypatch.setenv("MAILFLEET_DISABLE_PLUGINS", "internal_smtp")
     text = ('[deployment]\nsaas = true\n'
             '[[servers]]\nname = "local"\nkind = "internal"\nsender = "a@example.com"\n')
     message = problems_of(text, tmp_path)

@@ -21,7 +21,7 @@ from mailfleet.servers import resolve_servers
 
 BUILT_INS = {"gmail": "mailfleet-gmail", "yandex": "mailfleet-yandex",
              "mailru": "mailfleet-mailru", "rambler": "mailfleet-rambler",
-             "internal-smtp": "mailfleet-internal-smtp"}
+             "internal_smtp": "mailfleet-internal-smtp"}
 
 
 @pytest.fixture

@@ -77,7 +77,7 @@ def dkim_options(key_file: Path) -> dict[str, str]:
 
 def test_sender_alone_resolves_to_localhost_25_without_auth_or_tls() -> None:
     [server] = resolve()
-    assert server.provider == "internal-smtp"
+    assert server.provider == "internal_smtp"
     assert (server.host, server.port, server.security) == ("localhost", 25, Security.NONE)
     assert (server.login, server.auth) == (None, "none")
     assert server.allow_sender_override is True

@@ -21,7 +21,7 @@ PLUGINS = {  # provider id -> distribution
     "yandex": "mailfleet-yandex",
     "mailru": "mailfleet-mailru",
     "rambler": "mailfleet-rambler",
-    "internal-smtp": "mailfleet-internal-smtp",
+    "internal_smtp": "mailfleet-internal-smtp",
 }
 PUBLIC = {"gmail": "a@gmail.com", "google-workspace": "a@corp.example",
           "yandex": "a@yandex.ru", "mailru": "a@mail.ru", "rambler": "a@rambler.ru"}

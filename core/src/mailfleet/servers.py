@@ -99,7 +99,7 @@ def _resolve_one(raw: ServerConfig, where: str, plugins: Plugins) -> Server:
     except AddressError as exc:
         raise ConfigError(f"{where}.sender: {exc}") from None
     check_header("sender_name", raw.sender_name)
-    internal_default = "internal-smtp" if "internal-smtp" in plugins.providers else GENERIC
+    internal_default = "internal_smtp" if "internal_smtp" in plugins.providers else GENERIC
     if raw.kind == "internal":
         provider = raw.provider or internal_default
     else:

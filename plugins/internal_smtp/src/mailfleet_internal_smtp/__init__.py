@@ -1,4 +1,4 @@
-"""mailfleet provider plugin for this host's mail server (entry point ``internal-smtp``).
+"""mailfleet provider plugin for this host's mail server (entry point ``internal_smtp``).
 
 Only the sender address is configured: ``localhost:25``, no AUTH, no TLS. Server options:
 ``sendmail = "/usr/sbin/sendmail"`` pipes letters to that binary instead of SMTP;

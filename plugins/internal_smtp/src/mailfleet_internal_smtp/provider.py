@@ -5,7 +5,7 @@ from __future__ import annotations
 from mailfleet.providers import Endpoint, ProviderInfo, Security
 
 PROVIDER = ProviderInfo(
-    id="internal-smtp",
+    id="internal_smtp",
     name="Internal SMTP (this host's mail server)",
     smtp=(Endpoint("localhost", 25, Security.NONE),),
     auth=(),
