@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-MEMBERS := core plugins/gmail plugins/yandex plugins/mailru plugins/rambler plugins/internal_smtp
+MEMBERS := core testing plugins/gmail plugins/yandex plugins/mailru plugins/rambler plugins/internal_smtp
 PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(MEMBERS)) requirements-dev.txt
 
 .PHONY: demo test lint bench clean
@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check core plugins tests bench
+	$(BIN)/ruff check core testing plugins tests bench
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -27,7 +27,7 @@ from mailfleet.mailing import create_mailing
 from mailfleet.plugins import load_plugins
 from mailfleet.store.sqlite import SqliteStore
 from mailfleet.template import Template
-from mailfleet.testing.smtp_sink import SmtpSink, run_smtp_source
+from mailfleet_testing.smtp_sink import SmtpSink, run_smtp_source
 
 PARAGRAPH = ("Dear {{ name }}, this month we have news about your account {{ account }}. "
              "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor "

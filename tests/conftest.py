@@ -3,7 +3,7 @@
 import importlib.metadata
 import os
 
-_PLUGIN = "mailfleet.testing.pytest_plugin"
+_PLUGIN = "mailfleet_testing.pytest_plugin"
 
 
 def _autoloaded() -> bool:

@@ -15,9 +15,9 @@ from mailfleet.plugins import Plugins, load_plugins
 from mailfleet.providers import Security
 from mailfleet.secrets import Secret
 from mailfleet.servers import Server, resolve_servers
-from mailfleet.testing.certs import TLSCerts
-from mailfleet.testing.pytest_plugin import SMTP_USER
-from mailfleet.testing.smtpd import FakeSMTP
+from mailfleet_testing.certs import TLSCerts
+from mailfleet_testing.pytest_plugin import SMTP_USER
+from mailfleet_testing.smtpd import FakeSMTP
 
 
 def server_entry(smtp: FakeSMTP, certs: TLSCerts, *, name: str = "test",

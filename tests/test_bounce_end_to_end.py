@@ -16,9 +16,9 @@ from mailfleet.fleet import Fleet
 from mailfleet.mailing import create_mailing
 from mailfleet.store.sqlite import SqliteStore
 from mailfleet.template import Template
-from mailfleet.testing.dovecot import Mailbox
-from mailfleet.testing.postfix import PostfixServer
-from mailfleet.testing.smtpd import FakeSMTP
+from mailfleet_testing.dovecot import Mailbox
+from mailfleet_testing.postfix import PostfixServer
+from mailfleet_testing.smtpd import FakeSMTP
 
 DEAD = "gone@dest.test"
 

@@ -12,9 +12,9 @@ import pytest
 from fleet_config import server_entry
 
 from mailfleet.cli import main
-from mailfleet.testing.certs import TLSCerts
-from mailfleet.testing.pytest_plugin import SMTP_PASSWORD, SMTP_USER
-from mailfleet.testing.smtpd import FakeSMTP
+from mailfleet_testing.certs import TLSCerts
+from mailfleet_testing.pytest_plugin import SMTP_PASSWORD, SMTP_USER
+from mailfleet_testing.smtpd import FakeSMTP
 
 
 def toml_value(value: Any) -> str:

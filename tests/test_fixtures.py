@@ -1,4 +1,4 @@
-"""The mailfleet.testing fixtures themselves, against the real servers on 127.0.0.1."""
+"""The mailfleet_testing fixtures themselves, against the real servers on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import psycopg
 import pytest
 from imapclient import IMAPClient
 
-from mailfleet.testing.certs import TLSCerts
-from mailfleet.testing.dovecot import DovecotServer, Mailbox
-from mailfleet.testing.postfix import PostfixServer
-from mailfleet.testing.postgres import PostgresServer
-from mailfleet.testing.pytest_plugin import SMTP_PASSWORD, SMTP_TOKEN, SMTP_USER, unavailable
-from mailfleet.testing.smtp_sink import SmtpSink, run_smtp_source
-from mailfleet.testing.smtpd import FakeSMTP
+from mailfleet_testing.certs import TLSCerts
+from mailfleet_testing.dovecot import DovecotServer, Mailbox
+from mailfleet_testing.postfix import PostfixServer
+from mailfleet_testing.postgres import PostgresServer
+from mailfleet_testing.pytest_plugin import SMTP_PASSWORD, SMTP_TOKEN, SMTP_USER, unavailable
+from mailfleet_testing.smtp_sink import SmtpSink, run_smtp_source
+from mailfleet_testing.smtpd import FakeSMTP
 
 MSG = b"From: a@test.local\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nbody\r\n"
 

@@ -17,7 +17,7 @@ from mailfleet.mailbox.pop3 import Pop3Reader
 from mailfleet.mailbox.settings import resolve_mailbox
 from mailfleet.providers import Security
 from mailfleet.secrets import Secret
-from mailfleet.testing.dovecot import Mailbox
+from mailfleet_testing.dovecot import Mailbox
 
 
 class MemoryState:

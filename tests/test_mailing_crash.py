@@ -18,8 +18,8 @@ from test_mailing_support import dispatcher, make_fleet, new_mailing, server_ent
 
 from mailfleet.clock import FakeClock
 from mailfleet.store.sqlite import SqliteStore
-from mailfleet.testing.certs import TLSCerts
-from mailfleet.testing.smtpd import FakeSMTP
+from mailfleet_testing.certs import TLSCerts
+from mailfleet_testing.smtpd import FakeSMTP
 
 CHILD = """
 import json, sys

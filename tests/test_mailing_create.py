@@ -18,8 +18,8 @@ from mailfleet.clock import FakeClock
 from mailfleet.mailing import BadRowsError, create_mailing
 from mailfleet.store.sqlite import SqliteStore
 from mailfleet.template import CompiledTemplate, DateCache, Template
-from mailfleet.testing.certs import TLSCerts
-from mailfleet.testing.smtpd import FakeSMTP
+from mailfleet_testing.certs import TLSCerts
+from mailfleet_testing.smtpd import FakeSMTP
 
 TEMPLATE_TOML = """
 subject = "Hello {{ name }}"

@@ -23,8 +23,8 @@ from mailfleet.plugins import load_plugins
 from mailfleet.servers import Server
 from mailfleet.store.sqlite import SqliteStore
 from mailfleet.template import Template
-from mailfleet.testing.certs import TLSCerts
-from mailfleet.testing.smtpd import FakeSMTP
+from mailfleet_testing.certs import TLSCerts
+from mailfleet_testing.smtpd import FakeSMTP
 
 certs = support.certs
 servers = support.servers

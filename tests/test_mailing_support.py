@@ -21,8 +21,8 @@ from mailfleet.mailing import CreateResult, create_mailing
 from mailfleet.plugins import load_plugins
 from mailfleet.store.sqlite import SqliteStore
 from mailfleet.template import Template
-from mailfleet.testing.certs import TLSCerts
-from mailfleet.testing.smtpd import FakeSMTP
+from mailfleet_testing.certs import TLSCerts
+from mailfleet_testing.smtpd import FakeSMTP
 
 PASSWORD = "s3cret-pw"
 
@@ -43,7 +43,7 @@ class Recorder:
 
 @pytest.fixture
 def certs(tls_certs: TLSCerts) -> TLSCerts:
-    """The shared test CA (``tls_certs`` of mailfleet.testing), under the name these tests use."""
+    """The shared test CA (``tls_certs`` of mailfleet_testing), under the name these tests use."""
     return tls_certs
 
 

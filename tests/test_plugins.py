@@ -269,7 +269,7 @@ def test_hook_mailfleet_send_lets_a_plugin_change_the_bytes(
     import attrs
     from fleet_config import fleet_for, server_entry
 
-    from mailfleet.testing.pytest_plugin import SMTP_PASSWORD
+    from mailfleet_testing.pytest_plugin import SMTP_PASSWORD
 
     monkeypatch.setenv("MAILFLEET_TEST_PASSWORD", SMTP_PASSWORD)
 

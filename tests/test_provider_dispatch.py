@@ -15,8 +15,8 @@ from mailfleet.plugins import load_plugins
 from mailfleet.retry import RetryPolicy
 from mailfleet.store.sqlite import SqliteStore
 from mailfleet.template import Template
-from mailfleet.testing.certs import TLSCerts
-from mailfleet.testing.smtpd import FakeSMTP
+from mailfleet_testing.certs import TLSCerts
+from mailfleet_testing.smtpd import FakeSMTP
 
 TEMPLATE = Template(subject="Hello {{ name }}", text="Dear {{ name }}\n", sender="news@example.net")
 PEOPLE = [{"email": f"user{i}@dest.test", "name": f"User {i}"} for i in range(1, 6)]

@@ -27,8 +27,8 @@ from mailfleet.plugins import load_plugins
 from mailfleet.providers import Security
 from mailfleet.sender import SenderRequest
 from mailfleet.servers import Server, resolve_servers
-from mailfleet.testing.postfix import PostfixServer
-from mailfleet.testing.smtpd import FakeSMTP
+from mailfleet_testing.postfix import PostfixServer
+from mailfleet_testing.smtpd import FakeSMTP
 
 SENDER = "noreply@shop.example"
 

@@ -15,8 +15,8 @@ from mailfleet.providers import Limits, Security
 from mailfleet.secrets import Secret
 from mailfleet.sender import SenderRequest
 from mailfleet.servers import Server, resolve_servers
-from mailfleet.testing.certs import TLSCerts
-from mailfleet.testing.smtpd import FakeSMTP
+from mailfleet_testing.certs import TLSCerts
+from mailfleet_testing.smtpd import FakeSMTP
 
 BOX = "olga@mail.ru"
 APP_PASSWORD = "Zx9vQw8rTy7uIo6p"

@@ -15,8 +15,8 @@ from mailfleet.providers import Security
 from mailfleet.secrets import Secret
 from mailfleet.sender import SenderRequest
 from mailfleet.servers import Server, resolve_servers
-from mailfleet.testing.certs import TLSCerts
-from mailfleet.testing.smtpd import FakeSMTP
+from mailfleet_testing.certs import TLSCerts
+from mailfleet_testing.smtpd import FakeSMTP
 
 BOX = "ivan@yandex.ru"
 APP_PASSWORD = "qwertyuiopasdfgh"

@@ -13,9 +13,9 @@ from mailfleet.envelope import Envelope
 from mailfleet.errors import Classification, Stage
 from mailfleet.fleet import Fleet
 from mailfleet.plugins import load_plugins
-from mailfleet.testing.certs import TLSCerts
-from mailfleet.testing.pytest_plugin import SMTP_PASSWORD, SMTP_TOKEN, SMTP_USER
-from mailfleet.testing.smtpd import FakeSMTP
+from mailfleet_testing.certs import TLSCerts
+from mailfleet_testing.pytest_plugin import SMTP_PASSWORD, SMTP_TOKEN, SMTP_USER
+from mailfleet_testing.smtpd import FakeSMTP
 
 
 @pytest.fixture(autouse=True)

@@ -25,9 +25,9 @@ from mailfleet.providers import Limits
 from mailfleet.store import open_store
 from mailfleet.store.base import Recovery
 from mailfleet.store.postgres import PostgresStore, mask_dsn
-from mailfleet.testing.certs import TLSCerts
-from mailfleet.testing.postgres import PostgresServer
-from mailfleet.testing.smtpd import FakeSMTP
+from mailfleet_testing.certs import TLSCerts
+from mailfleet_testing.postgres import PostgresServer
+from mailfleet_testing.smtpd import FakeSMTP
 
 certs = support.certs
 T0 = 1_767_225_600.0

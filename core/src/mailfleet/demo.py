@@ -44,8 +44,8 @@ def _quota(store: SqliteStore, fleet: Fleet, title: str) -> None:
 
 def main() -> None:
     try:
-        from mailfleet.testing.certs import make_certs
-        from mailfleet.testing.smtpd import FakeSMTP
+        from mailfleet_testing.certs import make_certs
+        from mailfleet_testing.smtpd import FakeSMTP
     except ImportError as exc:  # the embedded servers come with the testing extra
         raise SystemExit(f"the demo needs `pip install mailfleet[testing]` ({exc})") from None
 

@@ -6,6 +6,6 @@ Modules: :mod:`.certs` (throwaway CAs), :mod:`.smtpd` (scriptable in-process SMT
 :mod:`.pytest_plugin` (the fixtures).
 """
 
-from mailfleet.testing._util import ServerUnavailable, free_port, servers_required
+from mailfleet_testing._util import ServerUnavailable, free_port, servers_required
 
 __all__ = ["ServerUnavailable", "free_port", "servers_required"]

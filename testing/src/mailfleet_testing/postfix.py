@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from mailfleet.testing._util import (
+from mailfleet_testing._util import (
     LOCALHOST,
     PrivateServer,
     ServerUnavailable,
@@ -29,8 +29,8 @@ from mailfleet.testing._util import (
     user_ids,
     wait_for_ports,
 )
-from mailfleet.testing.certs import CertBundle, TLSCerts
-from mailfleet.testing.dovecot import DOMAIN, MAIL_USER, DovecotServer
+from mailfleet_testing.certs import CertBundle, TLSCerts
+from mailfleet_testing.dovecot import DOMAIN, MAIL_USER, DovecotServer
 
 __all__ = ["PostfixServer"]
 

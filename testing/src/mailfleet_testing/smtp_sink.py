@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from mailfleet.testing._util import (
+from mailfleet_testing._util import (
     LOCALHOST,
     ServerUnavailable,
     find_binary,

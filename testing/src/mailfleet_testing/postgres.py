@@ -14,7 +14,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from mailfleet.testing._util import (
+from mailfleet_testing._util import (
     LOCALHOST,
     PrivateServer,
     ServerUnavailable,

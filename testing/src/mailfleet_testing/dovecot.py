@@ -23,7 +23,7 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 
-from mailfleet.testing._util import (
+from mailfleet_testing._util import (
     LOCALHOST,
     PrivateServer,
     ServerUnavailable,
@@ -37,7 +37,7 @@ from mailfleet.testing._util import (
     user_ids,
     wait_for_ports,
 )
-from mailfleet.testing.certs import CertBundle, TLSCerts, client_context
+from mailfleet_testing.certs import CertBundle, TLSCerts, client_context
 
 __all__ = ["ANY_USER_PASSWORD", "BOUNCES_LOGIN", "BOUNCES_PASSWORD", "DovecotServer", "Mailbox"]
 

@@ -14,18 +14,18 @@ from typing import Any, NoReturn, TypeVar
 
 import pytest
 
-from mailfleet.testing._util import (
+from mailfleet_testing._util import (
     ServerUnavailable,
     make_server_dir,
     remove_tree,
     servers_required,
 )
-from mailfleet.testing.certs import TLSCerts, make_certs
-from mailfleet.testing.dovecot import DovecotServer, Mailbox
-from mailfleet.testing.postfix import PostfixServer
-from mailfleet.testing.postgres import PostgresServer
-from mailfleet.testing.smtp_sink import SmtpSink
-from mailfleet.testing.smtpd import FakeSMTP
+from mailfleet_testing.certs import TLSCerts, make_certs
+from mailfleet_testing.dovecot import DovecotServer, Mailbox
+from mailfleet_testing.postfix import PostfixServer
+from mailfleet_testing.postgres import PostgresServer
+from mailfleet_testing.smtp_sink import SmtpSink
+from mailfleet_testing.smtpd import FakeSMTP
 
 __all__ = [
     "SMTP_PASSWORD",

@@ -32,8 +32,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
-from mailfleet.testing._util import LOCALHOST
-from mailfleet.testing.certs import CertBundle, TLSCerts
+from mailfleet_testing._util import LOCALHOST
+from mailfleet_testing.certs import CertBundle, TLSCerts
 
 __all__ = ["FakeSMTP", "ReceivedMessage", "Rule", "SMTPEvent", "Stage"]
 
