@@ -85,7 +85,7 @@ def test_validate_refuses_allow_sender_override_and_a_bad_ratelimit_option() -> 
                 options={"ratelimit_block_seconds": "1h"})
     problems = "\n".join(info.value.problems)
     assert "allow_sender_override: Mail.ru refuses any envelope sender but the login" in problems
-    assert "options.ratelimit_block_seconds: expected a positive number" in problems
+    assert "options.ratelimit_block_seconds: expected an integer (got '1h')" in problems
 
 
 # -- the application password -----------------------------------------------------------------

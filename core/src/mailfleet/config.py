@@ -7,11 +7,12 @@ form. Presets from provider plugins are applied later, by :mod:`mailfleet.server
 
 from __future__ import annotations
 
+import difflib
 import enum
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import attrs
 import cattrs
@@ -23,6 +24,7 @@ from mailfleet.retry import RetryPolicy
 from mailfleet.secrets import Secret, SecretRef
 
 CONFIG_ENV = "MAILFLEET_CONFIG"
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -74,6 +76,7 @@ class ServerConfig:
 class BouncesConfig:
     """The mailbox that receives bounce reports (read by ``mailfleet bounces fetch``).
 
+    ``auth = "xoauth2"`` logs in with a token from the ``mailfleet_mailbox_token`` hook.
     ``verp``: send each letter with the envelope sender ``login+mf-<letter id>@domain``
     where the server allows it, so every bounce names its letter.
     """
@@ -97,6 +100,7 @@ class BouncesConfig:
     soft_bounce_limit: int = 3
     soft_bounce_window_days: int = 30
     verp: bool = False
+    auth: Literal["password", "xoauth2"] = "password"
 
     def secret_ref(self) -> SecretRef:
         return SecretRef("bounces", env=self.password_env, file=self.password_file,
@@ -241,3 +245,25 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
     return parse_config(data, str(file))
+
+
+def structure_section(data: Any, cls: type[T], path: str) -> T:
+    """``data`` structured into the attrs class ``cls`` (a plugin's options schema), or
+    ConfigError naming each bad key under ``path`` with the fix."""
+    try:
+        return converter.structure(data, cls)
+    except (ClassValidationError, ForbiddenExtraKeysError) as exc:
+        problems: list[str] = []
+        _flatten(exc, "", data, problems)
+        fields = [f.name for f in attrs.fields(cls)]  # type: ignore[arg-type]
+        lines = []
+        for line in problems:
+            if line.startswith(": "):  # a validator's own "name: problem; fix"
+                line = line[2:].rsplit(" (got {", 1)[0]
+            key = line.split(":", 1)[0].split(".", 1)[0]
+            near = difflib.get_close_matches(key, fields, n=1)
+            hint = f"; did you mean {near[0]}?" if "unknown key" in line and near else ""
+            lines.append(f"{path}.{line}{hint}")
+        raise ConfigError(lines) from None
+    except (ValueError, TypeError) as exc:  # a schema validator: "name: problem; fix"
+        raise ConfigError(f"{path}.{exc}") from None

@@ -179,7 +179,7 @@ class Dispatcher:
             self.store.register_dispatcher(self.id, self.clock.now())
             recovered = self.store.recover(self.clock.now())
             self._started = True
-        self._observed = bool(self.fleet.plugins.pm.hook.mailfleet_event.get_hookimpls())
+        self._observed = self.fleet.plugins.has_event_observers()
         servers = [s for s in self.fleet.servers if s.enabled]
         run = _Run(servers)
         tasks = [self._worker(run, server) for server in servers

@@ -1,23 +1,36 @@
-"""The hooks mailfleet calls, each a contract for plugin authors.
+"""The hooks mailfleet calls, each a contract for plugin authors (reference: docs/hooks.md).
 
 Plugins are found through the entry-point group ``mailfleet``; the entry-point name is the
-provider id used in config (``provider = "gmail"``). Implement hooks with
-``@mailfleet.hookimpl``; ``wrapper=True`` (new-style) wrappers are supported, old-style
-``hookwrapper`` is not.
+plugin id (for a provider plugin, the provider id used in config). Implement hooks with
+``mailfleet.plugin.hookimpl``, importing only from :mod:`mailfleet.plugin`. New-style wrappers
+(``wrapper=True``) work on every hook; old-style ``hookwrapper`` is not supported.
 
 Two kinds of hooks:
 
-* **Provider hooks** (``mailfleet_validate_server``, ``mailfleet_connect``,
-  ``mailfleet_oauth_token``, ``mailfleet_sender_policy``, ``mailfleet_send``,
-  ``mailfleet_diagnose``) are called for one server. mailfleet calls them on that server's
-  provider plugin, on plugins that provide no provider (cross-cutting plugins: metrics,
-  policy), and last on the core's generic plugin, which implements each of them with
-  ``trylast=True`` as the fallback. A provider plugin never sees another provider's servers.
-* **Global hooks** (``mailfleet_provider``, ``mailfleet_parse_bounce``, ``mailfleet_event``)
-  are called on every plugin.
+* **Provider hooks** are called for one server: on that server's provider plugin, on plugins
+  that provide no provider (cross-cutting plugins: metrics, policy, headers), and last on the
+  core's generic plugin, whose implementations are ``trylast`` fallbacks. A provider plugin
+  never sees another provider's servers.
+* **Global hooks** (``mailfleet_provider``, ``mailfleet_parse_bounce``, ``mailfleet_event``,
+  ``mailfleet_mailbox_token``) are called on every plugin.
 
-``firstresult`` hooks stop at the first implementation that returns something other than
-``None``; returning ``None`` means "not mine, ask the next plugin".
+Three ways an answer is taken:
+
+* ``firstresult``: the first implementation that returns something other than ``None`` wins;
+  ``None`` means "not mine, ask the next plugin".
+* **first awaited answer** (``mailfleet_oauth_token``, ``mailfleet_connect``, ``mailfleet_send``):
+  an implementation may be ``def`` or ``async def``. mailfleet calls every implementation
+  (nothing runs in a coroutine before it is awaited), then awaits the results in call order
+  and takes the first that is not ``None``; the coroutines after it are closed unawaited. So
+  declining is always possible: return ``None`` from a ``def``, or return ``None`` from an
+  ``async def``. A ``def`` may also return an awaitable, or (``mailfleet_oauth_token``) a
+  plain value.
+* **collected**: every implementation runs; mailfleet uses all the answers.
+
+Hook evolution: a new argument may be added to a spec at any time (implementations name only
+the arguments they use, as pluggy allows); a hook or argument to be removed is first marked
+with pluggy's ``warn_on_impl`` for at least one minor release, so an implementation of it gets
+a ``DeprecationWarning`` naming the replacement when the plugin is registered.
 """
 
 from __future__ import annotations
@@ -34,6 +47,8 @@ if TYPE_CHECKING:
     from mailfleet.envelope import Envelope, SendResult, SmtpSession
     from mailfleet.errors import Diagnosis, SmtpError
     from mailfleet.events import DeliveryEvent
+    from mailfleet.mailbox.settings import MailboxSettings
+    from mailfleet.outgoing import OutgoingLetter
     from mailfleet.providers import ProviderInfo
     from mailfleet.sender import SenderDecision, SenderRequest
     from mailfleet.servers import Server
@@ -42,16 +57,19 @@ PROJECT = "mailfleet"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
+#: Hooks whose answer is the first awaited non-``None`` result (see the module docstring).
+AWAITED = frozenset({"mailfleet_oauth_token", "mailfleet_connect", "mailfleet_send"})
+
 
 @hookspec
 def mailfleet_provider() -> ProviderInfo | None:
-    """Declare the provider this plugin encodes: id, domains, presets, login rule, limits.
+    """Declare the provider this plugin encodes: id, domains, hosts, presets, rules, options.
 
-    Called once on every plugin when the plugin manager is built. Return ``None`` from a
-    plugin that is not a provider (a metrics or policy plugin). ``ProviderInfo.id`` must equal
-    the plugin's entry-point name; two plugins with one id are refused.
+    Called once on each plugin when the plugin manager is built. Return ``None`` from a plugin
+    that is not a provider (a metrics or policy plugin). ``ProviderInfo.id`` must equal the
+    plugin's entry-point name; two plugins with one id are refused.
 
-    Not ``firstresult``: the manager collects every provider.
+    Collected (called per plugin, so the manager knows which plugin declared what).
     """
 
 
@@ -61,45 +79,48 @@ def mailfleet_validate_server(
 ) -> list[str] | None:
     """Check a resolved server's config against the provider's rules.
 
-    :param server: the server, with presets already applied.
+    :param server: the server, with presets applied and options checked against the
+        provider's ``ProviderInfo.options`` schema.
     :param deployment: the deployment settings (``saas`` mode, locale).
     :return: a list of problems, each naming the key and the fix
         (``"servers[office].port: ..."``); an empty list or ``None`` means no objection.
 
-    Not ``firstresult``: every objection from every plugin is reported together, at load
-    time, before anything is sent.
+    Collected: every objection from every plugin is reported together, at load time, before
+    anything is sent.
     """
 
 
-@hookspec(firstresult=True)
+@hookspec
+def mailfleet_oauth_token(server: Server) -> str | Awaitable[str | None] | None:
+    """Supply a fresh OAuth2 access token for a server with ``auth = "xoauth2"``.
+
+    :param server: the server about to connect, with ``auth = "xoauth2"``.
+    :return: an access token valid now (a ``def`` returns it, an ``async def`` yields it);
+        host applications implement this (they own the refresh tokens); it is called before
+        each connection. ``None`` means "not mine". A server that needs a token and gets none
+        fails at stage ``auth``.
+
+    First awaited answer.
+    """
+
+
+@hookspec
 def mailfleet_connect(
     server: Server, oauth_token: str | None
-) -> Awaitable[SmtpSession] | None:
+) -> Awaitable[SmtpSession | None] | None:
     """Open an authenticated session to ``server``.
 
     :param server: the resolved server (host, port, security, login, TLS options).
     :param oauth_token: for ``auth = "xoauth2"``, a fresh token from
         ``mailfleet_oauth_token``; ``None`` otherwise.
+    :return: an awaitable (an ``async def``) yielding an open
+        :class:`~mailfleet.envelope.SmtpSession`; it raises
+        :class:`~mailfleet.errors.SmtpError` with stage ``connect``, ``tls`` or ``auth`` on
+        failure. Read the password with ``server.password()`` at this moment; never log it.
+        ``None`` (returned, or yielded by the coroutine) means "use the next plugin" (in the
+        end, the core's SMTP client).
 
-    :return: an awaitable (call an ``async def`` and return its coroutine) that yields an open
-    :class:`~mailfleet.envelope.SmtpSession`; the awaitable raises
-    :class:`~mailfleet.errors.SmtpError` with stage ``connect``, ``tls`` or ``auth`` on
-    failure. Read the password with ``server.password()`` at this moment; never log it.
-
-    ``firstresult``: the first plugin that returns an awaitable opens the session. ``None``
-    means "use the next plugin" (in the end, the core's SMTP client).
-    """
-
-
-@hookspec(firstresult=True)
-def mailfleet_oauth_token(server: Server) -> str | None:
-    """Supply a fresh OAuth2 access token for a server with ``auth = "xoauth2"``.
-
-    :param server: the server about to connect, with ``auth = "xoauth2"``.
-    :return: an access token valid now; host applications implement this (they own the
-        refresh tokens); it is called before each connection. ``firstresult``: the first token wins;
-    ``None`` means "not mine". A server that needs a token and gets none fails at stage
-    ``auth``.
+    First awaited answer.
     """
 
 
@@ -111,30 +132,59 @@ def mailfleet_sender_policy(
 
     :param server: the server that will send the letter.
     :param wanted: the mailing's fixed sender and the envelope sender it asks for.
-    :return: the decision and its reason (for example "Yandex refuses any envelope sender but
-        the login"). ``None`` defers to the next plugin; the core's rule is: the wanted sender
-        when ``server.allow_sender_override`` is true, else the server's own address.
+    :return: the decision and its reason (for example "the provider refuses any envelope
+        sender but the login"). ``None`` defers to the next plugin; the core's rule: the wanted
+        sender when ``server.allow_sender_override`` is true, else the server's own address.
 
     ``firstresult``.
     """
 
 
-@hookspec(firstresult=True)
+@hookspec
+def mailfleet_prepare_letter(server: Server, letter: OutgoingLetter) -> None:
+    """Change a letter before it leaves: add headers, rewrite the bytes.
+
+    :param server: the server that will send the letter.
+    :param letter: the letter; change it in place (``letter.add_header(name, value)``,
+        ``letter.data = ...``). Raise :class:`~mailfleet.errors.SmtpError` (stage ``data``) to
+        refuse sending it.
+    :return: ignored (``None``).
+
+    Collected: every implementation changes the same letter, in call order; signing
+    (``mailfleet_sign_letter``) runs after all of them.
+    """
+
+
+@hookspec
+def mailfleet_sign_letter(server: Server, letter: OutgoingLetter) -> None:
+    """Sign the final bytes of a letter (DKIM, ARC) after every ``mailfleet_prepare_letter``.
+
+    :param server: the server that will send the letter.
+    :param letter: the letter; prepend the signature with ``letter.prepend(header)``. Raise
+        :class:`~mailfleet.errors.SmtpError` (stage ``data``) when signing is impossible.
+    :return: ignored (``None``).
+
+    Collected: each signer adds its own signature header.
+    """
+
+
+@hookspec
 def mailfleet_send(
     server: Server, session: SmtpSession, envelopes: Sequence[Envelope],
     stop: Callable[[SmtpError], bool] | None,
-) -> Awaitable[list[SendResult]] | None:
-    """Send a batch of letters over an open session.
+) -> Awaitable[list[SendResult] | None] | None:
+    """Send a batch of letters over an open session (the transport, not the letter's content).
 
     :param server: the server the session belongs to.
     :param session: an open session from ``mailfleet_connect``.
-    :param envelopes: the letters, in order; each carries its envelope and bytes.
+    :param envelopes: the letters, in order, already prepared and signed.
     :param stop: the failures after which the batch must stop (the dispatcher passes "the
         provider says quota or server"); hand it on to ``session.send``.
     :return: an awaitable yielding one :class:`~mailfleet.envelope.SendResult` per envelope,
-        in order. A plugin may change the bytes (DKIM signing, provider headers) and then hand the
-    batch to ``session.send``. ``firstresult``: ``None`` means "send as is" (the core calls
-    ``session.send``).
+        in order (for example: send one at a time and stop at the first refusal). ``None``
+        means "send as is" (in the end the core calls ``session.send``).
+
+    First awaited answer.
     """
 
 
@@ -154,6 +204,19 @@ def mailfleet_diagnose(
         diagnosis answers every error.
 
     ``firstresult``.
+    """
+
+
+@hookspec(firstresult=True)
+def mailfleet_mailbox_token(mailbox: MailboxSettings) -> str | None:
+    """Supply a fresh OAuth2 access token for the bounce mailbox (``auth = "xoauth2"``).
+
+    :param mailbox: the resolved IMAP/POP3 mailbox about to be read (host, login, protocol).
+    :return: an access token for ``AUTHENTICATE XOAUTH2`` (IMAP) or ``AUTH XOAUTH2`` (POP3);
+        ``None`` means "not mine". A mailbox that needs a token and gets none fails at stage
+        ``auth``.
+
+    ``firstresult``; called on every plugin.
     """
 
 
@@ -180,7 +243,8 @@ def mailfleet_event(event: DeliveryEvent) -> None:
 
     :param event: what happened (sent, failed, deferred, skipped, quota exhausted, resumed,
         paused, bounced, complained), to which letter, recipient, server and mailing.
-    :return: ignored. Called on every plugin; an exception is logged, never propagated
-        into sending. Not ``firstresult``.
-    """
+    :return: ignored (``None``). Called on every plugin; an observer's exception is logged
+        and the other observers still run; nothing is propagated into sending.
 
+    Collected.
+    """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -68,6 +68,17 @@ class ProviderInfo:
     ``auth`` lists the mechanisms the provider accepts: ``password``, ``app_password``,
     ``xoauth2``.
 
+    Detection: a server without ``provider`` belongs to the provider whose SMTP host it uses
+    (the hosts of ``smtp``, ``imap`` and ``pop3`` and the extra names in ``hosts``), else to
+    the provider of its login's or sender's domain (``domains``). ``kinds`` lists the server
+    kinds the provider serves by default: a provider with ``"internal"`` is the default of
+    ``kind = "internal"`` servers (this host's MTA).
+
+    ``options`` is the schema of the provider's server options (``[servers.options]``): an
+    attrs class whose fields are the option names with their types, defaults and validators.
+    Unknown or bad options are refused at config load, with the key path and the fix; ``None``
+    means the provider takes no options.
+
     Where ``sender_substitution`` is false, only the mailbox and its declared ``aliases`` may
     send: ``sender_rule`` says why in one clause (quoting the provider's refusal),
     ``alias_help`` how an address becomes an alias, ``envelope_sender`` whether the envelope
@@ -78,6 +89,7 @@ class ProviderInfo:
     id: str
     name: str
     domains: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
     smtp: tuple[Endpoint, ...] = ()
     imap: tuple[Endpoint, ...] = ()
     pop3: tuple[Endpoint, ...] = ()
@@ -91,3 +103,14 @@ class ProviderInfo:
     envelope_sender: Literal["from", "login"] = "from"
     verp: bool = True
     help_url: str | None = None
+    kinds: tuple[Literal["internal", "external"], ...] = ("external",)
+    options: type[Any] | None = None
+
+    def served_hosts(self) -> frozenset[str]:
+        """Every host name that identifies this provider (lower case)."""
+        endpoints = (*self.smtp, *self.imap, *self.pop3)
+        return frozenset(h.lower() for h in (*self.hosts, *(e.host for e in endpoints))
+                         if h.lower() not in _LOCAL_HOSTS)
+
+
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "localhost.localdomain"})

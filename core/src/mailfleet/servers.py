@@ -23,8 +23,10 @@ class Server:
     """One SMTP server ready to use; every field is final (no ``None`` presets left).
 
     ``provider`` is the id of the plugin that handles it (``generic`` when none claims it);
-    ``login`` is ``None`` when the server takes no AUTH. The password is not held here:
-    :meth:`password` reads it from its reference at the moment of use.
+    ``login`` is ``None`` when the server takes no AUTH; ``provider_options`` holds the
+    ``options`` checked against the provider's schema (an instance of
+    ``ProviderInfo.options``). The password is not held here: :meth:`password` reads it from
+    its reference at the moment of use.
     """
 
     name: str
@@ -49,6 +51,7 @@ class Server:
     operator_default: bool
     enabled: bool
     options: dict[str, Any] = attrs.field(factory=dict, eq=False, hash=False)
+    provider_options: Any = attrs.field(default=None, eq=False, hash=False, repr=False)
     provider_info: ProviderInfo | None = attrs.field(default=None, eq=False, repr=False)
     secret: SecretRef = attrs.field(factory=lambda: SecretRef("server"), eq=False, repr=False)
 
@@ -99,12 +102,12 @@ def _resolve_one(raw: ServerConfig, where: str, plugins: Plugins) -> Server:
     except AddressError as exc:
         raise ConfigError(f"{where}.sender: {exc}") from None
     check_header("sender_name", raw.sender_name)
-    internal_default = "internal_smtp" if "internal_smtp" in plugins.providers else GENERIC
     if raw.kind == "internal":
-        provider = raw.provider or internal_default
+        provider = raw.provider or plugins.internal_provider()
     else:
-        provider = plugins.provider_for(raw.provider, raw.login, sender)
+        provider = plugins.provider_for(raw.provider, raw.login, sender, host=raw.host)
     info = plugins.info(provider)
+    provider_options = plugins.provider_options(provider, dict(raw.options))
     presets = info.smtp if info else ()
     host = raw.host or (presets[0].host if presets else None)
     if host is None:
@@ -149,4 +152,4 @@ def _resolve_one(raw: ServerConfig, where: str, plugins: Plugins) -> Server:
         limits=limits, connections=raw.connections, tls_verify=raw.tls_verify,
         ca_file=raw.ca_file, allow_insecure_auth=raw.allow_insecure_auth,
         operator_default=raw.operator_default, enabled=raw.enabled, options=dict(raw.options),
-        provider_info=info, secret=raw.secret_ref(where))
+        provider_options=provider_options, provider_info=info, secret=raw.secret_ref(where))

@@ -62,7 +62,10 @@ class ImapReader:
                     raise MailboxError("tls", "STARTTLS was required but the server does not "
                                        "offer it", transient=False)
                 client.starttls(context)
-            client.login(s.login, s.password().reveal())
+            if s.auth == "xoauth2":
+                client.oauth2_login(s.login, s.oauth_token())
+            else:
+                client.login(s.login, s.password().reveal())
         except LoginError as exc:
             _close(client)
             raise MailboxError("auth", f"the server refused the login {s.login}: "

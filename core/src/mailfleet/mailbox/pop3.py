@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import poplib
@@ -47,8 +48,14 @@ class Pop3Reader:
                 except poplib.error_proto as exc:
                     raise MailboxError("tls", f"STARTTLS was required but refused: {exc}",
                                        transient=False) from None
-            client.user(s.login)
-            client.pass_(s.password().reveal())
+            if s.auth == "xoauth2":  # RFC 5034 AUTH with the XOAUTH2 initial response
+                token = base64.b64encode(
+                    f"user={s.login}\x01auth=Bearer {s.oauth_token()}\x01\x01".encode())
+                # poplib has no public AUTH command; _shortcmd sends one line, checks +OK
+                client._shortcmd(f"AUTH XOAUTH2 {token.decode()}")  # type: ignore[attr-defined]
+            else:
+                client.user(s.login)
+                client.pass_(s.password().reveal())
         except poplib.error_proto as exc:
             _quit(client)
             text = exc.args[0].decode("utf-8", "replace") if exc.args else ""

@@ -48,6 +48,18 @@ class MailboxSettings:
     ca_file: str | None
     allow_insecure_auth: bool
     secret: SecretRef = attrs.field(repr=False, eq=False)
+    auth: Literal["password", "xoauth2"] = "password"
+    token_source: Callable[[MailboxSettings], str | None] | None = attrs.field(
+        default=None, repr=False, eq=False)
+
+    def oauth_token(self) -> str:
+        """A fresh OAuth2 token from the plugins (``mailfleet_mailbox_token``), read now."""
+        token = self.token_source(self) if self.token_source is not None else None
+        if not token:
+            raise MailboxError("auth", f"no plugin supplied an OAuth2 token for {self.login} "
+                               f"(bounces.auth = \"xoauth2\"); implement the "
+                               f"mailfleet_mailbox_token hook", transient=False)
+        return token
 
     def password(self) -> Secret:
         secret = self.secret.read()
@@ -76,7 +88,8 @@ def resolve_mailbox(config: BouncesConfig, plugins: Plugins | None = None) -> Ma
         problems.append("bounces.login: required (the bounce mailbox's user name)")
     provider = None
     if plugins is not None:
-        provider = plugins.info(plugins.provider_for(config.provider, config.login))
+        provider = plugins.info(plugins.provider_for(config.provider, config.login,
+                                                     host=config.host))
     presets = () if provider is None else (
         provider.imap if config.protocol == "imap" else provider.pop3)
     host = config.host or (presets[0].host if presets else None)
@@ -96,11 +109,12 @@ def resolve_mailbox(config: BouncesConfig, plugins: Plugins | None = None) -> Ma
     if security is Security.NONE and not config.allow_insecure_auth:
         problems.append("bounces.security: a login over an unencrypted connection is refused; "
                         "use ssl or starttls, or set allow_insecure_auth = true")
-    if not config.secret_ref().present:
+    if config.auth == "password" and not config.secret_ref().present:
         problems.append("bounces: no password; add password_env or password_file")
     if problems or host is None or config.login is None:
         raise ConfigError(problems)
     return MailboxSettings(
+        auth=config.auth, token_source=plugins.mailbox_token if plugins is not None else None,
         protocol=config.protocol, host=host, port=port, security=security, login=config.login,
         folder=config.folder, processed=config.processed, move_to=config.move_to,
         timeout=config.timeout, tls_verify=config.tls_verify, ca_file=config.ca_file,

@@ -6,10 +6,7 @@ Google Workspace is the same distribution's second provider, ``google-workspace`
 
 from __future__ import annotations
 
-from mailfleet import hookimpl
-from mailfleet.errors import Diagnosis, SmtpError
-from mailfleet.providers import ProviderInfo
-from mailfleet.servers import Server
+from mailfleet.plugin import Diagnosis, ProviderInfo, Server, SmtpError, hookimpl
 from mailfleet_gmail import replies
 from mailfleet_gmail.provider import GMAIL
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailfleet.providers import Endpoint, Limits, ProviderInfo, Security
+from mailfleet.plugin import Endpoint, Limits, ProviderInfo, Security
 
 SMTP = (Endpoint("smtp.gmail.com", 465, Security.SSL),
         Endpoint("smtp.gmail.com", 587, Security.STARTTLS))

@@ -6,8 +6,7 @@ provider id; it reuses Gmail's hook implementations.
 
 from __future__ import annotations
 
-from mailfleet import hookimpl
-from mailfleet.providers import ProviderInfo
+from mailfleet.plugin import ProviderInfo, hookimpl
 from mailfleet_gmail import mailfleet_diagnose
 from mailfleet_gmail.provider import WORKSPACE
 

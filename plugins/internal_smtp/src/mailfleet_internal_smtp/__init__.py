@@ -8,14 +8,18 @@ Sender substitution is allowed (the host's MTA is the operator's own).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable
 
-from mailfleet import hookimpl
-from mailfleet.config import Deployment
-from mailfleet.envelope import Envelope, SendResult, SmtpSession
-from mailfleet.errors import Diagnosis, SmtpError
-from mailfleet.providers import ProviderInfo
-from mailfleet.servers import Server
+from mailfleet.plugin import (
+    Deployment,
+    Diagnosis,
+    OutgoingLetter,
+    ProviderInfo,
+    Server,
+    SmtpError,
+    SmtpSession,
+    hookimpl,
+)
 from mailfleet_internal_smtp import config, replies, signing
 from mailfleet_internal_smtp.provider import PROVIDER
 from mailfleet_internal_smtp.sendmail import open_sendmail, sendmail_path
@@ -41,12 +45,9 @@ def mailfleet_connect(server: Server, oauth_token: str | None) -> Awaitable[Smtp
 
 
 @hookimpl
-def mailfleet_send(server: Server, session: SmtpSession, envelopes: Sequence[Envelope],
-                   stop: Callable[[SmtpError], bool] | None
-                   ) -> Awaitable[list[SendResult]] | None:
-    if not signing.configured(server):
-        return None
-    return signing.send_signed(server, session, envelopes, stop)
+def mailfleet_sign_letter(server: Server, letter: OutgoingLetter) -> None:
+    if signing.configured(server):
+        signing.sign_letter(server, letter)
 
 
 @hookimpl

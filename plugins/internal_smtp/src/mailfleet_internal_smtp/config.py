@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from mailfleet.config import Deployment
-from mailfleet.servers import Server
+from mailfleet.plugin import Deployment, Server
 from mailfleet_internal_smtp import signing
 from mailfleet_internal_smtp.sendmail import unusable
 

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from mailfleet.providers import Endpoint, ProviderInfo, Security
+import attrs
+
+from mailfleet.plugin import Endpoint, ProviderInfo, Security
+
+
+@attrs.frozen
+class Options:
+    """Internal SMTP server options (``[servers.options]``): ``sendmail`` pipes letters to
+    that binary instead of SMTP; the three ``dkim_*`` options sign every letter."""
+
+    sendmail: str | None = None
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    dkim_key_file: str | None = None
+
 
 PROVIDER = ProviderInfo(
     id="internal_smtp",
@@ -11,4 +25,6 @@ PROVIDER = ProviderInfo(
     auth=(),
     sender_substitution=True,
     verp=True,
+    kinds=("internal",),
+    options=Options,
 )

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from mailfleet.diagnosis import ReplyRule, match_rules
-from mailfleet.errors import Classification, Diagnosis, SmtpError, Stage
-from mailfleet.servers import Server
+from mailfleet.plugin import (
+    Classification,
+    Diagnosis,
+    ReplyRule,
+    Server,
+    SmtpError,
+    Stage,
+    match_rules,
+)
 
 C = Classification
 

@@ -12,9 +12,7 @@ import asyncio
 import os
 from collections.abc import Callable, Sequence
 
-from mailfleet.envelope import Envelope, SendResult
-from mailfleet.errors import Classification, SmtpError, Stage
-from mailfleet.servers import Server
+from mailfleet.plugin import Classification, Envelope, SendResult, Server, SmtpError, Stage
 
 EX_TEMPFAIL = 75
 _LETTER_ERRORS = {65: "bad message data", 67: "unknown user", 68: "unknown host"}

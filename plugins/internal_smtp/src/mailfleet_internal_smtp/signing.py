@@ -6,14 +6,11 @@ Ed25519 private key); all three or none.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import attrs
 
-from mailfleet.envelope import Envelope, SendResult, SmtpSession
-from mailfleet.errors import Classification, SmtpError, Stage
-from mailfleet.servers import Server
+from mailfleet.plugin import Classification, OutgoingLetter, Server, SmtpError, Stage
 
 OPTIONS = ("dkim_selector", "dkim_domain", "dkim_key_file")
 
@@ -78,15 +75,11 @@ def sign(data: bytes, key: DkimKey) -> bytes:
     return header + data
 
 
-async def send_signed(server: Server, session: SmtpSession, envelopes: Sequence[Envelope],
-                      stop: Callable[[SmtpError], bool] | None = None) -> list[SendResult]:
-    """Sign every envelope's data, send the batch, and report against the caller's envelopes."""
+def sign_letter(server: Server, letter: OutgoingLetter) -> None:
+    """Prepend the DKIM signature of the letter's final bytes (after every other change)."""
     try:
-        key = load_key(server)
-        signed = [attrs.evolve(e, data=sign(e.data, key)) for e in envelopes]
+        signed = sign(letter.data, load_key(server))
     except Exception as exc:  # an unreadable or broken key must not look like a letter fault
         raise SmtpError(Stage.DATA, f"DKIM signing failed: {exc}",
                         classification=Classification.SERVER, server=server.name) from None
-    results = await session.send(signed, stop)
-    return [attrs.evolve(result, envelope=original)
-            for result, original in zip(results, envelopes, strict=True)]
+    letter.data = signed

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from mailfleet import hookimpl
-from mailfleet.config import Deployment
-from mailfleet.errors import Diagnosis, SmtpError
-from mailfleet.providers import ProviderInfo
-from mailfleet.servers import Server
-from mailfleet_mailru import ratelimit, replies
+from mailfleet.plugin import Diagnosis, ProviderInfo, Server, SmtpError, hookimpl
+from mailfleet_mailru import replies
 from mailfleet_mailru.provider import PROVIDER
 
 __all__ = ["PROVIDER"]
@@ -16,11 +12,6 @@ __all__ = ["PROVIDER"]
 @hookimpl
 def mailfleet_provider() -> ProviderInfo:
     return PROVIDER
-
-
-@hookimpl
-def mailfleet_validate_server(server: Server, deployment: Deployment) -> list[str]:
-    return ratelimit.validate(server, deployment)
 
 
 @hookimpl

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from mailfleet.providers import Endpoint, Limits, ProviderInfo, Security
+from mailfleet.plugin import Endpoint, Limits, ProviderInfo, Security
+from mailfleet_mailru.ratelimit import RATELIMIT_BLOCK_SECONDS, Options
+
+__all__ = ["PROVIDER", "RATELIMIT_BLOCK_SECONDS"]
 
 MAILRU_SENDER_RULE = ("Mail.ru refuses any envelope sender but the login (550 not local sender "
                       "over smtp)")
@@ -26,8 +29,5 @@ PROVIDER = ProviderInfo(
     envelope_sender="login",
     verp=False,
     help_url="https://help.mail.ru/mail/security/protection/external",
+    options=Options,
 )
-
-#: Default rest after ``451 Ratelimit exceeded`` (window unconfirmed); server option
-#: ``ratelimit_block_seconds`` overrides it.
-RATELIMIT_BLOCK_SECONDS = 3600

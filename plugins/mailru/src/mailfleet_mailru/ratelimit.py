@@ -1,27 +1,37 @@
-"""Mail.ru's rate-limit rest: ``451 Ratelimit exceeded`` blocks the server this long."""
+"""Mail.ru's rate-limit rest: ``451 Ratelimit exceeded`` blocks the server this long.
+
+The server option ``ratelimit_block_seconds`` (a positive number of seconds) overrides the
+default; its schema is :class:`Options`, checked by mailfleet at config load.
+"""
 
 from __future__ import annotations
 
-from mailfleet.config import Deployment
-from mailfleet.servers import Server
-from mailfleet_mailru.provider import RATELIMIT_BLOCK_SECONDS
+import attrs
+
+from mailfleet.plugin import Server
+
+#: Default rest after ``451 Ratelimit exceeded`` (window unconfirmed); server option
+#: ``ratelimit_block_seconds`` overrides it.
+RATELIMIT_BLOCK_SECONDS = 3600
+
+
+def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    del instance
+    if value <= 0:
+        raise ValueError(f"{attribute.name}: expected a positive number of seconds (got "
+                         f"{value}); the default is {RATELIMIT_BLOCK_SECONDS}")
+
+
+@attrs.frozen
+class Options:
+    """Mail.ru server options (``[servers.options]``)."""
+
+    ratelimit_block_seconds: int = attrs.field(default=RATELIMIT_BLOCK_SECONDS,
+                                               validator=_positive)
 
 
 def block_seconds(server: Server) -> int:
     """How long ``451 Ratelimit exceeded`` rests the server (option ``ratelimit_block_seconds``)."""
-    value = server.options.get("ratelimit_block_seconds", RATELIMIT_BLOCK_SECONDS)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+    options = server.provider_options
+    return options.ratelimit_block_seconds if isinstance(options, Options) \
         else RATELIMIT_BLOCK_SECONDS
-
-
-def validate(server: Server, deployment: Deployment) -> list[str]:
-    """Objections to a Mail.ru server's config, each with its fix."""
-    del deployment
-    where = f"servers[{server.name}]"
-    problems = []
-    value = server.options.get("ratelimit_block_seconds")
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                              or value <= 0):
-        problems.append(f"{where}.options.ratelimit_block_seconds: expected a positive number "
-                        f"of seconds (got {value!r}); the default is {RATELIMIT_BLOCK_SECONDS}")
-    return problems

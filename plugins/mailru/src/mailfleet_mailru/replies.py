@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from mailfleet.diagnosis import REPLY_LINK, ReplyRule, match_rules
-from mailfleet.errors import Classification, Diagnosis, SmtpError, Stage
-from mailfleet.servers import Server
+from mailfleet.plugin import (
+    REPLY_LINK,
+    Classification,
+    Diagnosis,
+    ReplyRule,
+    Server,
+    SmtpError,
+    Stage,
+    match_rules,
+)
 from mailfleet_mailru.ratelimit import block_seconds
 
 C = Classification

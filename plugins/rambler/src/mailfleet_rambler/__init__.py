@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from mailfleet import hookimpl
-from mailfleet.errors import Diagnosis, SmtpError
-from mailfleet.providers import ProviderInfo
-from mailfleet.servers import Server
+from mailfleet.plugin import Diagnosis, ProviderInfo, Server, SmtpError, hookimpl
 from mailfleet_rambler import replies
 from mailfleet_rambler.provider import PROVIDER
 

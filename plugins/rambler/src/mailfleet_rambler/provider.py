@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailfleet.providers import Endpoint, Limits, ProviderInfo, Security
+from mailfleet.plugin import Endpoint, Limits, ProviderInfo, Security
 
 RAMBLER_SENDER_RULE = "Rambler sends only from the login (the From must match it)"
 

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
 
-from mailfleet import hookimpl
-from mailfleet.envelope import Envelope, SendResult, SmtpSession
-from mailfleet.errors import Diagnosis, SmtpError
-from mailfleet.providers import ProviderInfo
-from mailfleet.servers import Server
+from mailfleet.plugin import (
+    Diagnosis,
+    Envelope,
+    ProviderInfo,
+    SendResult,
+    Server,
+    SmtpError,
+    SmtpSession,
+    hookimpl,
+)
 from mailfleet_yandex import replies
 from mailfleet_yandex.provider import PROVIDER
 from mailfleet_yandex.sending import send_until_refused

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailfleet.providers import Endpoint, Limits, ProviderInfo, Security
+from mailfleet.plugin import Endpoint, Limits, ProviderInfo, Security
 
 YANDEX_SENDER_RULE = ("Yandex refuses any sender but the mailbox and its aliases (553 5.7.1 not "
                       "owned by auth user)")

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mailfleet.envelope import Envelope, SendResult, SmtpSession
-from mailfleet.errors import Classification, SmtpError, Stage
-from mailfleet.servers import Server
+from mailfleet.plugin import (
+    Classification,
+    Envelope,
+    SendResult,
+    Server,
+    SmtpError,
+    SmtpSession,
+    Stage,
+)
 from mailfleet_yandex.replies import diagnose
 
 _STOPS = (Classification.QUOTA, Classification.SERVER)
