@@ -230,7 +230,7 @@ class Plugins:
         for info in self.providers.values():
             for domain in info.domains:
                 self._domains.setdefault(domain.lower(), info.id)
-            for host in info.served_hosts():
+            for host in info.served_hosts() if info.domains else ():  # else explicit-only
                 self._hosts.setdefault(host, info.id)
         self._callers: dict[tuple[str, str], Any] = {}
 

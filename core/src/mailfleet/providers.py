@@ -70,9 +70,10 @@ class ProviderInfo:
 
     Detection: a server without ``provider`` belongs to the provider whose SMTP host it uses
     (the hosts of ``smtp``, ``imap`` and ``pop3`` and the extra names in ``hosts``), else to
-    the provider of its login's or sender's domain (``domains``). ``kinds`` lists the server
-    kinds the provider serves by default: a provider with ``"internal"`` is the default of
-    ``kind = "internal"`` servers (this host's MTA).
+    the provider of its login's or sender's domain (``domains``); a provider without domains
+    (Google Workspace, custom domains only) is chosen only by an explicit ``provider``.
+    ``kinds`` lists the server kinds the provider serves by default: a provider with
+    ``"internal"`` is the default of ``kind = "internal"`` servers (this host's MTA).
 
     ``options`` is the schema of the provider's server options (``[servers.options]``): an
     attrs class whose fields are the option names with their types, defaults and validators.
