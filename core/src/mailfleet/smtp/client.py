@@ -228,7 +228,7 @@ class SmtpClient:
         in_data, self._in_data = self._in_data, None
         if in_data is not None and len(results) < len(envelopes):
             if exc.code == 421:  # the server refused it before closing: it has not got it
-                results.append(SendResult(in_data, exc, attempted=False))
+                results.append(self._replied(SendResult(in_data, exc, attempted=False)))
             else:
                 results.append(SendResult(in_data, exc, in_doubt=True))
         results += [SendResult(rest, SmtpError(
