@@ -360,11 +360,11 @@ class Dispatcher:
 
         def revive() -> None:
             run.revivals.pop(server.name, None)
-            if run.tasks and run.status[server.name] == "down" and not self._stop:
+            if run.tasks and run.status[server.name] in ("down", "blocked") and not self._stop:
                 self._spawn(run, server)
                 run.track(run.bump())
 
-        delay = max(0.0, until - self.clock.now())
+        delay = max(0.0, until - self.clock.now()) + 0.01  # timers may fire a little early
         run.revivals[server.name] = asyncio.get_running_loop().call_later(delay, revive)
 
     def _recover(self, run: _Run | None) -> Recovery:
@@ -422,6 +422,8 @@ class Dispatcher:
                                    detail=f"the limit of {server.name} is spent until "
                                    f"{iso(claim.until)}")
                     if claim.reason in ("spent", "blocked"):
+                        if claim.reason == "blocked" and claim.until is not None:
+                            self._revive_at(run, server, claim.until)
                         await run.close(server, claim.reason)
                     return
                 if session is None:
