@@ -258,8 +258,8 @@ def test_recover_leaves_live_dispatchers_and_uses_the_lease_for_other_hosts(
     store.register_dispatcher("elsewhere", T0)
     store.host = host  # type: ignore[attr-defined]
     assert len(store.claim("elsewhere", "a", Limits(), 2, T0 + 60).letters) == 2
-    assert store.recover(T0 + 300).requeued == 0  # heartbeat fresh
-    found = store.recover(T0 + 60 + store.lease_seconds + 1)  # type: ignore[attr-defined]
+    assert store.recover(T0 + 300, lease=600).requeued == 0  # heartbeat fresh
+    found = store.recover(T0 + 60 + 601, lease=600)
     assert found.requeued == 2  # only the other host's claims, after its lease ran out
 
 
@@ -294,3 +294,70 @@ def test_waiting_pause_cancel_and_completion(store: Store) -> None:
     done = store.get_mailing(one)
     assert done is not None and done.state == "done"
     assert json.loads(claim.letters[0].fields) == {"name": "N0"}
+
+
+def test_one_journal_commit_marks_letters_in_data_and_records_outcomes(store: Store) -> None:
+    mid = mailing(store, 3)
+    store.register_dispatcher("d1", T0)
+    limits = Limits(per_hour=100)
+    first, second, third = store.claim("d1", "a", limits, 3, T0).letters
+    store.record([first.id], [], T0)
+    store.record([second.id], sent((first,)), T0 + 1)  # one's reply, the next one's DATA
+    assert store.counts(mid) == {"sent": 1, "sending": 1, "claimed": 1}
+    store.unregister_dispatcher("d1")  # killed here: only the letter in DATA is in doubt
+    found = store.recover(T0 + 2)
+    assert (found.requeued, found.resent, found.held) == (1, 1, 0)
+    assert store.counts(mid) == {"sent": 1, "queued": 2}
+    # the accepted letter and the one in DATA keep their charge; the untried one is refunded
+    assert store.quota("a", limits, T0 + 2).hour.used == 2
+    assert third.seq == 3 and store.find_letter(f"{mid}-3").attempts == 0  # type: ignore[union-attr]
+
+
+def test_recover_holds_letters_in_doubt_when_the_deployment_says_so(store: Store) -> None:
+    mid = mailing(store, 2)
+    store.register_dispatcher("d1", T0)
+    letters = store.claim("d1", "a", Limits(), 2, T0).letters
+    store.mark_sending([letters[0].id], T0)
+    store.unregister_dispatcher("d1")
+    found = store.recover(T0 + 1, hold_in_doubt=True)
+    assert (found.requeued, found.held) == (1, 1)
+    assert store.counts(mid) == {"queued": 1, "held": 1}
+
+
+def test_holders_say_who_holds_letters_and_when_they_come_back(store: Store) -> None:
+    mid = mailing(store, 5)
+    store.register_dispatcher("here", T0)
+    store.claim("here", "a", Limits(), 2, T0)
+    host = store.host  # type: ignore[attr-defined]
+    store.host = "another-machine"  # type: ignore[attr-defined]
+    store.register_dispatcher("there", T0)
+    letters = store.claim("there", "a", Limits(), 2, T0).letters
+    store.mark_sending([letters[0].id], T0)
+    store.host = host  # type: ignore[attr-defined]
+    found = {h.dispatcher: h for h in store.holders(mid, T0 + 1, lease=15)}
+    assert (found["here"].alive, found["here"].claimed, found["here"].takeback_at) == (
+        True, 2, None)
+    assert (found["there"].alive, found["there"].claimed, found["there"].sending) == (
+        None, 1, 1)
+    assert found["there"].takeback_at == T0 + 15
+    assert store.recover(T0 + 10, lease=15) == Recovery()
+    assert store.recover(T0 + 16, lease=15).resent == 1  # its lease ran out
+    assert [h.dispatcher for h in store.holders(None, T0 + 16)] == ["here"]
+
+
+def test_the_circuit_breaker_counts_failures_blocks_with_backoff_and_closes_again(
+        store: Store) -> None:
+    limits = Limits()
+    assert store.server_failed("a", T0, "dropped", lambda n: 10.0 * 2 ** (n - 1)) == (1, T0 + 10)
+    assert store.server_failed("a", T0 + 10, "dropped", lambda n: 10.0 * 2 ** (n - 1)) == (
+        2, T0 + 30)
+    status = store.quota("a", limits, T0 + 11)
+    assert (status.failures, status.blocked_until, status.blocked_reason) == (
+        2, T0 + 30, "dropped")
+    assert store.quota("b", limits, T0).failures == 0  # per server
+    store.server_recovered("a")
+    assert store.quota("a", limits, T0 + 31).failures == 0
+    store.server_failed("a", T0 + 40, "dropped", lambda n: 5.0)
+    store.unblock_server("a")
+    status = store.quota("a", limits, T0 + 41)
+    assert (status.failures, status.blocked_until) == (0, None)

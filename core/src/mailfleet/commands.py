@@ -148,9 +148,14 @@ def mailing_status_cmd(obj: Context, mailing_id: str, as_json: bool) -> None:
     """Counts by state, letters sent by each server, why it is paused."""
     store = _store(obj)
     data = mailing_status(store, mailing_id)
+    now = SystemClock().now()
+    data["holders"] = [
+        {"dispatcher": h.dispatcher, "host": h.host, "pid": h.pid, "alive": h.alive,
+         "claimed": h.claimed, "in_data": h.sending, "taken_back_at": iso(h.takeback_at)}
+        for h in store.holders(mailing_id, now,
+                               lease=obj.fleet.config.deployment.lease_seconds)]
     if data["waiting"]:
         fleet = obj.fleet
-        now = SystemClock().now()
         times = []
         for server in fleet.servers:
             q = store.quota(server.name, server.limits, now)
@@ -167,6 +172,14 @@ def mailing_status_cmd(obj: Context, mailing_id: str, as_json: bool) -> None:
             print_table(sorted(data["by_server"].items()), ["server", "sent"])
         if data["waiting"] and data["resume_at"]:
             click.echo(f"next letter can go at {data['resume_at']}")
+        for h in data["holders"]:
+            who = f"dispatcher {h['dispatcher']} ({h['host'] or 'gone'}, pid {h['pid']})"
+            state = {True: "running", False: "stopped", None: "on another host"}[h["alive"]]
+            back = (f"taken back at {h['taken_back_at']} unless it renews its lease"
+                    if h["alive"] is None else f"taken back at {h['taken_back_at']}"
+                    if h["taken_back_at"] else "taken back as soon as it stops")
+            click.echo(f"{h['claimed'] + h['in_data']} letters held by {who}, {state} "
+                       f"({h['in_data']} inside DATA): {back}")
 
     emit(data, as_json, table)
 
@@ -235,8 +248,18 @@ def quota_rows(obj: Context, store: Store) -> list[dict[str, Any]]:
         out.append({"server": server.name, "priority": server.priority,
                     "minute": _window(q.minute), "hour": _window(q.hour), "day": _window(q.day),
                     "window": server.limits.window, "timezone": server.limits.timezone,
-                    "blocked_until": iso(q.blocked_until), "blocked_reason": q.blocked_reason})
+                    "blocked_until": iso(q.blocked_until), "blocked_reason": q.blocked_reason,
+                    "breaker": {"state": breaker_state(q.failures, q.blocked_until),
+                                "failures": q.failures}})
     return out
+
+
+def breaker_state(failures: int, blocked_until: float | None) -> str:
+    """The circuit breaker of a server: ``closed`` (healthy), ``open`` (resting after
+    consecutive failures), ``half-open`` (rest over: the next connection is the probe)."""
+    if not failures:
+        return "closed"
+    return "open" if blocked_until is not None else "half-open"
 
 
 def print_quota(data: list[dict[str, Any]]) -> None:
@@ -246,9 +269,12 @@ def print_quota(data: list[dict[str, Any]]) -> None:
         text = f"{w['used']}/{w['limit']} ({w['remaining']} left)"
         return text + (f" frees {w['frees_at'][11:19]}" if w["frees_at"] else "")
 
-    print_table([(d["server"], cell(d["hour"]), cell(d["day"]),
+    def breaker(b: dict[str, Any]) -> str:
+        return str(b["state"]) + (f" ({b['failures']} failures)" if b["failures"] else "")
+
+    print_table([(d["server"], cell(d["hour"]), cell(d["day"]), breaker(d["breaker"]),
                   d["blocked_until"] or "-", d["blocked_reason"] or "-") for d in data],
-                ["server", "hour", "day", "blocked until", "why"])
+                ["server", "hour", "day", "breaker", "blocked until", "why"])
 
 
 @cli.command("quota")

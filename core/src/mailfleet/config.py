@@ -30,11 +30,17 @@ T = TypeVar("T")
 @attrs.frozen
 class Deployment:
     """``saas``: user servers on port 25 are refused; ``store``: SQLite path or postgresql:// URL;
-    ``locale``: language of diagnoses (``en`` or ``ru``)."""
+    ``locale``: language of diagnoses (``en`` or ``ru``); ``lease_seconds``: a dispatcher that
+    has not renewed its lease for this long (on another machine) is taken for dead and its
+    letters are sent by others; ``in_doubt``: what becomes of a letter whose message went
+    without a final reply (a crash or a dropped connection inside DATA): ``resend`` it
+    (at-least-once) or ``hold`` it for review."""
 
     saas: bool = False
     store: str = "mailfleet.db"
     locale: Literal["en", "ru"] = "en"
+    lease_seconds: float = 15.0
+    in_doubt: Literal["resend", "hold"] = "resend"
 
 
 @attrs.frozen

@@ -2,28 +2,41 @@
 
 Fill-first: the servers are used in priority order; a server's connections claim letters only
 while every server before it is spent, blocked or down (servers of equal priority work side by
-side). Each connection claims a batch (quota charged in the same transaction), marks it
-``sending`` just before the SMTP transaction, sends it pipelined, and records every outcome in
-one transaction. A provider's quota reply blocks the server and puts the letter back uncharged;
-a server failure (auth, refused sender, connection) rests the server and moves on; transient
-failures retry later with backoff; permanent failures fail that letter only.
+side), and a server that comes back from a rest takes over again. Each connection claims a
+batch (quota charged in the same transaction) and sends it pipelined. Letter by letter, a
+journal makes two facts durable, group-committed across connections: a letter is ``sending``
+before its message is written (from then on it may be delivered: in doubt), and its outcome
+as soon as its final reply arrives. So after a crash only the letters inside DATA are in
+doubt, and a letter the server accepted is never sent again.
+
+A broken connection (dropped, timed out, 421, a broken reply) is a server event: letters
+already accepted keep their success, letters not attempted go back uncharged with their
+attempts, the letter in DATA is in doubt (resent, or held for review: ``deployment.in_doubt``),
+and the server rests behind its circuit breaker (persisted, shared by every dispatcher,
+doubling with each consecutive failure). A provider's quota reply blocks the server and puts
+the letter back uncharged; a refused account (auth, sender) rests the server; transient
+refusals retry later with backoff; permanent refusals fail that letter only. Every live
+dispatcher takes back the letters of a dead one while it runs (its heartbeat renews its own
+lease and checks the others').
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import attrs
 
 from mailfleet import aio
 from mailfleet.clock import Clock, SystemClock
-from mailfleet.envelope import Envelope, SmtpSession
+from mailfleet.envelope import Envelope, SendResult, SmtpSession
 from mailfleet.errors import Classification, SmtpError, Stage
 from mailfleet.events import DeliveryEvent, EventType
 from mailfleet.fleet import Fleet
@@ -83,6 +96,15 @@ class _Run:
         self.changed = asyncio.Condition()
         self.version = 0
         self.sent = self.failed = self.skipped = self.deferred = 0
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.revivals: dict[str, asyncio.TimerHandle] = {}
+        self.recovered = Recovery()
+
+    def track(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task of this pass (the pass ends when none is left)."""
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def my_turn(self, server: Server) -> bool:
         return all(self.status[s.name] != "open" for s in self.servers
@@ -103,18 +125,120 @@ class _Run:
             await self.changed.wait_for(lambda: self.version != seen)
 
 
+class _Journal:
+    """Group commit of per-letter facts: letters entering DATA (the session waits until that
+    is durable) and outcomes (committed within ``linger`` seconds, or with the next DATA of
+    any connection), one store transaction for all of them."""
+
+    def __init__(self, store: Store, clock: Clock, linger: float = 0.005) -> None:
+        self.store = store
+        self.clock = clock
+        self.linger = linger
+        self._sending: list[int] = []
+        self._outcomes: list[Outcome] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._pending = asyncio.Event()
+        self._urgent = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.commit()
+
+    async def data_starting(self, letter: int) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._sending.append(letter)
+        self._waiters.append(waiter)
+        self._pending.set()
+        self._urgent.set()
+        await waiter
+
+    def outcome(self, outcome: Outcome) -> None:
+        self._outcomes.append(outcome)
+        self._pending.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._pending.wait()
+            if not self._waiters:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.linger):
+                        await self._urgent.wait()
+            await asyncio.sleep(0)  # let the other connections add theirs
+            self.commit()
+
+    def commit(self) -> None:
+        sending, self._sending = self._sending, []
+        outcomes, self._outcomes = self._outcomes, []
+        waiters, self._waiters = self._waiters, []
+        self._pending.clear()
+        self._urgent.clear()
+        try:
+            self.store.record(sending, outcomes, self.clock.now())
+        except BaseException as exc:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            raise
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class _Batch:
+    """One claimed batch on one connection: the session's observer, turning each letter's
+    DATA and reply into journal entries as they happen."""
+
+    def __init__(self, dispatcher: Dispatcher, run: _Run, server: Server,
+                 letters: Sequence[LetterRow], decisions: Sequence[SenderDecision]) -> None:
+        self.dispatcher = dispatcher
+        self.run = run
+        self.server = server
+        self.by_id = {letter.letter_id: (letter, decision)
+                      for letter, decision in zip(letters, decisions, strict=True)}
+        self.started: set[str] = set()
+        self.done: set[str] = set()
+        self.trouble: SmtpError | None = None  # a refusal that stops the server
+        self.broken: SmtpError | None = None  # the session broke (421 before a letter)
+        self.unattempted: set[str] = set()
+        self.accepted = 0
+
+    async def data_starting(self, envelope: Envelope) -> None:
+        found = self.by_id.get(envelope.letter_id or "")
+        if found is not None:
+            self.started.add(found[0].letter_id)
+            await self.dispatcher._journal_for().data_starting(found[0].id)
+
+    def replied(self, result: SendResult) -> None:
+        found = self.by_id.get(result.envelope.letter_id or "")
+        if found is None or found[0].letter_id in self.done:
+            return
+        letter, decision = found
+        if not result.attempted:  # refused before it was taken (421): not a letter failure
+            self.unattempted.add(letter.letter_id)
+            self.broken = self.broken or result.error
+            return
+        self.done.add(letter.letter_id)
+        self.dispatcher._journal_for().outcome(self.dispatcher._outcome(
+            self, letter, decision, result))
+
 class Dispatcher:
     """Sends the queued letters of the store through the fleet.
 
-    ``heartbeat_seconds``: how often the dispatcher renews its lease in the store while
-    sending (the stores give a dispatcher 600 s before another one may recover its letters).
+    ``heartbeat_seconds``: how often the dispatcher renews its lease in the store and takes
+    back the letters of dispatchers that are gone (a third of ``deployment.lease_seconds``).
 
     :param mailings: only these mailing ids (default: every active mailing).
     :param batch_size: letters per claim and per pipelined SMTP batch on one connection.
     :param on_progress: called with ``(mailing_id, letters finished)`` after each batch.
     """
-
-    heartbeat_seconds = 60.0
 
     def __init__(self, fleet: Fleet, store: Store, *, clock: Clock | None = None,
                  retry: RetryPolicy | None = None, batch_size: int = 100,
@@ -129,12 +253,18 @@ class Dispatcher:
         self.mailings = list(mailings) if mailings is not None else None
         self.on_progress = on_progress
         self.id = dispatcher_id or f"{os.getpid()}-{secrets.token_hex(4)}"
-        self._started = False
+        deployment = fleet.config.deployment
+        self.lease_seconds = deployment.lease_seconds
+        self.hold_in_doubt = deployment.in_doubt == "hold"
+        self.heartbeat_seconds = max(0.2, self.lease_seconds / 3)
+        self._registered = False
         self._stop = False
         self._compiled: dict[tuple[str, str], tuple[CompiledTemplate, SenderDecision, str]] = {}
+        self._holds: dict[str, bool] = {}
         self._server_failures: dict[str, int] = {}
         self._date = DateCache()
         self._observed = False
+        self._journal: _Journal | None = None
         bounces = fleet.config.bounces
         self._verp = (verp_template(bounces.login) if bounces and bounces.verp and bounces.login
                       else None)
@@ -164,45 +294,105 @@ class Dispatcher:
                     return total
                 delay = report.resume_at - self.clock.now()
                 if delay <= 0 and report.sent == 0 and report.failed == 0:
-                    delay = 1.0
+                    delay = min(1.0, self.heartbeat_seconds)
                 if delay > 0:
-                    await self.clock.sleep(delay)
+                    await self._sleep_beating(delay)
                     self._emit(EventType.RESUMED, detail="a quota window reopened or a block "
                                "ended; sending goes on")
         finally:
             self.store.unregister_dispatcher(self.id)
-            self._started = False
+            self._registered = False
+
+    async def _sleep_beating(self, delay: float) -> None:
+        """Sleep ``delay`` seconds of the clock, renewing the lease and recovering others'
+        letters meanwhile (a sleeping dispatcher is alive too)."""
+        beat = asyncio.ensure_future(self._heartbeat(None))
+        try:
+            await self.clock.sleep(delay)
+        finally:
+            beat.cancel()
 
     async def arun_once(self) -> RunReport:
-        recovered = Recovery()
-        if not self._started:
-            self.store.register_dispatcher(self.id, self.clock.now())
-            recovered = self.store.recover(self.clock.now())
-            self._started = True
+        now = self.clock.now()
+        if not self._registered:
+            self.store.register_dispatcher(self.id, now)
+            self._registered = True
         self._observed = self.fleet.plugins.has_event_observers()
         servers = [s for s in self.fleet.servers if s.enabled]
         run = _Run(servers)
-        tasks = [self._worker(run, server) for server in servers
-                 for _ in range(max(1, server.connections))]
-        beat = asyncio.ensure_future(self._heartbeat())
+        self._recover(run)
+        self._journal = _Journal(self.store, self.clock)
+        self._journal.start()
+        for server in servers:
+            self._spawn(run, server)
+        beat = asyncio.ensure_future(self._heartbeat(run))
         try:
-            await asyncio.gather(*tasks)
+            while run.tasks:
+                await asyncio.wait(list(run.tasks))
         finally:
             beat.cancel()
+            for handle in run.revivals.values():
+                handle.cancel()
+            for task in run.tasks:
+                task.cancel()
+            await self._journal.stop()
         self.store.complete_finished()
         now = self.clock.now()
         waiting, next_retry = self.store.waiting(self.mailings, now)
         resume = self._resume_at(servers, waiting, next_retry, now)
         return RunReport(run.sent, run.failed, run.skipped, run.deferred, waiting, resume,
-                         recovered)
+                         run.recovered)
 
-    async def _heartbeat(self) -> None:
-        """Renew this dispatcher's lease while letters are in flight, so a slow batch is never
-        taken for abandoned by another machine's recovery (a wall-clock period: the injected
-        clock may jump)."""
+    def _journal_for(self) -> _Journal:
+        assert self._journal is not None
+        return self._journal
+
+    def _spawn(self, run: _Run, server: Server) -> None:
+        run.status[server.name] = "open"
+        for _ in range(max(1, server.connections)):
+            run.track(self._worker(run, server))
+
+    def _revive_at(self, run: _Run, server: Server, until: float) -> None:
+        """Bring ``server`` back into this pass when its rest ends (fill-first then hands
+        the letters back to it)."""
+        if server.name in run.revivals or until - self.clock.now() > 3600:
+            return
+
+        def revive() -> None:
+            run.revivals.pop(server.name, None)
+            if run.tasks and run.status[server.name] in ("down", "blocked") and not self._stop:
+                self._spawn(run, server)
+                run.track(run.bump())
+
+        delay = max(0.0, until - self.clock.now()) + 0.01  # timers may fire a little early
+        run.revivals[server.name] = asyncio.get_running_loop().call_later(delay, revive)
+
+    def _recover(self, run: _Run | None) -> Recovery:
+        found = self.store.recover(self.clock.now(), lease=self.lease_seconds,
+                                   hold_in_doubt=self.hold_in_doubt)
+        if found.requeued or found.resent or found.held:
+            self._emit(EventType.RECOVERED, detail=(
+                f"took back the letters of a stopped dispatcher: {found.requeued} queued "
+                f"again, {found.resent} in doubt resent, {found.held} in doubt held"))
+            if run is not None:
+                r = run.recovered
+                run.recovered = Recovery(r.requeued + found.requeued, r.resent + found.resent,
+                                         r.held + found.held)
+        return found
+
+    async def _heartbeat(self, run: _Run | None) -> None:
+        """Renew this dispatcher's lease and take back the letters of dispatchers that are
+        gone, every ``heartbeat_seconds`` (a wall-clock period: the injected clock may
+        jump). Letters taken back mid-pass wake the connections that went idle."""
         while True:
             await asyncio.sleep(self.heartbeat_seconds)
             self.store.register_dispatcher(self.id, self.clock.now())
+            found = self._recover(run)
+            if run is not None and (found.requeued or found.resent):
+                for server in run.servers:
+                    if run.status[server.name] == "idle" and run.workers[server.name] == 0:
+                        self._spawn(run, server)
+                await run.bump()
 
     # -- a pass -----------------------------------------------------------------------------
     def _resume_at(self, servers: Sequence[Server], waiting: int, next_retry: float | None,
@@ -215,6 +405,7 @@ class Dispatcher:
     async def _worker(self, run: _Run, server: Server) -> None:
         run.workers[server.name] += 1
         session: SmtpSession | None = None
+        healthy = False
         try:
             while not self._stop and run.status[server.name] == "open":
                 if not run.my_turn(server):
@@ -231,6 +422,8 @@ class Dispatcher:
                                    detail=f"the limit of {server.name} is spent until "
                                    f"{iso(claim.until)}")
                     if claim.reason in ("spent", "blocked"):
+                        if claim.reason == "blocked" and claim.until is not None:
+                            self._revive_at(run, server, claim.until)
                         await run.close(server, claim.reason)
                     return
                 if session is None:
@@ -239,7 +432,11 @@ class Dispatcher:
                     except SmtpError as exc:
                         await self._batch_failed(run, server, claim.letters, exc)
                         return
-                if not await self._send(run, server, session, claim.letters):
+                sent, usable = await self._send(run, server, session, claim.letters)
+                if sent and not healthy:
+                    healthy = True
+                    self.store.server_recovered(server.name)  # the breaker closes again
+                if not usable:
                     await session.close()
                     session = None
         finally:
@@ -280,11 +477,13 @@ class Dispatcher:
                                         from_name=decision.from_name)
             found = (compiled, decision, record.message_id_domain)
             self._compiled[key] = found
+            self._holds[mailing_id] = record.hold_in_data
         return found
 
     async def _send(self, run: _Run, server: Server, session: SmtpSession,
-                    letters: Sequence[LetterRow]) -> bool:
-        """Send one claimed batch; False when the session is no longer usable."""
+                    letters: Sequence[LetterRow]) -> tuple[int, bool]:
+        """Send one claimed batch; returns the letters accepted and whether the session is
+        still usable."""
         now = self.clock.now()
         date = self._date(now)
         envelopes: list[Envelope] = []
@@ -299,38 +498,112 @@ class Dispatcher:
             envelopes.append(Envelope(envelope_for(decision.envelope_from, lid),
                                       (letter.email,), data, lid))
             decisions.append(decision)
-        self.store.mark_sending([letter.id for letter in letters], now)
+        batch = _Batch(self, run, server, letters, decisions)
+        journal = self._journal_for()
+        observed = hasattr(session, "observer")
+        if observed:
+            session.observer = batch  # type: ignore[attr-defined]
+        else:  # a session that cannot tell letter by letter: the whole batch is in doubt
+            journal.commit()
+            self.store.mark_sending([letter.id for letter in letters], now)
+            batch.started.update(letter.letter_id for letter in letters)
+        broken: SmtpError | None = None
+        results: dict[str, SendResult] = {}
         try:
-            results = await self.fleet.plugins.send(
+            returned = await self.fleet.plugins.send(
                 server, session, envelopes, lambda error: self._stops_server(server, error))
+            results = {r.envelope.letter_id or "": r for r in returned}
         except SmtpError as exc:
-            await self._batch_failed(run, server, letters, exc)
-            return False
+            broken = exc
+        finally:
+            if observed:
+                session.observer = None  # type: ignore[attr-defined]
         now = self.clock.now()
-        outcomes: list[Outcome] = []
-        server_down = False
-        for letter, decision, result in zip(letters, decisions, results, strict=True):
-            if result.error is None:
-                run.sent += 1
-                self._server_failures.pop(letter.mailing_id, None)
-                outcomes.append(Outcome(letter.id, "sent", server.name, decision.from_addr,
-                                        None, None, letter.attempts + 1, charged=True))
-                if self._observed:
-                    self._emit(EventType.SENT, mailing_id=letter.mailing_id,
-                               letter_id=letter.letter_id, recipient=letter.email,
-                               server=server.name, detail=f"from {decision.from_addr}")
+        for letter, decision in zip(letters, decisions, strict=True):
+            lid = letter.letter_id
+            if lid in batch.done:
                 continue
-            error = result.error  # already diagnosed by the stop predicate, unless not attempted
-            if error.diagnosis is None:
-                error = self.fleet.diagnose(server, error)
-            outcome, stops = self._failure(run, server, letter, error, now)
-            outcomes.append(attrs.evolve(outcome, from_addr=decision.from_addr))
-            if stops:
-                server_down = True
-                await self._server_trouble(run, server, error, [letter], now)
-        self.store.finish(outcomes, now)
+            result = results.get(lid)
+            if result is not None and result.error is not None and (
+                    result.in_doubt or not result.attempted):
+                broken = broken or result.error  # the client says the session broke
+            if observed:
+                in_doubt = lid in batch.started and lid not in batch.unattempted
+            else:
+                in_doubt = result is None or result.in_doubt
+            if in_doubt:
+                broken = broken or batch.broken or SmtpError(
+                    Stage.DATA, "the session ended inside DATA", server=server.name)
+                journal.outcome(self._in_doubt(run, server, letter, decision, result, now))
+            elif observed or result is None or not result.attempted:
+                journal.outcome(self._not_attempted(server, letter, result))
+            else:  # an unobserved session's result
+                journal.outcome(self._outcome(batch, letter, decision, result))
+        broken = broken or batch.broken
+        journal.commit()
         self._progress(letters)
-        return not server_down
+        if broken is not None:
+            await self._server_trouble(run, server, broken, letters, now, broken=True)
+            return batch.accepted, False
+        if batch.trouble is not None:
+            await self._server_trouble(run, server, batch.trouble, letters, now)
+            return batch.accepted, False
+        return batch.accepted, True
+
+    def _outcome(self, batch: _Batch, letter: LetterRow, decision: SenderDecision,
+                 result: SendResult) -> Outcome:
+        """The outcome of a letter the server answered."""
+        run, server = batch.run, batch.server
+        if result.error is None:
+            run.sent += 1
+            batch.accepted += 1
+            self._server_failures.pop(letter.mailing_id, None)
+            if self._observed:
+                self._emit(EventType.SENT, mailing_id=letter.mailing_id,
+                           letter_id=letter.letter_id, recipient=letter.email,
+                           server=server.name, detail=f"from {decision.from_addr}")
+            return Outcome(letter.id, "sent", server.name, decision.from_addr, None, None,
+                           letter.attempts + 1, charged=True)
+        error = result.error  # already diagnosed by the stop predicate, unless not attempted
+        if error.diagnosis is None:
+            error = self.fleet.diagnose(server, error)
+        outcome, stops = self._failure(run, server, letter, error, self.clock.now())
+        if stops and batch.trouble is None:
+            batch.trouble = error
+        return attrs.evolve(outcome, from_addr=decision.from_addr)
+
+    def _not_attempted(self, server: Server, letter: LetterRow,
+                       result: SendResult | None) -> Outcome:
+        """A letter the server never received: back in the queue, uncharged, its attempts
+        kept (the next allowed server takes it)."""
+        error = result.error if result is not None and result.error is not None else None
+        text = f"not attempted: {error}" if error is not None else None
+        return Outcome(letter.id, "queued", server.name, None, text or None, None,
+                       letter.attempts)
+
+    def _in_doubt(self, run: _Run, server: Server, letter: LetterRow,
+                  decision: SenderDecision, result: SendResult | None, now: float) -> Outcome:
+        """A letter whose message went without a final reply: it keeps its charge (the server
+        had it) and is resent with the same Message-ID, or held for review."""
+        attempts = letter.attempts + 1
+        cause = str(result.error) if result is not None and result.error is not None else (
+            "the session broke")
+        if self.hold_in_doubt or self._holds.get(letter.mailing_id, False):
+            return Outcome(letter.id, "held", server.name, decision.from_addr,
+                           f"in doubt, held for review (it may have been delivered): {cause}",
+                           None, attempts, charged=True)
+        if attempts >= self.retry.max_attempts:
+            run.failed += 1
+            text = f"gave up after {attempts} attempts, the last one in doubt: {cause}"
+            self._emit(EventType.FAILED, mailing_id=letter.mailing_id,
+                       letter_id=letter.letter_id, recipient=letter.email, server=server.name,
+                       detail=text)
+            return Outcome(letter.id, "failed", server.name, decision.from_addr, text, None,
+                           attempts, charged=True)
+        run.deferred += 1
+        return Outcome(letter.id, "queued", server.name, decision.from_addr,
+                       f"in doubt, resent with the same Message-ID: {cause}", None, attempts,
+                       charged=True)
 
     def _stops_server(self, server: Server, error: SmtpError) -> bool:
         """Whether a letter's failure means the server must not be sent more letters now."""
@@ -339,7 +612,7 @@ class Dispatcher:
 
     def _failure(self, run: _Run, server: Server, letter: LetterRow, error: SmtpError,
                  now: float) -> tuple[Outcome, bool]:
-        """The outcome of one failed letter, and whether the server must stop."""
+        """The outcome of one refused letter, and whether the server must stop."""
         kind = error.classification
         text = str(error)
         if kind is Classification.PERMANENT:
@@ -371,23 +644,20 @@ class Dispatcher:
 
     async def _batch_failed(self, run: _Run, server: Server, letters: Sequence[LetterRow],
                             exc: SmtpError) -> None:
-        """A session failed (connect, TLS, AUTH, or broken mid-batch): every letter of the
-        batch goes back; the server stops unless the failure is transient."""
+        """No session could be opened (connect, TLS, AUTH, a broken greeting): the letters
+        were never attempted and go back uncharged with their attempts; the server rests."""
         now = self.clock.now()
         error = exc if exc.diagnosis is not None else self.fleet.diagnose(server, exc)
-        if error.classification is Classification.TRANSIENT:
-            outcomes = [self._failure(run, server, letter, error, now)[0] for letter in letters]
-            self.store.finish(outcomes, now)
-            return
-        if error.classification is Classification.PERMANENT and error.stage not in (
-                Stage.RCPT_TO, Stage.DATA):
-            error.classification = Classification.SERVER
         self.store.finish([Outcome(letter.id, "queued", server.name, None, str(error), None,
                                    letter.attempts) for letter in letters], now)
-        await self._server_trouble(run, server, error, letters, now)
+        broken = error.code is None or error.code == 421  # no usable reply: not a refusal
+        await self._server_trouble(run, server, error, letters, now, broken=broken)
 
     async def _server_trouble(self, run: _Run, server: Server, error: SmtpError,
-                              letters: Sequence[LetterRow], now: float) -> None:
+                              letters: Sequence[LetterRow], now: float, *,
+                              broken: bool = False) -> None:
+        if error.diagnosis is None:
+            error = self.fleet.diagnose(server, error)
         diagnosis = error.diagnosis
         reason = diagnosis.summary if diagnosis else str(error)
         if error.classification is Classification.QUOTA:
@@ -399,22 +669,31 @@ class Dispatcher:
                        f"until {iso(until)}")
             status = "blocked"
         else:
-            if diagnosis and diagnosis.block_seconds:
-                until = now + diagnosis.block_seconds
-            elif diagnosis and diagnosis.pause_mailings:  # until a person acts and unblocks it
-                until = now + HELD_UNTIL_UNBLOCKED
+            if diagnosis and diagnosis.pause_mailings and not diagnosis.block_seconds:
+                rest = HELD_UNTIL_UNBLOCKED  # until a person acts and unblocks it
+            elif diagnosis and diagnosis.block_seconds:
+                rest = float(diagnosis.block_seconds)
             else:
-                until = now + self.retry.server_rest_seconds
-            self.store.block_server(server.name, until, f"server failure: {reason}")
+                rest = 0.0
+            what = "connection broke" if broken else "server failure"
+            failures, until = self.store.server_failed(
+                server.name, now, f"{what}: {reason}",
+                lambda n: rest or self.retry.server_rest(n, broken=broken))
             status = "down"
-            for mailing in {letter.mailing_id for letter in letters}:
-                count = self._server_failures.get(mailing, 0) + 1
-                self._server_failures[mailing] = count
-                if count >= self.retry.max_server_failures:
-                    why = (f"paused after {count} consecutive server failures; last: "
-                           f"{error}")
-                    self.store.set_mailing_state(mailing, "paused", why)
-                    self._emit(EventType.PAUSED, mailing_id=mailing, detail=why)
+            self._emit(EventType.SERVER_DOWN, server=server.name,
+                       detail=f"{server.name} rests until {iso(until)} after {failures} "
+                       f"consecutive failure(s): {reason}")
+            if not (diagnosis and diagnosis.pause_mailings):
+                self._revive_at(run, server, until)
+            if not broken:
+                for mailing in {letter.mailing_id for letter in letters}:
+                    count = self._server_failures.get(mailing, 0) + 1
+                    self._server_failures[mailing] = count
+                    if count >= self.retry.max_server_failures:
+                        why = (f"paused after {count} consecutive server failures; last: "
+                               f"{error}")
+                        self.store.set_mailing_state(mailing, "paused", why)
+                        self._emit(EventType.PAUSED, mailing_id=mailing, detail=why)
         if diagnosis is not None and diagnosis.pause_mailings:
             # the verdict may be about the letters themselves (spam): the mailings that were
             # going through this server wait for a person instead of moving to other servers

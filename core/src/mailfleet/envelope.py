@@ -26,15 +26,34 @@ class SendResult:
 
     ``error`` is set when the letter as a whole failed (MAIL FROM, DATA, or every recipient
     refused); ``refused`` maps each recipient refused at RCPT while others were accepted.
+    When the session broke mid-batch: ``in_doubt`` marks the letter whose message had gone
+    without a final reply (it may have been delivered), ``attempted = False`` the letters the
+    server never received (they keep their attempts).
     """
 
     envelope: Envelope
     error: SmtpError | None = None
     refused: Mapping[str, SmtpError] = attrs.field(factory=dict)
+    in_doubt: bool = False
+    attempted: bool = True
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+class SendObserver(Protocol):
+    """Told by a session, letter by letter, what the server has: set it as the session's
+    ``observer`` attribute (sessions without one are observed per batch only)."""
+
+    async def data_starting(self, envelope: Envelope) -> None:
+        """The letter's message is about to be written: from here on it may be delivered.
+        The session waits for this to return (the caller makes the fact durable)."""
+        ...
+
+    def replied(self, result: SendResult) -> None:
+        """The server's final reply for one letter (accepted or refused)."""
+        ...
 
 
 class SmtpSession(Protocol):
@@ -43,7 +62,9 @@ class SmtpSession(Protocol):
     async def send(self, envelopes: Sequence[Envelope],
                    stop: Callable[[SmtpError], bool] | None = None) -> list[SendResult]:
         """Send each envelope in order; one result per envelope, never an exception for a
-        letter-level failure. A failure that breaks the session raises :class:`SmtpError`.
+        letter-level failure. A session that breaks mid-batch still returns one result per
+        envelope (``in_doubt`` / ``attempted`` say what the server may have); a session may
+        also raise :class:`SmtpError` for it, and the caller then relies on its observer.
 
         ``stop`` picks the failures after which nothing more is attempted (the letters left
         get that failure as their result)."""

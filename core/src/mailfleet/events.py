@@ -20,6 +20,8 @@ class EventType(enum.StrEnum):
     PAUSED = "paused"                    # a mailing paused itself or was paused
     BOUNCED = "bounced"                  # a bounce report marked the letter
     COMPLAINED = "complained"            # a feedback (ARF) report named the recipient
+    SERVER_DOWN = "server_down"          # a server's connection broke; it rests (breaker open)
+    RECOVERED = "recovered"              # letters of a stopped dispatcher were taken back
 
 
 @attrs.frozen

@@ -108,6 +108,8 @@ class QuotaStatus:
     day: WindowStatus
     blocked_until: float | None
     blocked_reason: str | None
+    #: consecutive failures counted by the server's circuit breaker (0: closed, healthy)
+    failures: int = 0
 
     def next_free(self, now: float) -> float:
         """When the next letter may go: now, the end of a block, or when a full window frees."""

@@ -22,8 +22,12 @@ class RetryPolicy:
     ``max_attempts``: transient failures of one letter before it fails for good;
     ``backoff_initial``/``backoff_multiplier``/``backoff_max``: seconds before the next attempt
     (exponential); ``connect_attempts``: tries to open a session on a transient failure;
-    ``server_rest_seconds``: how long a server that failed (auth, refused sender, connection)
-    is left alone; ``max_server_failures``: consecutive server failures before a mailing pauses.
+    ``server_rest_seconds``: how long a server that refused the account (auth, refused
+    sender) is left alone; ``breaker_seconds``: how long a server rests after its connection
+    broke (dropped, timed out, 421, a broken reply); each consecutive failure doubles the rest
+    (the circuit breaker, shared by every dispatcher through the store), up to
+    ``server_rest_max``; ``max_server_failures``: consecutive server failures before a
+    mailing pauses.
     """
 
     max_attempts: int = 5
@@ -33,7 +37,14 @@ class RetryPolicy:
     connect_attempts: int = 3
     connect_backoff: float = 1.0
     server_rest_seconds: float = 300.0
+    breaker_seconds: float = 30.0
+    server_rest_max: float = 3600.0
     max_server_failures: int = 10
+
+    def server_rest(self, failures: int, *, broken: bool) -> float:
+        """Seconds a server rests after its ``failures``-th consecutive failure."""
+        base = self.breaker_seconds if broken else self.server_rest_seconds
+        return float(min(self.server_rest_max, base * 2.0 ** max(0, failures - 1)))
 
     def letter_wait(self) -> tenacity.wait.wait_base:
         return tenacity.wait_exponential(multiplier=self.backoff_initial,

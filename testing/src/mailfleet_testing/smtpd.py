@@ -17,6 +17,7 @@ import email.message
 import email.policy
 import enum
 import json
+import random
 import re
 import socket
 import ssl
@@ -35,7 +36,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from mailfleet_testing._util import LOCALHOST
 from mailfleet_testing.certs import CertBundle, TLSCerts
 
-__all__ = ["FakeSMTP", "ReceivedMessage", "Rule", "SMTPEvent", "Stage"]
+__all__ = ["FakeSMTP", "HostileSMTP", "ReceivedMessage", "Rule", "SMTPEvent", "Stage"]
 
 
 class Stage(enum.StrEnum):
@@ -59,6 +60,8 @@ class Rule:
     times: int | None = None  # None = forever
     delay: float = 0.0  # seconds to wait before replying
     fired: int = 0
+    drop: bool = False  # drop the connection instead of replying (at DATA: message kept)
+    chance: float = 1.0  # the probability that a matching rule fires
 
     @property
     def exhausted(self) -> bool:
@@ -172,7 +175,7 @@ class _Handler:
     ) -> str:
         raw = envelope.original_content or b""
         scripted = await server.scripted(Stage.DATA, raw.decode("latin-1"))
-        if scripted is not None:
+        if scripted is not None and not server.dropping:
             return scripted
         queue_id = uuid.uuid4().hex[:12].upper()
         auth = getattr(session, "auth_data", None)
@@ -189,9 +192,10 @@ class _Handler:
             rcpt_options=list(envelope.rcpt_options),
         )
         reply = f"250 2.0.0 Ok: queued as {queue_id}"
-        server.record(Stage.DATA, f"{len(raw)} bytes", reply)
+        if not server.dropping:  # a dropped DATA was recorded by its rule
+            server.record(Stage.DATA, f"{len(raw)} bytes", reply)
         self.owner._add_message(msg)
-        return reply
+        return scripted if scripted is not None else reply
 
 
 @dataclass(frozen=True)
@@ -210,6 +214,7 @@ class _ProviderSMTP(SMTP):
         self.implicit_tls = implicit_tls
         self.listen_port = listen_port
         self._greeted = False
+        self.dropping = False  # a drop rule fired: the next reply closes the connection
 
     # -- helpers -----------------------------------------------------------------------------
     @property
@@ -241,12 +246,17 @@ class _ProviderSMTP(SMTP):
             return None
         if rule.delay > 0:
             await asyncio.sleep(rule.delay)
-        self.record(stage, argument, rule.reply)
+        self.dropping = rule.drop
+        self.record(stage, argument, "DROPPED" if rule.drop else rule.reply)
         return rule.reply
 
     # -- protocol overrides --------------------------------------------------------------------
     async def push(self, status: Any) -> None:
         """Send a reply; the first one is the greeting (CONNECT rules); 421 closes afterwards."""
+        if self.dropping:
+            if isinstance(self.transport, asyncio.Transport):
+                self.transport.abort()
+            return
         if isinstance(status, bytes):
             text = status.decode("utf-8", "surrogateescape")
         else:
@@ -501,6 +511,7 @@ class FakeSMTP:
         self._controllers: list[_Controller] = []
         self.port = 0
         self.tls_port = 0
+        self.random = random.Random(0)  # decides the rules with a chance
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> FakeSMTP:
@@ -539,7 +550,8 @@ class FakeSMTP:
 
     # -- scripting ---------------------------------------------------------------------------------
     def add_rule(self, stage: Stage | str, reply: str, match: str | re.Pattern[str] | None = None,
-                 times: int | None = None, delay: float = 0.0) -> Rule:
+                 times: int | None = None, delay: float = 0.0, *, drop: bool = False,
+                 chance: float = 1.0) -> Rule:
         """Script ``reply`` (e.g. ``"550 5.1.1 <x@y>: user unknown"``) at ``stage``.
 
         Multi-line replies are written with ``\\n``: ``"550-5.4.5 a\\n550 5.4.5 b"``.
@@ -548,9 +560,15 @@ class FakeSMTP:
         client hostname for EHLO, message text for DATA, ``ip:port`` for CONNECT); ``times`` limits
         how often it fires (None = always); ``delay`` waits before replying. Rules are tried in the
         order they were added. A 421 reply closes the connection after it is sent.
+
+        Faults: ``drop`` closes the connection instead of replying (its event's reply is
+        ``DROPPED``; at DATA the message was received and is kept, as a server that queued it
+        and then lost the connection would); ``chance`` makes the rule fire at random with that
+        probability (seeded by :attr:`FakeSMTP.random`).
         """
         pattern = re.compile(match) if isinstance(match, str) else match
-        rule = Rule(Stage(str(stage).upper()), _normalize_reply(reply), pattern, times, delay)
+        rule = Rule(Stage(str(stage).upper()), _normalize_reply(reply), pattern, times, delay,
+                    drop=drop, chance=chance)
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -612,6 +630,8 @@ class FakeSMTP:
                     continue
                 if rule.match is not None and not rule.match.search(argument):
                     continue
+                if rule.chance < 1.0 and self.random.random() >= rule.chance:
+                    continue
                 rule.fired += 1
                 return rule
         return None
@@ -624,3 +644,86 @@ class FakeSMTP:
         with self._lock:
             self._messages.append(msg)
             self._lock.notify_all()
+
+
+class HostileSMTP:
+    """A hostile "SMTP server" on 127.0.0.1 that breaks the protocol on purpose.
+
+    ``behaviour`` picks how: ``huge_greeting`` (one 1 MB greeting line), ``no_crlf`` (a
+    greeting without its line end, then silence), ``slow`` (a greeting dribbled one byte every
+    ``interval`` seconds, for ever), ``endless`` (a greeting that is an endless multi-line
+    reply), ``huge_ehlo`` (a normal greeting, then a 1 MB EHLO line), ``mute`` (a normal
+    greeting and EHLO, then no reply to anything, QUIT included). Each connection is
+    served by its own thread until the client goes; ``connections`` counts them.
+    """
+
+    host = LOCALHOST
+    BEHAVIOURS = ("huge_greeting", "no_crlf", "slow", "endless", "huge_ehlo", "mute")
+
+    def __init__(self, behaviour: str, *, interval: float = 0.5) -> None:
+        if behaviour not in self.BEHAVIOURS:
+            raise ValueError(f"unknown behaviour {behaviour!r}; one of {self.BEHAVIOURS}")
+        self.behaviour = behaviour
+        self.interval = interval
+        self.connections = 0
+        self._listener: socket.socket | None = None
+        self._stop = threading.Event()
+        self.port = 0
+
+    def start(self) -> HostileSMTP:
+        self._listener = socket.create_server((LOCALHOST, 0))
+        self._listener.settimeout(0.2)
+        self.port = int(self._listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.close()
+
+    def __enter__(self) -> HostileSMTP:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        huge = b"220 " + b"x" * (1 << 20) + b"\r\n"
+        try:
+            with conn:
+                if self.behaviour == "huge_greeting":
+                    conn.sendall(huge)
+                elif self.behaviour == "no_crlf":
+                    conn.sendall(b"220 hostile.test ESMTP without a line end")
+                elif self.behaviour == "slow":
+                    for byte in b"220 hostile.test ESMTP, very slowly\r\n" * 1000:
+                        if self._stop.wait(self.interval):
+                            return
+                        conn.sendall(bytes([byte]))
+                elif self.behaviour == "endless":
+                    while not self._stop.is_set():
+                        conn.sendall(b"220-hostile.test still greeting\r\n" * 100)
+                elif self.behaviour == "huge_ehlo":
+                    conn.sendall(b"220 hostile.test ESMTP\r\n")
+                    conn.recv(1024)
+                    conn.sendall(b"250-" + huge[4:])
+                elif self.behaviour == "mute":
+                    conn.sendall(b"220 hostile.test ESMTP\r\n")
+                    conn.recv(1024)
+                    conn.sendall(b"250-hostile.test\r\n250 PIPELINING\r\n")
+                self._stop.wait(30)
+        except OSError:
+            return

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import functools
 import logging
 import re
@@ -20,8 +19,8 @@ import socket
 import ssl
 from collections.abc import Callable, Sequence
 
-from mailfleet.envelope import Envelope, SendResult
-from mailfleet.errors import SmtpError, Stage
+from mailfleet.envelope import Envelope, SendObserver, SendResult
+from mailfleet.errors import Classification, SmtpError, Stage
 from mailfleet.providers import Security
 from mailfleet.secrets import Secret
 from mailfleet.servers import Server
@@ -36,6 +35,8 @@ _MAX_LINE = 8192
 _MAX_LINES = 100
 _READ_SIZE = 65536
 _WRITE_HIGH = 256 * 1024
+#: the most :meth:`SmtpClient.close` waits for a polite QUIT before dropping the connection
+CLOSE_SECONDS = 1.0
 
 
 def tls_context(server: Server) -> ssl.SSLContext:
@@ -74,6 +75,10 @@ class SmtpClient:
         self._writer: asyncio.StreamWriter | None = None
         self._buffer = bytearray()
         self._secrets: list[str] = []
+        #: told of each letter's DATA and final reply (set by the dispatcher)
+        self.observer: SendObserver | None = None
+        self._broken: SmtpError | None = None
+        self._in_data: Envelope | None = None
 
     # -- opening ----------------------------------------------------------------------
     async def connect(self) -> None:
@@ -180,20 +185,31 @@ class SmtpClient:
         say); the letters not attempted get the same error, so each is diagnosed like the one
         refused. A letter already inside DATA when that happens is dropped with the
         connection, never completed.
+
+        When the session breaks (connection lost, timeout, 421, a malformed or oversized
+        reply) the letters already answered keep their results, the one whose message had
+        gone without a final reply is ``in_doubt``, and the rest are ``attempted = False``;
+        the session is closed and every later call returns its letters unattempted.
         """
         def stops(result: SendResult) -> bool:
             error = result.error
             return error is not None and (error.stage is Stage.MAIL_FROM
                                           or (stop is not None and stop(error)))
 
-        if "PIPELINING" in self.extensions:
-            results = await self._send_pipelined(envelopes, stops)
-        else:
-            results = []
-            for envelope in envelopes:
-                results.append(await self._send_one(envelope))
-                if stops(results[-1]):
-                    break
+        results: list[SendResult] = []
+        self._in_data = None
+        try:
+            if self._broken is not None:
+                raise self._broken
+            if "PIPELINING" in self.extensions:
+                await self._send_pipelined(envelopes, stops, results)
+            else:
+                for envelope in envelopes:
+                    results.append(await self._send_one(envelope))
+                    if stops(results[-1]):
+                        break
+        except SmtpError as exc:
+            return self._broke(envelopes, results, exc)
         if len(results) < len(envelopes):
             error = results[-1].error
             assert error is not None
@@ -202,11 +218,41 @@ class SmtpClient:
                 server=error.server)) for rest in envelopes[len(results):]]
         return results
 
+    def _broke(self, envelopes: Sequence[Envelope], results: list[SendResult],
+               exc: SmtpError) -> list[SendResult]:
+        """The results of a batch whose session just broke (see :meth:`send`)."""
+        self._abort()
+        if self._broken is None:
+            self._broken = self._error(Stage.CONNECT, f"the session is closed after: {exc.reply}")
+            self._broken.classification = Classification.SERVER
+        in_data, self._in_data = self._in_data, None
+        if in_data is not None and len(results) < len(envelopes):
+            if exc.code == 421:  # the server refused it before closing: it has not got it
+                results.append(self._replied(SendResult(in_data, exc, attempted=False)))
+            else:
+                results.append(SendResult(in_data, exc, in_doubt=True))
+        results += [SendResult(rest, SmtpError(
+            exc.stage, exc.reply, code=exc.code, enhanced_status=exc.enhanced_status,
+            classification=exc.classification, server=exc.server), attempted=False)
+            for rest in envelopes[len(results):]]
+        return results
+
+    async def _data_starting(self, envelope: Envelope) -> None:
+        if self.observer is not None:
+            await self.observer.data_starting(envelope)
+        self._in_data = envelope
+
+    def _replied(self, result: SendResult) -> SendResult:
+        self._in_data = None
+        if self.observer is not None:
+            self.observer.replied(result)
+        return result
+
     async def _send_one(self, envelope: Envelope) -> SendResult:
         reply = await self._command(f"MAIL FROM:<{envelope.mail_from}>", Stage.MAIL_FROM)
         if reply.code != 250:
             await self._rset()
-            return SendResult(envelope, self._reply_error(Stage.MAIL_FROM, reply))
+            return self._replied(SendResult(envelope, self._reply_error(Stage.MAIL_FROM, reply)))
         refused: dict[str, SmtpError] = {}
         for rcpt in envelope.rcpt_to:
             reply = await self._command(f"RCPT TO:<{rcpt}>", Stage.RCPT_TO)
@@ -214,33 +260,40 @@ class SmtpClient:
                 refused[rcpt] = self._reply_error(Stage.RCPT_TO, reply, rcpt)
         if len(refused) == len(envelope.rcpt_to):
             await self._rset()
-            return SendResult(envelope, _first(refused), refused)
+            return self._replied(SendResult(envelope, _first(refused), refused))
         reply = await self._command("DATA", Stage.DATA)
         if reply.code != 354:
             await self._rset()
-            return SendResult(envelope, self._reply_error(Stage.DATA, reply), refused)
-        self._write(dot_stuff(envelope.data))
-        reply = await self._read(Stage.DATA)
+            return self._replied(SendResult(envelope, self._reply_error(Stage.DATA, reply),
+                                            refused))
+        body = dot_stuff(envelope.data)
+        await self._data_starting(envelope)
+        deadline = self._deadline()
+        self._write(body)
+        reply = await self._read(Stage.DATA, deadline)
         if reply.code != 250:
-            return SendResult(envelope, self._reply_error(Stage.DATA, reply), refused)
-        return SendResult(envelope, None, refused)
+            return self._replied(SendResult(envelope, self._reply_error(Stage.DATA, reply),
+                                            refused))
+        return self._replied(SendResult(envelope, None, refused))
 
     async def _send_pipelined(self, envelopes: Sequence[Envelope],
-                              stops: Callable[[SendResult], bool]) -> list[SendResult]:
-        results: list[SendResult] = []
+                              stops: Callable[[SendResult], bool],
+                              results: list[SendResult]) -> None:
         pending: tuple[Envelope, dict[str, SmtpError]] | None = None
         body = b""
         for envelope in envelopes:
             group = [f"MAIL FROM:<{envelope.mail_from}>\r\n".encode()]
             group += [f"RCPT TO:<{r}>\r\n".encode() for r in envelope.rcpt_to]
             group.append(b"DATA\r\n")
+            if pending is not None:
+                await self._data_starting(pending[0])
             self._write(body + b"".join(group))
             if pending is not None:
                 results.append(await self._finish_data(*pending))
                 pending = None
                 if stops(results[-1]):  # this letter's commands are already on the wire
                     self._abort()
-                    return results
+                    return
             mail = await self._read(Stage.MAIL_FROM)
             refused: dict[str, SmtpError] = {}
             for rcpt in envelope.rcpt_to:
@@ -262,20 +315,21 @@ class SmtpClient:
             if data.code == 354:  # accepted DATA although the letter failed: end it empty
                 self._write(b".\r\n")
                 await self._read(Stage.DATA)
-            results.append(SendResult(envelope, error, refused))
+            results.append(self._replied(SendResult(envelope, error, refused)))
             await self._rset()
             if stops(results[-1]):
-                break
+                return
         if pending is not None:
+            await self._data_starting(pending[0])
             self._write(body)
             results.append(await self._finish_data(*pending))
-        return results
 
     async def _finish_data(self, envelope: Envelope, refused: dict[str, SmtpError]) -> SendResult:
         reply = await self._read(Stage.DATA)
         if reply.code != 250:
-            return SendResult(envelope, self._reply_error(Stage.DATA, reply), refused)
-        return SendResult(envelope, None, refused)
+            return self._replied(SendResult(envelope, self._reply_error(Stage.DATA, reply),
+                                            refused))
+        return self._replied(SendResult(envelope, None, refused))
 
     async def probe_sender(self, mail_from: str) -> None:
         """MAIL FROM then RSET: proves the sender is accepted; nothing is sent."""
@@ -297,21 +351,24 @@ class SmtpClient:
             writer.transport.abort()
 
     async def close(self) -> None:
-        """QUIT and close the connection; never raises."""
+        """QUIT and close the connection; never raises and never waits more than about
+        :data:`CLOSE_SECONDS` (a broken or hostile session is simply dropped)."""
         writer, self._writer = self._writer, None
         if writer is None:
             return
         try:
-            writer.write(b"QUIT\r\n")
-            await asyncio.wait_for(writer.drain(), 2)
-            if self._reader is not None:
-                await asyncio.wait_for(self._reader.readline(), 2)
-        except (OSError, TimeoutError, ssl.SSLError, asyncio.IncompleteReadError):
+            async with asyncio.timeout(CLOSE_SECONDS):
+                if self._broken is None and self._reader is not None:
+                    writer.write(b"QUIT\r\n")
+                    await writer.drain()
+                    await self._reader.read(_READ_SIZE)  # the 221 (or the end), never parsed
+                writer.close()
+                await writer.wait_closed()
+        except (OSError, TimeoutError, ssl.SSLError, ValueError, RuntimeError,
+                asyncio.IncompleteReadError):
             pass
         finally:
-            writer.close()
-            with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
-                await asyncio.wait_for(writer.wait_closed(), 2)
+            writer.transport.abort()
 
     # -- wire -------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
@@ -319,41 +376,47 @@ class SmtpClient:
             raise self._error(Stage.CONNECT, "the session is closed")
         self._writer.write(data)
 
+    def _deadline(self) -> float:
+        return asyncio.get_running_loop().time() + self.server.timeout
+
     async def _command(self, line: str, stage: Stage, *, secret: bool = False) -> Reply:
+        """Write one command and read its reply, the whole exchange within ``timeout``."""
         if "\r" in line or "\n" in line:
             raise self._error(stage, "refusing to send a command containing CR or LF")
         log.debug("%s > %s", self.server.name, "AUTH ***" if secret else line)
+        deadline = self._deadline()
         self._write(line.encode("utf-8") + b"\r\n")
-        return await self._read(stage)
+        return await self._read(stage, deadline)
 
-    async def _read(self, stage: Stage) -> Reply:
+    async def _read(self, stage: Stage, deadline: float | None = None) -> Reply:
         """The next reply; pipelined replies are taken from the buffer without waiting.
 
-        The timeout applies to each wait for the server, so a slow reply fails after
-        ``timeout`` seconds while a long batch of quick replies never does.
+        The whole reply must arrive within ``timeout`` seconds of starting to wait for it
+        (or by ``deadline``), however the server dribbles it: a slow reply fails, while a long
+        batch of quick replies never does. A reply line over 8,192 bytes, a reply of more than
+        100 lines or a malformed line is a ``server`` error (the server is broken or hostile).
         """
         if self._reader is None or self._writer is None:
             raise self._error(stage, "the session is closed")
         try:
-            if self._writer.transport.get_write_buffer_size() > _WRITE_HIGH:
-                async with asyncio.timeout(self.server.timeout):
+            async with asyncio.timeout_at(deadline or self._deadline()):
+                if self._writer.transport.get_write_buffer_size() > _WRITE_HIGH:
                     await self._writer.drain()
-            while (lines := self._take_reply()) is None:
-                async with asyncio.timeout(self.server.timeout):
+                while (lines := self._take_reply()) is None:
                     chunk = await self._reader.read(_READ_SIZE)
-                if not chunk:
-                    raise self._error(stage, "the server closed the connection")
-                self._buffer += chunk
+                    if not chunk:
+                        raise self._error(stage, "the server closed the connection")
+                    self._buffer += chunk
+            reply = parse_reply_lines(lines)
         except TimeoutError:
             raise self._error(stage, f"no reply within {self.server.timeout:g} s") from None
         except (OSError, ssl.SSLError) as exc:
             raise self._error(stage, f"connection lost: {_os_reason(exc)}") from None
         except ValueError as exc:
-            raise self._error(stage, str(exc)) from None
-        try:
-            reply = parse_reply_lines(lines)
-        except ValueError as exc:
-            raise self._error(stage, str(exc)) from None
+            self._buffer.clear()
+            error = self._error(stage, f"a broken server reply: {exc}")
+            error.classification = Classification.SERVER
+            raise error from None
         if reply.code == 421:  # the server is closing the session
             raise self._reply_error(stage, reply)
         return reply
@@ -362,6 +425,8 @@ class SmtpClient:
         """Cut one complete reply off the buffer, or ``None`` if it has not all arrived."""
         buffer, start, lines = self._buffer, 0, []
         while (end := buffer.find(b"\n", start)) >= 0:
+            if end - start > _MAX_LINE:
+                raise ValueError("an SMTP reply line longer than 8192 bytes")
             line = bytes(buffer[start:end + 1])
             lines.append(line)
             start = end + 1

@@ -1,4 +1,4 @@
-"""The storage interface of the mailing engine (SQLite now, PostgreSQL later).
+"""The storage interface of the mailing engine (SQLite and PostgreSQL).
 
 Every method is one short transaction; none is held open across SMTP. Times are seconds
 since the epoch from the engine's clock.
@@ -6,13 +6,14 @@ since the epoch from the engine's clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, Protocol
 
 import attrs
 
 from mailfleet.providers import Limits
 from mailfleet.quota import QuotaStatus
+from mailfleet.store.leases import LEASE_SECONDS
 
 LetterState = Literal["queued", "claimed", "sending", "sent", "failed", "skipped", "bounced",
                       "held"]
@@ -93,11 +94,28 @@ class Outcome:
 
 @attrs.frozen
 class Recovery:
-    """What a restart found: letters put back, letters to resend, letters held for review."""
+    """What a recovery found: letters put back, letters to resend, letters held for review."""
 
     requeued: int = 0
     resent: int = 0
     held: int = 0
+
+
+@attrs.frozen
+class Holder:
+    """A dispatcher holding letters (claimed, or ``sending``: inside DATA) and when they are
+    taken back if it is gone: ``alive`` is ``None`` when its host cannot tell (another
+    machine: its lease decides); ``takeback_at`` is ``None`` while a live local process holds
+    them (they come back the moment it dies)."""
+
+    dispatcher: str
+    host: str | None
+    pid: int | None
+    seen_at: float | None
+    alive: bool | None
+    claimed: int
+    sending: int
+    takeback_at: float | None
 
 
 class Store(Protocol):
@@ -124,11 +142,26 @@ class Store(Protocol):
     # -- dispatching ----------------------------------------------------------------------
     def register_dispatcher(self, dispatcher_id: str, now: float) -> None: ...
     def unregister_dispatcher(self, dispatcher_id: str) -> None: ...
-    def recover(self, now: float) -> Recovery: ...
+    def recover(self, now: float, *, lease: float = LEASE_SECONDS,
+                hold_in_doubt: bool = False) -> Recovery:
+        """Take back the letters of dispatchers that are gone (a local process that ended,
+        or a lease older than ``lease`` seconds): claimed ones are queued again uncharged;
+        ``sending`` ones (inside DATA, in doubt) keep their charge and are queued again
+        with one attempt used, or held for review when ``hold_in_doubt`` or their mailing
+        says so."""
+        ...
+    def holders(self, mailing_id: str | None, now: float, *,
+                lease: float = LEASE_SECONDS) -> list[Holder]:
+        """Who holds letters (of one mailing, or any) and when they will be taken back."""
+        ...
     def claim(self, dispatcher_id: str, server: str, limits: Limits, count: int, now: float,
               mailing_ids: Sequence[str] | None = None) -> Claim: ...
     def mark_sending(self, letter_ids: Sequence[int], now: float) -> None: ...
     def finish(self, outcomes: Sequence[Outcome], now: float) -> None: ...
+    def record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float) -> None:
+        """One commit of the dispatcher's journal: letters whose message is about to go
+        become ``sending`` (in doubt until their outcome), and outcomes are applied."""
+        ...
     def waiting(self, mailing_ids: Sequence[str] | None, now: float) -> tuple[int, float | None]:
         """Queued letters of active mailings and the earliest ``not_before`` in the future."""
         ...
@@ -136,7 +169,17 @@ class Store(Protocol):
     # -- quota ----------------------------------------------------------------------------
     def quota(self, server: str, limits: Limits, now: float) -> QuotaStatus: ...
     def block_server(self, server: str, until: float, reason: str) -> None: ...
-    def unblock_server(self, server: str) -> None: ...
+    def unblock_server(self, server: str) -> None:
+        """End a block and close the server's circuit breaker (its failures are forgotten)."""
+        ...
+    def server_failed(self, server: str, now: float, reason: str,
+                      rest: Callable[[int], float]) -> tuple[int, float]:
+        """Open the circuit breaker: count one more consecutive failure of ``server`` and
+        block it for ``rest(failures)`` seconds; returns the failures and the block's end."""
+        ...
+    def server_recovered(self, server: str) -> None:
+        """The server worked again: its consecutive failures start from zero."""
+        ...
 
     # -- suppression ----------------------------------------------------------------------
     def suppress(self, email: str, reason: str, now: float, source: str = "manual") -> None: ...

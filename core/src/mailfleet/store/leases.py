@@ -7,10 +7,13 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-#: A dispatcher on another host that has not renewed its lease for this long is dead.
-LEASE_SECONDS = 600.0
+#: A dispatcher on another host that has not renewed its lease for this long is dead
+#: (``deployment.lease_seconds``; a dispatcher renews it every third of that).
+LEASE_SECONDS = 15.0
 HELD_IN_DATA = ("the sending process stopped while this letter was in DATA; held for review "
                 "(it may have been delivered)")
+RESENT_IN_DATA = ("the sending process stopped while this letter was in DATA; sending again "
+                  "with the same Message-ID")
 
 
 def pid_alive(pid: int) -> bool:
@@ -22,6 +25,16 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def takeback_at(host: str, pid: int, seen_at: float, here: str, lease: float,
+                now: float) -> tuple[bool | None, float | None]:
+    """Whether a dispatcher lives (``None``: another host, its lease decides) and when its
+    letters are taken back (``None``: not while it lives)."""
+    if host == here:
+        alive = pid_alive(pid)
+        return alive, (None if alive else now)
+    return None, max(now, seen_at + lease)
 
 
 def dead_dispatchers(rows: Iterable[Iterable[Any]], host: str, now: float,

@@ -15,7 +15,7 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote
@@ -28,13 +28,20 @@ from mailfleet.providers import Limits
 from mailfleet.quota import QuotaStatus, remaining_now, window_status
 from mailfleet.store.base import (
     Claim,
+    Holder,
     LetterRecord,
     LetterRow,
     MailingRecord,
     Outcome,
     Recovery,
 )
-from mailfleet.store.leases import HELD_IN_DATA, LEASE_SECONDS, dead_dispatchers
+from mailfleet.store.leases import (
+    HELD_IN_DATA,
+    LEASE_SECONDS,
+    RESENT_IN_DATA,
+    dead_dispatchers,
+    takeback_at,
+)
 
 # Advisory lock namespaces (first key of the two-key form).
 _LOCK_SCHEMA = 0x6D66_0001
@@ -102,6 +109,9 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS dispatchers (
     id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
     seen_at DOUBLE PRECISION NOT NULL);
+-- The circuit breaker of each server: consecutive failures (the block is in server_blocks).
+CREATE TABLE IF NOT EXISTS server_breakers (
+    server TEXT PRIMARY KEY, failures INTEGER NOT NULL, last_at DOUBLE PRECISION NOT NULL);
 """
 
 _URL_PASSWORD = re.compile(r"^[a-z]+://[^:/@?#]*:([^@/?#]*)@", re.IGNORECASE)
@@ -145,7 +155,6 @@ class PostgresStore:
         self.location = mask_dsn(dsn)
         self.connect_timeout = connect_timeout
         self.host = socket.gethostname()
-        self.lease_seconds = LEASE_SECONDS
         self._lock = threading.RLock()
         self.conn = self._connect()
         with self._tx() as cur:
@@ -289,19 +298,19 @@ class PostgresStore:
         with self._tx() as cur:
             cur.execute("DELETE FROM dispatchers WHERE id=%s", (dispatcher_id,))
 
-    def recover(self, now: float) -> Recovery:
-        """Put back letters of dispatchers that died: claimed ones are queued again uncharged;
-        ones caught in ``sending`` (maybe inside DATA) are queued again (the charge stays,
-        they may have gone) or held for review if their mailing says so."""
+    def recover(self, now: float, *, lease: float = LEASE_SECONDS,
+                hold_in_doubt: bool = False) -> Recovery:
         with self._tx() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_LOCK_RECOVER,))
+            if not cur.execute("SELECT pg_try_advisory_xact_lock(%s, 0)",
+                               (_LOCK_RECOVER,)).fetchone()[0]:  # type: ignore[index]
+                return Recovery()  # another dispatcher is recovering right now
             dead = set(dead_dispatchers(cur.execute(
                 "SELECT id, host, pid, seen_at FROM dispatchers").fetchall(), self.host, now,
-                self.lease_seconds))
+                lease))
             dead |= {str(r[0]) for r in cur.execute(
-                "SELECT DISTINCT l.claimed_by FROM letters l WHERE l.state IN "
-                "('claimed','sending') AND l.claimed_by IS NOT NULL AND NOT EXISTS "
-                "(SELECT 1 FROM dispatchers d WHERE d.id = l.claimed_by)").fetchall()}
+                "SELECT DISTINCT l.claimed_by FROM letters l WHERE l.claimed_by IS NOT NULL "
+                "AND NOT EXISTS (SELECT 1 FROM dispatchers d WHERE d.id = l.claimed_by)"
+            ).fetchall()}
             if not dead:
                 return Recovery()
             ids = sorted(dead)
@@ -314,19 +323,42 @@ class PostgresStore:
                         "(SELECT id FROM letters WHERE claimed_by = ANY(%s) AND "
                         "state='sending')", (ids,))
             cur.execute(
-                "UPDATE letters SET state='held', claimed_by=NULL, last_error=%s WHERE "
-                "claimed_by = ANY(%s) AND state='sending' AND mailing_id IN (SELECT id FROM "
-                "mailings WHERE hold_in_data)",
-                (HELD_IN_DATA, ids))
+                "UPDATE letters SET state='held', claimed_by=NULL, attempts=attempts+1, "
+                "last_error=%s WHERE claimed_by = ANY(%s) AND state='sending' AND (%s OR "
+                "mailing_id IN (SELECT id FROM mailings WHERE hold_in_data))",
+                (HELD_IN_DATA, ids, hold_in_doubt))
             held = cur.rowcount
             cur.execute(
                 "UPDATE letters SET state='queued', claimed_by=NULL, attempts=attempts+1, "
-                "last_error=%s WHERE claimed_by = ANY(%s) AND state='sending'",
-                ("the sending process stopped while this letter was in DATA; sending again "
-                 "with the same Message-ID", ids))
+                "not_before=NULL, last_error=%s WHERE claimed_by = ANY(%s) AND "
+                "state='sending'", (RESENT_IN_DATA, ids))
             resent = cur.rowcount
             cur.execute("DELETE FROM dispatchers WHERE id = ANY(%s)", (ids,))
         return Recovery(requeued, resent, held)
+
+    def holders(self, mailing_id: str | None, now: float, *,
+                lease: float = LEASE_SECONDS) -> list[Holder]:
+        with self._tx() as cur:
+            rows = cur.execute(
+                "SELECT l.claimed_by, d.host, d.pid, d.seen_at, "
+                "COUNT(*) FILTER (WHERE l.state='claimed'), "
+                "COUNT(*) FILTER (WHERE l.state='sending') FROM letters l LEFT JOIN "
+                "dispatchers d ON d.id=l.claimed_by WHERE l.claimed_by IS NOT NULL AND "
+                "(%(m)s::text IS NULL OR l.mailing_id=%(m)s) GROUP BY l.claimed_by, d.host, "
+                "d.pid, d.seen_at ORDER BY l.claimed_by COLLATE \"C\"",
+                {"m": mailing_id}).fetchall()
+        out = []
+        for did, host, pid, seen, claimed, sending in rows:
+            alive: bool | None
+            back: float | None
+            if host is None:  # its row is gone: taken back at the next check
+                alive, back = False, now
+            else:
+                alive, back = takeback_at(host, int(pid), float(seen), self.host, lease, now)
+            out.append(Holder(did, host, None if pid is None else int(pid),
+                              None if seen is None else float(seen), alive, int(claimed),
+                              int(sending), back))
+        return out
 
     @staticmethod
     def _active_mailings(cur: psycopg.Cursor[tuple[Any, ...]],
@@ -412,21 +444,33 @@ class PostgresStore:
             return Claim(tuple(letters), tuple(skipped), "" if letters or skipped else "empty")
 
     def mark_sending(self, letter_ids: Sequence[int], now: float) -> None:
-        with self._tx() as cur:
-            cur.execute("UPDATE letters SET state='sending' WHERE id = ANY(%s)",
-                        (list(letter_ids),))
+        self.record(letter_ids, (), now)
 
     def finish(self, outcomes: Sequence[Outcome], now: float) -> None:
-        if not outcomes:
+        self.record((), outcomes, now)
+
+    def record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float) -> None:
+        if not sending and not outcomes:
             return
         ordered = sorted(outcomes, key=lambda o: o.letter)  # row locks in one order
         with self._tx() as cur:
-            cur.executemany(
-                "UPDATE letters SET state=%s, server=%s, from_addr=COALESCE(%s, from_addr), "
-                "last_error=%s, not_before=%s::float8, attempts=%s, claimed_by=NULL, "
-                "sent_at=CASE WHEN %s='sent' THEN %s ELSE sent_at END WHERE id=%s",
-                [(o.state, o.server, o.from_addr, o.error, o.not_before, o.attempts, o.state,
-                  now, o.letter) for o in ordered])
+            if sending:
+                cur.execute("UPDATE letters SET state='sending' WHERE id = ANY(%s) AND "
+                            "state='claimed'", (sorted(sending),))
+            if not ordered:
+                return
+            cur.execute(
+                "UPDATE letters l SET state=o.state, server=o.server, "
+                "from_addr=COALESCE(o.from_addr, l.from_addr), last_error=o.error, "
+                "not_before=o.not_before, attempts=o.attempts, claimed_by=NULL, "
+                "sent_at=CASE WHEN o.state='sent' THEN %s ELSE l.sent_at END "
+                "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], "
+                "%s::float8[], %s::int[]) AS o(id, state, server, from_addr, error, not_before,"
+                " attempts) WHERE l.id = o.id",
+                (now, [o.letter for o in ordered], [o.state for o in ordered],
+                 [o.server for o in ordered], [o.from_addr for o in ordered],
+                 [o.error for o in ordered], [o.not_before for o in ordered],
+                 [o.attempts for o in ordered]))
             kept = [o.letter for o in ordered if o.charged]
             if kept:
                 cur.execute("UPDATE ledger SET settled=TRUE, at=%s WHERE NOT settled AND "
@@ -458,8 +502,11 @@ class PostgresStore:
             status = window_status(limits, now, functools.partial(self._used, cur, server),
                                          functools.partial(self._nth, cur, server))
             block = self._block(cur, server, now)
+            row = cur.execute("SELECT failures FROM server_breakers WHERE server=%s",
+                              (server,)).fetchone()
         return QuotaStatus(server, status["minute"], status["hour"], status["day"],
-                           block[0] if block else None, block[1] if block else None)
+                           block[0] if block else None, block[1] if block else None,
+                           int(row[0]) if row else 0)
 
     def block_server(self, server: str, until: float, reason: str) -> None:
         with self._tx() as cur:
@@ -470,6 +517,26 @@ class PostgresStore:
     def unblock_server(self, server: str) -> None:
         with self._tx() as cur:
             cur.execute("DELETE FROM server_blocks WHERE server=%s", (server,))
+            cur.execute("DELETE FROM server_breakers WHERE server=%s", (server,))
+
+    def server_failed(self, server: str, now: float, reason: str,
+                      rest: Callable[[int], float]) -> tuple[int, float]:
+        with self._tx() as cur:
+            row = cur.execute(
+                "INSERT INTO server_breakers (server, failures, last_at) VALUES (%s, 1, %s) "
+                "ON CONFLICT (server) DO UPDATE SET failures=server_breakers.failures+1, "
+                "last_at=EXCLUDED.last_at RETURNING failures", (server, now)).fetchone()
+            failures = int(row[0]) if row else 1
+            until = now + rest(failures)
+            cur.execute(
+                "INSERT INTO server_blocks (server, until, reason) VALUES (%s,%s,%s) ON CONFLICT"
+                " (server) DO UPDATE SET until=GREATEST(server_blocks.until, EXCLUDED.until), "
+                "reason=EXCLUDED.reason", (server, until, reason))
+        return failures, until
+
+    def server_recovered(self, server: str) -> None:
+        with self._tx() as cur:
+            cur.execute("DELETE FROM server_breakers WHERE server=%s", (server,))
 
     # -- suppression ----------------------------------------------------------------------
     def suppress(self, email: str, reason: str, now: float, source: str = "manual") -> None:

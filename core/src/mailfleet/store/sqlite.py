@@ -12,7 +12,7 @@ import json
 import os
 import socket
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,13 +20,20 @@ from mailfleet.providers import Limits
 from mailfleet.quota import QuotaStatus, remaining_now, window_status
 from mailfleet.store.base import (
     Claim,
+    Holder,
     LetterRecord,
     LetterRow,
     MailingRecord,
     Outcome,
     Recovery,
 )
-from mailfleet.store.leases import HELD_IN_DATA, LEASE_SECONDS, dead_dispatchers
+from mailfleet.store.leases import (
+    HELD_IN_DATA,
+    LEASE_SECONDS,
+    RESENT_IN_DATA,
+    dead_dispatchers,
+    takeback_at,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -78,6 +85,10 @@ CREATE INDEX IF NOT EXISTS bounces_email ON bounces (email, hard, at);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS dispatchers (
     id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, seen_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS letters_owner ON letters (claimed_by) WHERE claimed_by IS NOT NULL;
+-- The circuit breaker of each server: consecutive failures (the block is in server_blocks).
+CREATE TABLE IF NOT EXISTS server_breakers (
+    server TEXT PRIMARY KEY, failures INTEGER NOT NULL, last_at REAL NOT NULL);
 """
 _SENT_LIKE = ("sent", "bounced")
 
@@ -94,7 +105,6 @@ class SqliteStore:
         self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         self.db.executescript(SCHEMA)
         self.host = socket.gethostname()
-        self.lease_seconds = LEASE_SECONDS
 
     @contextmanager
     def _tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
@@ -209,21 +219,17 @@ class SqliteStore:
         with self._tx():
             self.db.execute("DELETE FROM dispatchers WHERE id=?", (dispatcher_id,))
 
-    def recover(self, now: float) -> Recovery:
-        """Put back letters of dispatchers that died: claimed ones are queued again uncharged;
-        ones caught in ``sending`` (maybe inside DATA) are queued again (the charge stays,
-        they may have gone) or held for review if their mailing says so."""
+    def recover(self, now: float, *, lease: float = LEASE_SECONDS,
+                hold_in_doubt: bool = False) -> Recovery:
         with self._tx():
-            dead = dead_dispatchers(self.db.execute(
-                "SELECT id, host, pid, seen_at FROM dispatchers").fetchall(), self.host, now,
-                self.lease_seconds)
-            live = {r[0] for r in self.db.execute("SELECT id FROM dispatchers").fetchall()}
-            owners = [r[0] for r in self.db.execute(
-                "SELECT DISTINCT claimed_by FROM letters WHERE state IN ('claimed','sending')"
-            ).fetchall()]
-            dead += [o for o in owners if o is not None and o not in live]
+            rows = self.db.execute("SELECT id, host, pid, seen_at FROM dispatchers").fetchall()
+            dead = set(dead_dispatchers(rows, self.host, now, lease))
+            live = {r[0] for r in rows}
+            dead |= {str(r[0]) for r in self.db.execute(
+                "SELECT DISTINCT claimed_by FROM letters WHERE claimed_by IS NOT NULL"
+            ).fetchall() if r[0] not in live}
             requeued = resent = held = 0
-            for did in set(dead):
+            for did in sorted(dead):
                 self.db.execute(
                     "DELETE FROM ledger WHERE settled=0 AND letter_id IN (SELECT id FROM letters"
                     " WHERE claimed_by=? AND state='claimed')", (did,))
@@ -234,17 +240,37 @@ class SqliteStore:
                     "UPDATE ledger SET settled=1 WHERE settled=0 AND letter_id IN (SELECT id "
                     "FROM letters WHERE claimed_by=? AND state='sending')", (did,))
                 held += self.db.execute(
-                    "UPDATE letters SET state='held', claimed_by=NULL, last_error=? WHERE "
-                    "claimed_by=? AND state='sending' AND mailing_id IN (SELECT id FROM mailings"
-                    " WHERE hold_in_data=1)",
-                    (HELD_IN_DATA, did)).rowcount
+                    "UPDATE letters SET state='held', claimed_by=NULL, attempts=attempts+1, "
+                    "last_error=? WHERE claimed_by=? AND state='sending' AND (? OR mailing_id IN"
+                    " (SELECT id FROM mailings WHERE hold_in_data=1))",
+                    (HELD_IN_DATA, did, int(hold_in_doubt))).rowcount
                 resent += self.db.execute(
                     "UPDATE letters SET state='queued', claimed_by=NULL, attempts=attempts+1, "
-                    "last_error=? WHERE claimed_by=? AND state='sending'",
-                    ("the sending process stopped while this letter was in DATA; sending again "
-                     "with the same Message-ID", did)).rowcount
+                    "not_before=NULL, last_error=? WHERE claimed_by=? AND state='sending'",
+                    (RESENT_IN_DATA, did)).rowcount
                 self.db.execute("DELETE FROM dispatchers WHERE id=?", (did,))
         return Recovery(requeued, resent, held)
+
+    def holders(self, mailing_id: str | None, now: float, *,
+                lease: float = LEASE_SECONDS) -> list[Holder]:
+        rows = self.db.execute(
+            "SELECT l.claimed_by, d.host, d.pid, d.seen_at, SUM(l.state='claimed'), "
+            "SUM(l.state='sending') FROM letters l LEFT JOIN dispatchers d ON d.id=l.claimed_by "
+            "WHERE l.claimed_by IS NOT NULL AND (? IS NULL OR l.mailing_id=?) "
+            "GROUP BY l.claimed_by ORDER BY l.claimed_by", (mailing_id, mailing_id)).fetchall()
+        out = []
+        for did, host, pid, seen, claimed, sending in rows:
+            alive: bool | None
+            back: float | None
+            if host is None:  # its row is gone: taken back at the next check
+                alive, back = False, now
+            else:
+                alive, back = takeback_at(str(host), int(pid), float(seen), self.host, lease, now)
+            out.append(Holder(str(did), None if host is None else str(host),
+                              None if pid is None else int(pid),
+                              None if seen is None else float(seen), alive, int(claimed),
+                              int(sending), back))
+        return out
 
     def _active_mailings(self, mailing_ids: Sequence[str] | None) -> list[str]:
         rows = self.db.execute("SELECT id FROM mailings WHERE state='active' "
@@ -320,14 +346,20 @@ class SqliteStore:
             return Claim(tuple(letters), tuple(skipped), "" if letters or skipped else "empty")
 
     def mark_sending(self, letter_ids: Sequence[int], now: float) -> None:
-        with self._tx():
-            self.db.executemany("UPDATE letters SET state='sending' WHERE id=?",
-                                [(i,) for i in letter_ids])
+        self.record(letter_ids, (), now)
 
     def finish(self, outcomes: Sequence[Outcome], now: float) -> None:
-        if not outcomes:
+        self.record((), outcomes, now)
+
+    def record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float) -> None:
+        if not sending and not outcomes:
             return
         with self._tx():
+            if sending:
+                self.db.executemany("UPDATE letters SET state='sending' WHERE id=? AND "
+                                    "state='claimed'", [(i,) for i in sending])
+            if not outcomes:
+                return
             self.db.executemany(
                 "UPDATE letters SET state=?, server=?, from_addr=COALESCE(?, from_addr), "
                 "last_error=?, not_before=?, attempts=?, claimed_by=NULL, "
@@ -362,7 +394,8 @@ class SqliteStore:
                                      functools.partial(self._nth, server))
         block = self._block(server, now)
         return QuotaStatus(server, status["minute"], status["hour"], status["day"],
-                           block[0] if block else None, block[1] if block else None)
+                           block[0] if block else None, block[1] if block else None,
+                           self._failures(server))
 
     def block_server(self, server: str, until: float, reason: str) -> None:
         with self._tx():
@@ -372,6 +405,34 @@ class SqliteStore:
     def unblock_server(self, server: str) -> None:
         with self._tx():
             self.db.execute("DELETE FROM server_blocks WHERE server=?", (server,))
+            self.db.execute("DELETE FROM server_breakers WHERE server=?", (server,))
+
+    def server_failed(self, server: str, now: float, reason: str,
+                      rest: Callable[[int], float]) -> tuple[int, float]:
+        with self._tx():
+            row = self.db.execute(
+                "INSERT INTO server_breakers (server, failures, last_at) VALUES (?, 1, ?) "
+                "ON CONFLICT (server) DO UPDATE SET failures=failures+1, last_at=excluded.last_at"
+                " RETURNING failures", (server, now)).fetchone()
+            failures = int(row[0])
+            until = now + rest(failures)
+            self.db.execute(
+                "INSERT INTO server_blocks (server, until, reason) VALUES (?,?,?) ON CONFLICT "
+                "(server) DO UPDATE SET until=MAX(until, excluded.until), reason=excluded.reason",
+                (server, until, reason))
+        return failures, until
+
+    def server_recovered(self, server: str) -> None:
+        if self.db.execute("SELECT 1 FROM server_breakers WHERE server=?",
+                           (server,)).fetchone() is None:
+            return
+        with self._tx():
+            self.db.execute("DELETE FROM server_breakers WHERE server=?", (server,))
+
+    def _failures(self, server: str) -> int:
+        row = self.db.execute("SELECT failures FROM server_breakers WHERE server=?",
+                              (server,)).fetchone()
+        return 0 if row is None else int(row[0])
 
     # -- suppression ----------------------------------------------------------------------
     def suppress(self, email: str, reason: str, now: float, source: str = "manual") -> None:
