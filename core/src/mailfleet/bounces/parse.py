@@ -45,10 +45,12 @@ _MSGID_RE = re.compile(r"^[ \t>]*Message-I[Dd][ \t]*:[ \t]*(?:\r?\n[ \t]+)?(<[^<
                        re.MULTILINE | re.IGNORECASE)
 _MTA_RE = re.compile(
     r"(?:at host|program at|agent at|mail system at(?: host)?|system at|server at|"
-    r"Message from|delivery agent at|Reporting-MTA:\s*dns;)\s+\[?([A-Za-z0-9.\-]+\.[A-Za-z]{2,})",
+    r"Message from|delivery agent at|Reporting-MTA:[ \t]*dns;)\s++\[?"
+    r"([A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,20}\.[A-Za-z]{2,63})",
     re.IGNORECASE,
 )
-_TAG_RE = re.compile(r"<(?:style|script)[^>]*>.*?</(?:style|script)>|<[^>]+>", re.I | re.S)
+_TAG_RE = re.compile(r"<[^<>]{1,4000}>")
+_HIDDEN_RE = re.compile(r"<(style|script)\b", re.I)
 _GAVE_UP = re.compile(r"envelope expired", re.I)
 _EXIM_RETRY = re.compile(r"retry timeout exceeded", re.I)
 _EXIM_LAYOUT = re.compile(r"following address\(es\) failed", re.I)
@@ -107,12 +109,33 @@ def _collect(msg: Message) -> _Parts:
             else:
                 parts.texts.append(text)
         elif ctype == "text/html":
-            parts.html.append(_TAG_RE.sub(" ", part_text(part)).replace("&nbsp;", " "))
+            parts.html.append(_html_text(part_text(part)))
     if not parts.texts and parts.html:
         parts.texts = [re.sub(r"[ \t]+", " ", h) for h in parts.html]
     if not parts.texts and not parts.dsn and not parts.originals:
         parts.texts.append(_raw_body(msg))
     return parts
+
+
+def _html_text(html: str) -> str:
+    """The visible text of an HTML part: style and script elements and tags removed
+    (found with ``str.find``, so an unclosed element costs linear time, not quadratic)."""
+    low = html.lower()
+    if len(low) != len(html):
+        low = html
+    pieces: list[str] = []
+    pos = 0
+    for match in _HIDDEN_RE.finditer(html):
+        if match.start() < pos:
+            continue
+        pieces.append(html[pos:match.start()])
+        close = low.find("</" + match.group(1).lower(), match.end())
+        if close < 0:
+            pos = len(html)
+            break
+        pos = close
+    pieces.append(html[pos:])
+    return _TAG_RE.sub(" ", "".join(pieces)).replace("&nbsp;", " ")
 
 
 def _raw_body(msg: Message) -> str:
@@ -220,7 +243,7 @@ _RCPT_HEADERS = ("To", "Cc", "Bcc", "Delivered-To", "X-Original-To", "Envelope-T
                  "X-Envelope-To", "X-Rcpt-To")
 _TEXT_RCPT_RE = re.compile(r"^>?[ \t]*(?:To|Cc|Delivered-To|X-Original-To|Envelope-To)[ \t]*:"
                            r"[ \t]*(.+(?:\r?\n[ \t]+.+)*)", re.IGNORECASE | re.MULTILINE)
-_FOR_RE = re.compile(r"\bfor[ \t]+<([^<>\s]+@[^<>\s]+)>", re.IGNORECASE)
+_FOR_RE = re.compile(r"\bfor[ \t]++<([^<>\s@]{1,256}@[^<>\s]{1,256})>", re.IGNORECASE)
 
 
 def _original_recipients(parts: _Parts, tail: str) -> list[str]:
@@ -390,13 +413,14 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
     if parts.feedback or parts.report_type == "feedback-report":
         fb_text = "\n".join(parts.feedback)
         fb_addrs = [a for a in (clean_address(v) for v in re.findall(
-            r"^(?:Original-Rcpt-To|Removal-Recipient):\s*(.+)$", fb_text, re.I | re.M)) if a]
+            r"^(?:Original-Rcpt-To|Removal-Recipient)[ \t]*:[ \t]*(.+)$", fb_text,
+            re.I | re.M)) if a]
         if not fb_addrs:
             for original in parts.originals:
                 fb_addrs += [a for a in addresses_in(header(original, "To"))
                           if not is_system_address(a)]
             for text in parts.original_headers:
-                match = re.search(r"^To:\s*(.+)$", text, re.I | re.M)
+                match = re.search(r"^To[ \t]*:[ \t]*(.+)$", text, re.I | re.M)
                 if match:
                     fb_addrs += [a for a in addresses_in(match.group(1))
                               if not is_system_address(a)]
@@ -406,7 +430,8 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
             if a.lower() not in seen:
                 seen.add(a.lower())
                 fb.append(FailedRecipient(a, None, None, None, "feedback", False, None))
-        mta = re.search(r"^Reporting-MTA:\s*(?:\w+;\s*)?(\S+)", fb_text, re.I | re.M)
+        mta = re.search(r"^Reporting-MTA:[ \t]*(?:\w+;[ \t]*)?(\S+)", fb_text,
+                        re.I | re.M)
         return report("feedback", fb, mta.group(1) if mta else None)
 
     # Amazon SES notifications
