@@ -3,11 +3,14 @@ is linear), and oversized or deeply nested messages are parsed within the input 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from mailfleet.bounces.parse import parse_bytes
+from mailfleet.bounces.parse import parse_bounce
 from mailfleet.bounces.report import BounceReport
 
 HEAD = (b"From: MAILER-DAEMON@relay.example\r\nSubject: Undelivered Mail Returned to Sender\r\n"
@@ -45,7 +48,7 @@ HOSTILE = {
 
 def _report(raw: bytes) -> tuple[BounceReport, float]:
     start = time.monotonic()
-    report = parse_bytes(raw)
+    report = parse_bounce(raw)
     return report, time.monotonic() - start
 
 
@@ -74,3 +77,72 @@ def test_unclosed_style_element_in_html_is_linear() -> None:
     report, elapsed = _report(raw)
     assert elapsed < BUDGET_S, f"{elapsed:.2f} s"
     assert report.kind == "not-bounce"
+
+
+def _multipart(parts: list[bytes], boundary: bytes = b"b") -> bytes:
+    body = b"".join(b"--" + boundary + b"\r\n" + part + b"\r\n" for part in parts)
+    return (b"From: MAILER-DAEMON@relay.example\r\nSubject: Undelivered Mail\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"" + boundary
+            + b"\"\r\n\r\n" + body + b"--" + boundary + b"--\r\n")
+
+
+def _deep(depth: int) -> bytes:
+    raw = b"Content-Type: text/plain\r\n\r\n<zoe@example.org>: 550 5.1.1 User unknown\r\n"
+    for level in range(depth, 0, -1):
+        boundary = b"b%d" % level
+        raw = (b"Content-Type: multipart/mixed; boundary=\"" + boundary + b"\"\r\n\r\n--"
+               + boundary + b"\r\n" + raw + b"\r\n--" + boundary + b"--\r\n")
+    return b"From: MAILER-DAEMON@relay.example\r\nSubject: Undelivered Mail\r\n" + raw
+
+
+def test_report_over_the_input_budget_is_parsed_on_its_first_part_with_a_note() -> None:
+    first = b"Content-Type: text/plain\r\n\r\n" + GOOD
+    filler = b"Content-Type: text/plain\r\n\r\n" + (b"y" * 76 + b"\r\n") * 4_000
+    raw = _multipart([first] + [filler] * 100)  # 30 MB over 100 text parts
+    assert len(raw) > 30_000_000
+    report, elapsed = _report(raw)
+    assert elapsed < BUDGET_S, f"{elapsed:.2f} s"
+    assert [r.address for r in report.recipients] == ["zoe@example.org"]
+    assert report.note and f"of {len(raw):,} bytes" in report.note
+
+
+def test_report_within_the_budget_has_no_note() -> None:
+    report, _ = _report(HEAD + GOOD)
+    assert report.note is None
+
+
+def test_size_of_a_partly_read_message_is_named_in_the_note() -> None:
+    report = parse_bounce(HEAD + GOOD, size=40_000_000)
+    assert [r.address for r in report.recipients] == ["zoe@example.org"]
+    assert report.note and "of 40,000,000 bytes" in report.note
+
+
+def test_thousand_deep_multipart_is_parsed_in_bounded_time() -> None:
+    report, elapsed = _report(_deep(1_000))
+    assert elapsed < BUDGET_S, f"{elapsed:.2f} s"
+    assert [r.address for r in report.recipients] == ["zoe@example.org"]
+    assert report.recipients[0].hard
+
+
+def test_thirty_megabyte_report_through_the_reader_path_stays_under_100_mb_rss(
+        tmp_path: Path) -> None:
+    path = tmp_path / "big.eml"
+    with path.open("wb") as out:
+        out.write(HEAD + GOOD)
+        for _ in range(30):
+            out.write((b"z" * 1022 + b"\r\n") * 1024)
+    # peak RSS of the child's own address space (VmHWM: ru_maxrss would count the parent's
+    # pages, since Linux keeps it across exec)
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from mailfleet.plugins import load_plugins\n"
+        "raw = Path(sys.argv[1]).read_bytes()\n"
+        "report = load_plugins().parse_bounce(raw)\n"
+        "assert [r.address for r in report.recipients] == ['zoe@example.org'], report\n"
+        "status = Path('/proc/self/status').read_text()\n"
+        "print(next(x.split()[1] for x in status.splitlines() if x.startswith('VmHWM')))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, timeout=120, check=True)
+    rss_mb = int(done.stdout.strip()) / 1024
+    assert rss_mb < 100, f"{rss_mb:.0f} MB"

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailfleet.bounces.parse import parse_bytes
+from mailfleet.bounces.parse import parse_bounce
 from mailfleet.bounces.report import REASONS, BounceReport, Kind
 
 KINDS = set(typing.get_args(Kind))
@@ -25,7 +25,7 @@ def _valid(report: BounceReport) -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=4096))
 def test_arbitrary_bytes_give_a_valid_report(data: bytes) -> None:
-    _valid(parse_bytes(data))
+    _valid(parse_bounce(data))
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -43,7 +43,7 @@ def test_mutated_real_bounces_give_a_valid_report(path: Path, data: st.DataObjec
             raw[pos:pos] = data.draw(st.sampled_from(
                 [b"\r\n--", b"Content-Type: message/rfc822\r\n\r\n", b"charset=iso-2022-jp",
                  b"=?koi8-r?B?zsXU?=", b"\x1b$B", b"\r\n\r\n", b"<>@", b"boundary=\"x\""]))
-    _valid(parse_bytes(bytes(raw)))
+    _valid(parse_bounce(bytes(raw)))
 
 
 @settings(max_examples=30, deadline=None)
@@ -53,7 +53,7 @@ def test_any_text_in_any_declared_charset_gives_a_valid_report(text: str, charse
     raw = (f"From: MAILER-DAEMON@x.example\r\nSubject: failure notice\r\n"
            f"Content-Type: text/plain; charset={charset}\r\n\r\n").encode() + text.encode(
         "utf-8", "replace")
-    _valid(parse_bytes(raw))
+    _valid(parse_bounce(raw))
 
 
 def test_nested_rfc822_inside_rfc822_is_parsed() -> None:
@@ -64,7 +64,7 @@ def test_nested_rfc822_inside_rfc822_is_parsed() -> None:
                b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b%d\"\r\n\r\n"
                b"--b%d\r\nContent-Type: message/rfc822\r\n\r\n" % (i, i) + raw
                + b"\r\n--b%d--\r\n" % i)
-    _valid(parse_bytes(raw))
+    _valid(parse_bounce(raw))
 
 
 def test_huge_message_is_parsed_quickly() -> None:
@@ -72,7 +72,7 @@ def test_huge_message_is_parsed_quickly() -> None:
             b"<zoe@example.org>:\r\n550 5.1.1 user unknown\r\n")
     raw = head + b"x" * 60 + (b"A" * 998 + b"\r\n") * 30_000
     start = time.monotonic()
-    report = parse_bytes(raw)
+    report = parse_bounce(raw)
     assert time.monotonic() - start < 5
     _valid(report)
     assert [r.address for r in report.recipients] == ["zoe@example.org"]

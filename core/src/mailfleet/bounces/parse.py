@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
-from email.message import EmailMessage, Message
+from collections.abc import Callable
+from email import policy
+from email.message import Message
+from email.parser import BytesParser
 
 import attrs
 
@@ -15,7 +19,17 @@ from mailfleet.bounces.codes import (
     is_system_address,
 )
 from mailfleet.bounces.dsn import DSN_HINT_RE, DsnRecipient, parse_dsn
-from mailfleet.bounces.mime import content_type, header, headers_text, parse_raw, part_text, walk
+from mailfleet.bounces.mime import (
+    content_type,
+    header,
+    headers_text,
+    limit_input,
+    parse_flat,
+    parse_raw,
+    part_text,
+    raw_headers,
+    walk,
+)
 from mailfleet.bounces.reasons import classify, is_hard, smtp_command
 from mailfleet.bounces.report import BounceReport, FailedRecipient, Kind
 from mailfleet.bounces.rhost import by_host, remote_host
@@ -271,7 +285,7 @@ def _original_recipients(parts: _Parts, tail: str) -> list[str]:
 
 def _received_fields(msg: Message) -> list[str]:
     try:
-        return [str(v) for v in (msg.get_all("Received") or [])][:20]
+        return [" ".join(v.split()) for v in raw_headers(msg, "Received")[:20]]
     except Exception:
         return []
 
@@ -508,22 +522,64 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
     return report(kind, rcpts)
 
 
-def parse_message(message: EmailMessage, raw: bytes) -> BounceReport:
-    """Parse a message (``email.policy.default``) and its raw bytes; never raises."""
+log = logging.getLogger(__name__)
+
+PluginParser = Callable[..., BounceReport | None]
+"""The plugins' ``mailfleet_parse_bounce`` hook: ``(message=, raw=)`` -> report or None."""
+
+
+def parse_message(message: Message, raw: bytes) -> BounceReport:
+    """The core parser on a message already parsed (any policy) and its bytes (within the
+    budget); never raises. The ``mailfleet_parse_bounce`` hook of the core calls it."""
     try:
         return _parse(message, raw)
     except Exception:  # any malformed input: an empty verdict, never an exception
-        try:
-            letter = LETTER_ID_RE.search(raw[:1_000_000].decode("latin-1"))
-            return BounceReport(kind="not-bounce", letter_id=letter.group(1) if letter else None)
-        except Exception:
-            return BounceReport(kind="not-bounce")
+        return _empty(raw)
 
 
-def parse_bytes(raw: bytes) -> BounceReport:
-    """Parse raw message bytes; never raises."""
+def _empty(raw: bytes) -> BounceReport:
     try:
-        message = parse_raw(raw)
+        letter = LETTER_ID_RE.search(raw.decode("latin-1"))
+        return BounceReport(kind="not-bounce", letter_id=letter.group(1) if letter else None)
     except Exception:
         return BounceReport(kind="not-bounce")
+
+
+def _core(raw: bytes) -> BounceReport:
+    try:
+        message = parse_raw(raw)
+    except RecursionError:
+        # a MIME structure nested deeper than the email package can follow: the body is
+        # read as one text part
+        message = parse_flat(raw)
     return parse_message(message, raw)
+
+
+def parse_bounce(raw: bytes, plugins: PluginParser | None = None, *,
+                 size: int | None = None) -> BounceReport:
+    """THE production parse path: the mailbox readers, ``mailfleet bounces parse``, the
+    scorer, the tests and the bench all come here (``Plugins.parse_bounce`` too).
+
+    Applies the input budget (:data:`mailfleet.bounces.mime.MAX_BYTES`): a longer message
+    is parsed on its first bytes (the report; the returned original comes after it) and
+    the report's ``note`` says so. ``size`` is the full size when the caller read only the
+    first bytes (an IMAP partial fetch). ``plugins`` is the plugins' bounce hook, called
+    with a ``policy.default`` message when a plugin implements it; ``None`` from it (or an
+    error) leaves the report to the core parser. Never raises.
+    """
+    try:
+        data, note = limit_input(raw, size)
+        report: BounceReport | None = None
+        if plugins is not None:
+            try:
+                message = BytesParser(policy=policy.default).parsebytes(data)
+                report = plugins(message=message, raw=data)
+            except Exception:
+                log.exception("a bounce parser plugin failed; using the core parser")
+                report = None
+        if report is None:
+            report = _core(data)
+    except Exception:
+        log.exception("bounce report of %d bytes could not be parsed", len(raw))
+        return BounceReport(kind="not-bounce")
+    return attrs.evolve(report, note=note) if note else report

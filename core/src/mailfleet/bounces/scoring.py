@@ -185,10 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m mailfleet.bounces.scoring EML_DIR TRUTH_JSON [-v] [--core-only]")
         return 2
-    from mailfleet.bounces.parse import parse_bytes
+    from mailfleet.bounces.parse import parse_bounce
     from mailfleet.plugins import load_plugins
 
-    parse = parse_bytes if core_only else load_plugins().parse_bounce
+    parse = parse_bounce if core_only else load_plugins().parse_bounce
     scores = score(Path(args[0]), Path(args[1]), parse)
     print(scores.report())
     if verbose:

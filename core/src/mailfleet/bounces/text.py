@@ -20,6 +20,8 @@ from mailfleet.bounces.codes import ADDR_RE, addresses_in, clean_address, is_sys
 _I = re.IGNORECASE | re.MULTILINE
 MAX_RECIPIENTS = 200
 """No real report lists more failed recipients; more is junk (and would cost time)."""
+_MAX_FOUND = 5 * MAX_RECIPIENTS
+"""Address mentions examined per layout; a text naming more is junk."""
 
 # Where the returned original (or its headers) begins: the report text ends there.
 _ORIGINAL_MARKERS = re.compile(
@@ -180,7 +182,7 @@ def _excluded_spans(region: str) -> _Spans:
 def _structured(region: str, spans: _Spans) -> list[tuple[str, int]]:
     found: list[tuple[str, int]] = []
     for rx in (_LINE_ADDR, _FIELD_ADDR):
-        for match in rx.finditer(region):
+        for match in itertools.islice(rx.finditer(region), _MAX_FOUND):
             addr = clean_address(match.group(1))
             if addr and not spans.inside(match.start()):
                 found.append((addr, match.start()))
@@ -190,11 +192,11 @@ def _structured(region: str, spans: _Spans) -> list[tuple[str, int]]:
     if not heading:
         return found
     tail_start = heading.start()
-    for match in _EXIM_ADDR.finditer(region, tail_start):
+    for match in itertools.islice(_EXIM_ADDR.finditer(region, tail_start), _MAX_FOUND):
         addr = clean_address(match.group(1))
         if addr and not spans.inside(match.start()):
             found.append((addr, match.start()))
-    for match in _GENERATED.finditer(region, tail_start):
+    for match in itertools.islice(_GENERATED.finditer(region, tail_start), _MAX_FOUND):
         addr = clean_address(match.group(1))
         if addr:
             found.append((addr, match.start()))
@@ -213,7 +215,7 @@ def _generic(region: str, spans: _Spans) -> list[tuple[str, int]]:
 def _generic_from(region: str, spans: _Spans,
                   start: int) -> list[tuple[str, int]]:
     found: list[tuple[str, int]] = []
-    for match in ADDR_RE.finditer(region, start):
+    for match in itertools.islice(ADDR_RE.finditer(region, start), _MAX_FOUND):
         if spans.inside(match.start()):
             continue
         before = region[max(0, match.start() - 80):match.start()]
