@@ -534,6 +534,7 @@ def parse_message(message: Message, raw: bytes) -> BounceReport:
     try:
         return _parse(message, raw)
     except Exception:  # any malformed input: an empty verdict, never an exception
+        log.warning("bounce report of %d bytes could not be parsed", len(raw), exc_info=True)
         return _empty(raw)
 
 
