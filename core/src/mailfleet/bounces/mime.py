@@ -6,6 +6,7 @@ import contextlib
 import email
 import email.header
 import email.policy
+import weakref
 from collections.abc import Iterator
 from email.message import Message
 
@@ -60,7 +61,7 @@ def parse_flat(raw: bytes) -> Message:
 def decode_header_value(value: str) -> str:
     """A raw header value as text: unfolded, RFC 2047 encoded words decoded, raw 8-bit
     bytes decoded as UTF-8 (else cp1251, koi8-r, latin-1); never raises."""
-    if any(ord(c) > 0x7F for c in value):
+    if not value.isascii():
         try:
             value = decode_bytes(value.encode("utf-8", "surrogateescape"))
         except Exception:
@@ -86,13 +87,22 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
     return data.decode("latin-1", "replace")
 
 
+_INDEX: weakref.WeakKeyDictionary[Message, dict[str, list[str]]] = \
+    weakref.WeakKeyDictionary()
+
+
 def raw_headers(msg: Message, name: str) -> list[str]:
-    """Every raw (undecoded) value of the header ``name``."""
-    low = name.lower()
-    try:
-        return [str(v) for k, v in msg.raw_items() if k.lower() == low]
-    except Exception:
-        return []
+    """Every raw (undecoded) value of the header ``name`` (an index built once per part)."""
+    index = _INDEX.get(msg)
+    if index is None:
+        index = {}
+        try:
+            for key, value in msg.raw_items():
+                index.setdefault(key.lower(), []).append(str(value))
+        except Exception:  # noqa: S110 - an unreadable header list counts as empty
+            pass
+        _INDEX[msg] = index
+    return index.get(name.lower(), [])
 
 
 def header(msg: Message, name: str) -> str:
