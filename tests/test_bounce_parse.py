@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailfleet.bounces.parse import parse_bytes
+from mailfleet.bounces.parse import parse_bounce
 from mailfleet.bounces.report import REASONS
 
 ORIGINAL = (
@@ -25,7 +25,7 @@ def test_rfc3464_dsn_gives_recipient_status_reason_and_ids() -> None:
         "--B\r\nContent-Type: message/rfc822\r\n\r\n" + ORIGINAL.format(rcpt="bob@example.org")
         + "--B--\r\n"
     ).encode()
-    report = parse_bytes(raw)
+    report = parse_bounce(raw)
     assert report.kind == "bounce"
     [rcpt] = report.recipients
     assert (rcpt.address, rcpt.status, rcpt.reply_code) == ("bob@example.org", "5.1.1", "550")
@@ -47,7 +47,7 @@ def test_empty_delivery_status_part_falls_back_to_text() -> None:
         b"550 5.1.1 The email account that you tried to reach does not exist.\r\n"
         b"--B\r\nContent-Type: message/delivery-status\r\n\r\n\r\n--B--\r\n"
     )
-    report = parse_bytes(raw)
+    report = parse_bounce(raw)
     assert report.kind == "bounce"
     assert [r.address for r in report.recipients] == ["carol@example.org"]
     assert report.recipients[0].status == "5.1.1"
@@ -68,7 +68,7 @@ def test_exim_text_bounce_lists_failed_addresses() -> None:
         "------ This is a copy of the message, including all the headers. ------\r\n"
         + ORIGINAL.format(rcpt="dave@example.org")
     ).encode()
-    report = parse_bytes(raw)
+    report = parse_bounce(raw)
     assert report.kind == "bounce"
     [rcpt] = report.recipients
     assert rcpt.address == "dave@example.org"
@@ -91,7 +91,7 @@ def test_qmail_bounce_gives_each_address_its_own_reason() -> None:
         "--- Below this line is a copy of the message.\r\n\r\n"
         + ORIGINAL.format(rcpt="erin@example.org")
     ).encode()
-    report = parse_bytes(raw)
+    report = parse_bounce(raw)
     got = {r.address: r.reason for r in report.recipients}
     assert got == {"erin@example.org": "userunknown", "frank@example.org": "mailboxfull"}
     assert report.reporting_mta == "q.example"
@@ -107,7 +107,7 @@ def test_postfix_text_bounce_without_dsn_part() -> None:
         b"<gina@example.org>: host mx.example.org[192.0.2.2] said: 550 5.7.1 Client host\r\n"
         b"    rejected: listed on zen.spamhaus.org (in reply to RCPT TO command)\r\n"
     )
-    report = parse_bytes(raw)
+    report = parse_bounce(raw)
     [rcpt] = report.recipients
     assert (rcpt.address, rcpt.status, rcpt.reason) == ("gina@example.org", "5.7.1", "blocked")
 
@@ -118,7 +118,7 @@ def test_x_failed_recipients_header_names_the_recipients() -> None:
         b"X-Failed-Recipients: henry@example.org, ivy@example.org\r\n"
         b"Subject: Mail delivery failed\r\n\r\nSomething went wrong: 550 unknown user\r\n"
     )
-    report = parse_bytes(raw)
+    report = parse_bounce(raw)
     assert [r.address for r in report.recipients] == ["henry@example.org", "ivy@example.org"]
     assert all(r.status and r.status.startswith("5") for r in report.recipients)
 
@@ -135,7 +135,7 @@ def test_arf_feedback_report_is_kind_feedback() -> None:
         "--B\r\nContent-Type: message/rfc822\r\n\r\n" + ORIGINAL.format(rcpt="jack@example.org")
         + "--B--\r\n"
     ).encode()
-    report = parse_bytes(raw)
+    report = parse_bounce(raw)
     assert report.kind == "feedback"
     got = [(r.address, r.reason) for r in report.recipients]
     assert got == [("jack@example.org", "feedback")]
@@ -148,7 +148,7 @@ def test_rfc3834_auto_reply_is_kind_autoreply_with_reason_vacation() -> None:
         b"Subject: Out of office: Hello\r\nAuto-Submitted: auto-replied\r\n\r\n"
         b"I am away until Monday.\r\n"
     )
-    report = parse_bytes(raw)
+    report = parse_bounce(raw)
     assert report.kind == "autoreply"
     got = [(r.address, r.reason) for r in report.recipients]
     assert got == [("kate@example.org", "vacation")]
@@ -165,7 +165,7 @@ def test_delay_warning_is_kind_delay_with_4xx_status() -> None:
         b"  liam@example.org\r\n    Delay reason: connection timed out\r\n\r\n"
         b"No action is required on your part. Delivery attempts will continue for some time.\r\n"
     )
-    report = parse_bytes(raw)
+    report = parse_bounce(raw)
     assert report.kind == "delay"
     [rcpt] = report.recipients
     assert rcpt.address == "liam@example.org"
@@ -184,7 +184,7 @@ def test_success_dsn_is_kind_delivered() -> None:
         b"\r\nFinal-Recipient: rfc822; mia@example.org\r\nAction: delivered\r\nStatus: 2.0.0\r\n"
         b"\r\n--B--\r\n"
     )
-    report = parse_bytes(raw)
+    report = parse_bounce(raw)
     assert report.kind == "delivered"
     assert report.recipients[0].reason == "delivered"
 
@@ -194,7 +194,7 @@ def test_letter_id_from_verp_address_in_to_header() -> None:
         b"From: MAILER-DAEMON@mx.example.net\r\nTo: bounces+mf-abc123@sender.example\r\n"
         b"Subject: failure notice\r\n\r\n<noah@example.org>:\r\nuser unknown (#5.1.1)\r\n"
     )
-    report = parse_bytes(raw)
+    report = parse_bounce(raw)
     assert report.letter_id == "abc123"
     assert [r.address for r in report.recipients] == ["noah@example.org"]
 
@@ -210,7 +210,7 @@ def test_koi8r_russian_body_is_decoded_and_parsed() -> None:
         b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=koi8-r\r\n"
         b"Content-Transfer-Encoding: 8bit\r\n\r\n" + body.encode("koi8-r")
     )
-    report = parse_bytes(raw)
+    report = parse_bounce(raw)
     assert report.kind == "bounce"
     [rcpt] = report.recipients
     assert rcpt.address == "olga@example.ru"
@@ -224,7 +224,7 @@ def test_cp1251_body_with_wrong_declared_charset_still_parses() -> None:
         b"From: MAILER-DAEMON@mx.example.ru\r\nSubject: Mail failure\r\n"
         b"Content-Type: text/plain; charset=x-unknown-charset\r\n\r\n" + body.encode("cp1251")
     )
-    report = parse_bytes(raw)
+    report = parse_bounce(raw)
     [rcpt] = report.recipients
     assert rcpt.address == "petr@example.ru"
     assert rcpt.reason == "mailboxfull"
@@ -232,7 +232,7 @@ def test_cp1251_body_with_wrong_declared_charset_still_parses() -> None:
 
 def test_ordinary_mail_is_not_a_bounce() -> None:
     raw = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: lunch?\r\n\r\nSee you at 12.\r\n"
-    report = parse_bytes(raw)
+    report = parse_bounce(raw)
     assert report.kind == "not-bounce"
     assert report.recipients == ()
 
@@ -242,7 +242,7 @@ def test_reasons_are_always_from_the_fixed_vocabulary() -> None:
         b"From: MAILER-DAEMON@x.example\r\nSubject: failure notice\r\n\r\n"
         b"<q@example.org>:\r\nsomething odd happened\r\n"
     )
-    assert all(r.reason in REASONS for r in parse_bytes(raw).recipients)
+    assert all(r.reason in REASONS for r in parse_bounce(raw).recipients)
 
 
 def _postfix(diagnostic: str, address: str = "olga@example.org") -> bytes:
@@ -272,7 +272,7 @@ def _dsn(status: str, diagnostic: str | None, text: str = "It failed.",
 
 
 def _reason(raw: bytes) -> str:
-    return parse_bytes(raw).recipients[0].reason
+    return parse_bounce(raw).recipients[0].reason
 
 
 def test_user_unknown_at_rcpt_is_userunknown() -> None:
@@ -316,7 +316,7 @@ def test_relay_access_denied_is_norelaying() -> None:
 def test_text_beats_generic_status_and_mailbox_full_beats_x11() -> None:
     assert _reason(_dsn("5.0.0", "550 5.0.0 Mailbox full")) == "mailboxfull"
     # the remote server's own code in the Diagnostic-Code is preferred to the Status field
-    report = parse_bytes(_dsn("5.1.1", "552 5.2.2 Over quota"))
+    report = parse_bounce(_dsn("5.1.1", "552 5.2.2 Over quota"))
     assert (report.recipients[0].status, report.recipients[0].reason) == ("5.2.2",
                                                                           "mailboxfull")
 
@@ -358,14 +358,14 @@ def test_exim_retry_timeout_without_code_is_class_4() -> None:
         "------ This is a copy of the message, including all the headers. ------\r\n"
         + ORIGINAL.format(rcpt="quinn@example.org")
     ).encode()
-    [rcpt] = parse_bytes(raw).recipients
+    [rcpt] = parse_bounce(raw).recipients
     assert (rcpt.reason, rcpt.status) == ("expired", "4.4.7")
 
 
 def test_envelope_expired_in_a_delay_report_is_final_class_5() -> None:
     text = "A message is delayed for the following recipients:\r\n\r\n" \
            "pia@example.org: Envelope expired\r\n"
-    [rcpt] = parse_bytes(_dsn("4.4.7", None, text, action="delayed")).recipients
+    [rcpt] = parse_bounce(_dsn("4.4.7", None, text, action="delayed")).recipients
     assert rcpt.status is not None and rcpt.status[0] == "5"
     assert rcpt.reason == "expired"
 
@@ -405,7 +405,7 @@ def _dsn_fields(fields: str, text: str = "Delivery failed.") -> bytes:
 
 
 def _addresses(raw: bytes) -> list[str]:
-    return [r.address for r in parse_bytes(raw).recipients]
+    return [r.address for r in parse_bounce(raw).recipients]
 
 
 def test_dsn_recipient_field_variants() -> None:
@@ -424,12 +424,12 @@ def test_nonstandard_dsn_actions_are_failures() -> None:
     for action in ("error", "bounced", "expired"):
         raw = _dsn_fields("Final-Recipient: rfc822; pia@example.org\r\n"
                           f"Action: {action}\r\nStatus: 5.0.0\r\n")
-        report = parse_bytes(raw)
+        report = parse_bounce(raw)
         assert report.kind == "bounce"
         assert [r.address for r in report.recipients] == ["pia@example.org"]
     raw = _dsn_fields("Final-Recipient: rfc822; pia@example.org\r\nAction: expired\r\n"
                       "Status: \r\nDiagnostic-Code: Connection timed out\r\n")
-    [rcpt] = parse_bytes(raw).recipients
+    [rcpt] = parse_bounce(raw).recipients
     assert (rcpt.reason, rcpt.status) == ("expired", "5.0.0")
 
 
@@ -445,7 +445,7 @@ def test_dsn_without_recipient_blocks_falls_back_to_the_returned_message() -> No
         "--B\r\nContent-Type: message/rfc822\r\n\r\n" + ORIGINAL.format(rcpt="pia@example.org")
         + "--B--\r\n"
     ).encode()
-    [rcpt] = parse_bytes(raw).recipients
+    [rcpt] = parse_bounce(raw).recipients
     assert (rcpt.address, rcpt.reason) == ("pia@example.org", "undefined")
     assert rcpt.status is not None and rcpt.status[0] == "5"
 
@@ -484,7 +484,7 @@ def test_text_layouts_of_many_mtas_name_the_recipient() -> None:
         "pia@example.org: пользователь не найден\r\n",
     ]
     for body in bodies:
-        report = parse_bytes(_text_report(body))
+        report = parse_bounce(_text_report(body))
         assert report.kind == "bounce", body
         assert [r.address for r in report.recipients] == ["pia@example.org"], body
 
@@ -524,7 +524,7 @@ def test_several_recipients_do_not_borrow_each_others_diagnostic() -> None:
         "<pia@example.org>:\r\n    550 5.1.1 unknown user\r\n"
         "  quinn@example.net\r\n    Unrouteable address\r\n"
     )
-    pia, quinn = parse_bytes(_text_report(body, sender="Mailer-Daemon@mx.example.net"))\
+    pia, quinn = parse_bounce(_text_report(body, sender="Mailer-Daemon@mx.example.net"))\
         .recipients
     assert (pia.status, pia.reason) == ("5.1.1", "userunknown")
     assert (quinn.status, quinn.reason) == ("5.0.0", "hostunknown")
@@ -540,7 +540,7 @@ def test_removal_recipient_of_an_opt_out_report() -> None:
         b"Feedback-Type: opt-out\r\nUser-Agent: x/1\r\nVersion: 0.1\r\n"
         b"Removal-Recipient: pia@example.org\r\n--B--\r\n"
     )
-    report = parse_bytes(raw)
+    report = parse_bounce(raw)
     assert report.kind == "feedback"
     assert [r.address for r in report.recipients] == ["pia@example.org"]
 
@@ -599,7 +599,7 @@ def test_common_wordings_of_each_reason() -> None:
 def test_temporary_failure_never_marks_the_address_dead() -> None:
     raw = _dsn("4.1.1", "450 4.1.1 <pia@example.org>: Recipient address rejected: "
                "User unknown in local recipient table", action="delayed")
-    [rcpt] = parse_bytes(raw).recipients
+    [rcpt] = parse_bounce(raw).recipients
     assert rcpt.reason == "userunknown"
     assert not rcpt.hard
 

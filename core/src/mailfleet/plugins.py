@@ -18,8 +18,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from email import policy
-from email.parser import BytesParser
 from typing import TYPE_CHECKING, Any, cast
 
 import attrs
@@ -383,19 +381,17 @@ class Plugins:
         """A fresh OAuth2 token for the bounce mailbox, or ``None`` when no plugin has one."""
         return cast(str | None, self._pm.hook.mailfleet_mailbox_token(mailbox=mailbox))
 
-    def parse_bounce(self, raw: bytes) -> BounceReport:
-        """Parse a bounce mailbox message through every plugin; never raises."""
-        try:
-            message = BytesParser(policy=policy.default).parsebytes(raw)
-        except Exception:  # a message the email package cannot even split
-            log.warning("unparseable message of %d bytes", len(raw))
-            return BounceReport(kind="not-bounce")
-        try:
-            report = self._pm.hook.mailfleet_parse_bounce(message=message, raw=raw)
-        except Exception:
-            log.exception("a bounce parser plugin failed; using the core parser")
-            report = generic.mailfleet_parse_bounce(message=message, raw=raw)
-        return cast(BounceReport, report)
+    def parse_bounce(self, raw: bytes, size: int | None = None) -> BounceReport:
+        """Parse a bounce mailbox message through every plugin; never raises.
+
+        The production path :func:`mailfleet.bounces.parse.parse_bounce` (input budget,
+        then the plugins' parsers, then the core's); the hook is only called when a plugin
+        other than the core implements it."""
+        from mailfleet.bounces.parse import parse_bounce  # loaded only by bounce readers
+
+        hook = self._pm.hook.mailfleet_parse_bounce
+        others = any(impl.plugin_name != GENERIC for impl in hook.get_hookimpls())
+        return parse_bounce(raw, hook if others else None, size=size)
 
     def emit(self, event: DeliveryEvent) -> None:
         """Tell every plugin about ``event``; a failing observer is logged, not raised."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 
+# Linear on any input: a match attempt starts only where a local part can start (the
+# look-behind refuses every character a local part may hold, so a run of ``!#$&'*`` is
+# tried once, not once per character), and the quoted form and labels are bounded.
 ADDR_RE = re.compile(
-    r"(?<![\w.+\-=/%])"
+    r"(?<![\w.+\-=/%!#$&'*?^`{|}~])"
     r"(?:\"[^\"\r\n]{1,64}\"|[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-][A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]*)"
     r"@(?:\[[0-9.]+\]|[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?)*)"

@@ -9,7 +9,8 @@ import attrs
 from mailfleet.bounces.codes import clean_address, find_reply_code, find_status
 
 _FIELD_RE = re.compile(r"^([A-Za-z][A-Za-z0-9\-]{1,40})\s*:\s*(.*)$")
-DSN_HINT_RE = re.compile(r"^\s*(Final|Original)-Recipient\s*:", re.IGNORECASE | re.MULTILINE)
+DSN_HINT_RE = re.compile(r"^[ \t]*(?:Final|Original)-Recipient[ \t]*:",
+                         re.IGNORECASE | re.MULTILINE)
 
 
 @attrs.frozen
@@ -33,30 +34,44 @@ class DsnReport:
     recipients: tuple[DsnRecipient, ...]
 
 
+_MAX_FIELD = 4000
+"""A folded field is kept up to this many characters (no real DSN field is longer)."""
+
+
 def _blocks(text: str) -> list[dict[str, str]]:
     blocks: list[dict[str, str]] = []
-    current: dict[str, str] = {}
+    current: dict[str, list[str]] = {}
+    sizes: dict[str, int] = {}
     last: str | None = None
+
+    def close() -> None:
+        if current:
+            blocks.append({name: " ".join(chunks)[:_MAX_FIELD]
+                           for name, chunks in current.items()})
+            current.clear()
+            sizes.clear()
+
     for line in text.splitlines():
         if not line.strip():
-            if current:
-                blocks.append(current)
-            current, last = {}, None
+            close()
+            last = None
             continue
         if line[0] in " \t" and last is not None:
-            current[last] += " " + line.strip()
+            if sizes[last] < _MAX_FIELD:  # a folded field grows linearly, and bounded
+                current[last].append(line.strip())
+                sizes[last] += len(current[last][-1]) + 1
             continue
         match = _FIELD_RE.match(line.strip())
         if not match:
             continue
         name = match.group(1).lower()
         if name in current and name in {"final-recipient", "original-recipient"}:
-            blocks.append(current)
-            current = {}
+            close()
         last = name
-        current.setdefault(name, match.group(2).strip())
-    if current:
-        blocks.append(current)
+        if name not in current:
+            current[name] = [match.group(2).strip()]
+            sizes[name] = len(current[name][0])
+    close()
     return blocks
 
 

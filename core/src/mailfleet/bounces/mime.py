@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
+import email.header
 import email.policy
+import weakref
 from collections.abc import Iterator
-from email.message import EmailMessage, Message
+from email.message import Message
 
 MAX_BYTES = 512 * 1024
-"""Only this much of a message is parsed; the rest is ignored."""
+"""The input budget: only this much of a message is parsed (the report comes first; the
+rest is the returned original). The same cap for the mailbox readers, tests and bench."""
 MAX_PARTS = 200
 MAX_DEPTH = 8
 MAX_TEXT = 300 * 1024
@@ -20,11 +24,52 @@ _ALIASES = {"x-unknown": "latin-1", "unknown-8bit": "latin-1", "us-ascii": "utf-
             "ks_c_5601-1987": "euc-kr", "gb2312": "gb18030", "gbk": "gb18030"}
 
 
-def parse_raw(raw: bytes) -> EmailMessage:
-    """Parse (the first :data:`MAX_BYTES` of) ``raw`` with ``email.policy.default``."""
-    msg = email.message_from_bytes(raw[:MAX_BYTES], policy=email.policy.default)
-    assert isinstance(msg, EmailMessage)
+def limit_input(raw: bytes, size: int | None = None) -> tuple[bytes, str | None]:
+    """``raw`` cut to :data:`MAX_BYTES` (at a line end), and a note when it was cut.
+
+    ``size`` is the message's full size when the caller read only its first bytes."""
+    full = max(len(raw), size or 0)
+    if full <= MAX_BYTES:
+        return raw, None
+    cut = raw[:MAX_BYTES]
+    end = cut.rfind(b"\n")
+    if end > MAX_BYTES // 2:
+        cut = cut[:end + 1]
+    return cut, (f"only the first {len(cut):,} of {full:,} bytes were read "
+                 f"(the input budget is {MAX_BYTES:,} bytes)")
+
+
+def parse_raw(raw: bytes) -> Message:
+    """Parse ``raw`` (already within the budget) with the ``compat32`` policy: header
+    values stay raw strings until :func:`header` reads one (no header objects)."""
+    return email.message_from_bytes(raw, policy=email.policy.compat32)
+
+
+def parse_flat(raw: bytes) -> Message:
+    """Headers only, the whole body as one text part: for a MIME structure the email
+    package cannot build (nested deeper than the interpreter's recursion limit)."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep or b"\n\n" in head:
+        head, sep, body = raw.partition(b"\n\n")
+    msg = email.message_from_bytes(head + b"\n\n", policy=email.policy.compat32)
+    for name in ("Content-Type", "Content-Transfer-Encoding"):
+        del msg[name]
+    msg.set_payload(body.decode("latin-1")[:MAX_TEXT])
     return msg
+
+
+def decode_header_value(value: str) -> str:
+    """A raw header value as text: unfolded, RFC 2047 encoded words decoded, raw 8-bit
+    bytes decoded as UTF-8 (else cp1251, koi8-r, latin-1); never raises."""
+    if not value.isascii():
+        try:
+            value = decode_bytes(value.encode("utf-8", "surrogateescape"))
+        except Exception:
+            value = value.encode("utf-8", "replace").decode("utf-8", "replace")
+    if "=?" in value:
+        with contextlib.suppress(Exception):  # a broken encoded word stays as written
+            value = str(email.header.make_header(email.header.decode_header(value)))
+    return " ".join(value.split())
 
 
 def decode_bytes(data: bytes, charset: str | None = None) -> str:
@@ -42,29 +87,35 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
     return data.decode("latin-1", "replace")
 
 
+_INDEX: weakref.WeakKeyDictionary[Message, dict[str, list[str]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def raw_headers(msg: Message, name: str) -> list[str]:
+    """Every raw (undecoded) value of the header ``name`` (an index built once per part)."""
+    index = _INDEX.get(msg)
+    if index is None:
+        index = {}
+        try:
+            for key, value in msg.raw_items():
+                index.setdefault(key.lower(), []).append(str(value))
+        except Exception:  # noqa: S110 - an unreadable header list counts as empty
+            pass
+        _INDEX[msg] = index
+    return index.get(name.lower(), [])
+
+
 def header(msg: Message, name: str) -> str:
-    """The header ``name`` as a plain string ('' when absent or unreadable)."""
-    try:
-        value = msg.get(name)
-    except Exception:  # broken header: fall back to the raw value
-        value = None
-        for key, raw in msg.raw_items() if hasattr(msg, "raw_items") else []:
-            if key.lower() == name.lower():
-                value = raw
-                break
-    if value is None:
-        return ""
-    try:
-        return " ".join(str(value).split())
-    except Exception:
-        return ""
+    """The first header ``name``, decoded, as a plain string ('' when absent)."""
+    values = raw_headers(msg, name)
+    return decode_header_value(values[0]) if values else ""
 
 
 def headers_text(msg: Message) -> str:
-    """All header fields of ``msg`` as ``Name: value`` lines."""
+    """All header fields of ``msg`` as ``Name: value`` lines (values as written)."""
     lines: list[str] = []
     try:
-        items = list(msg.raw_items()) if hasattr(msg, "raw_items") else list(msg.items())
+        items = list(msg.raw_items())
     except Exception:
         return ""
     for key, value in items:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
-from email.message import EmailMessage, Message
+from collections.abc import Callable
+from email import policy
+from email.message import Message
+from email.parser import BytesParser
 
 import attrs
 
@@ -15,7 +19,17 @@ from mailfleet.bounces.codes import (
     is_system_address,
 )
 from mailfleet.bounces.dsn import DSN_HINT_RE, DsnRecipient, parse_dsn
-from mailfleet.bounces.mime import content_type, header, headers_text, parse_raw, part_text, walk
+from mailfleet.bounces.mime import (
+    content_type,
+    header,
+    headers_text,
+    limit_input,
+    parse_flat,
+    parse_raw,
+    part_text,
+    raw_headers,
+    walk,
+)
 from mailfleet.bounces.reasons import classify, is_hard, smtp_command
 from mailfleet.bounces.report import BounceReport, FailedRecipient, Kind
 from mailfleet.bounces.rhost import by_host, remote_host
@@ -45,10 +59,12 @@ _MSGID_RE = re.compile(r"^[ \t>]*Message-I[Dd][ \t]*:[ \t]*(?:\r?\n[ \t]+)?(<[^<
                        re.MULTILINE | re.IGNORECASE)
 _MTA_RE = re.compile(
     r"(?:at host|program at|agent at|mail system at(?: host)?|system at|server at|"
-    r"Message from|delivery agent at|Reporting-MTA:\s*dns;)\s+\[?([A-Za-z0-9.\-]+\.[A-Za-z]{2,})",
+    r"Message from|delivery agent at|Reporting-MTA:[ \t]*dns;)\s++\[?"
+    r"([A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,20}\.[A-Za-z]{2,63})",
     re.IGNORECASE,
 )
-_TAG_RE = re.compile(r"<(?:style|script)[^>]*>.*?</(?:style|script)>|<[^>]+>", re.I | re.S)
+_TAG_RE = re.compile(r"<[^<>]{1,4000}>")
+_HIDDEN_RE = re.compile(r"<(style|script)\b", re.I)
 _GAVE_UP = re.compile(r"envelope expired", re.I)
 _EXIM_RETRY = re.compile(r"retry timeout exceeded", re.I)
 _EXIM_LAYOUT = re.compile(r"following address\(es\) failed", re.I)
@@ -107,12 +123,33 @@ def _collect(msg: Message) -> _Parts:
             else:
                 parts.texts.append(text)
         elif ctype == "text/html":
-            parts.html.append(_TAG_RE.sub(" ", part_text(part)).replace("&nbsp;", " "))
+            parts.html.append(_html_text(part_text(part)))
     if not parts.texts and parts.html:
         parts.texts = [re.sub(r"[ \t]+", " ", h) for h in parts.html]
     if not parts.texts and not parts.dsn and not parts.originals:
         parts.texts.append(_raw_body(msg))
     return parts
+
+
+def _html_text(html: str) -> str:
+    """The visible text of an HTML part: style and script elements and tags removed
+    (found with ``str.find``, so an unclosed element costs linear time, not quadratic)."""
+    low = html.lower()
+    if len(low) != len(html):
+        low = html
+    pieces: list[str] = []
+    pos = 0
+    for match in _HIDDEN_RE.finditer(html):
+        if match.start() < pos:
+            continue
+        pieces.append(html[pos:match.start()])
+        close = low.find("</" + match.group(1).lower(), match.end())
+        if close < 0:
+            pos = len(html)
+            break
+        pos = close
+    pieces.append(html[pos:])
+    return _TAG_RE.sub(" ", "".join(pieces)).replace("&nbsp;", " ")
 
 
 def _raw_body(msg: Message) -> str:
@@ -220,7 +257,7 @@ _RCPT_HEADERS = ("To", "Cc", "Bcc", "Delivered-To", "X-Original-To", "Envelope-T
                  "X-Envelope-To", "X-Rcpt-To")
 _TEXT_RCPT_RE = re.compile(r"^>?[ \t]*(?:To|Cc|Delivered-To|X-Original-To|Envelope-To)[ \t]*:"
                            r"[ \t]*(.+(?:\r?\n[ \t]+.+)*)", re.IGNORECASE | re.MULTILINE)
-_FOR_RE = re.compile(r"\bfor[ \t]+<([^<>\s]+@[^<>\s]+)>", re.IGNORECASE)
+_FOR_RE = re.compile(r"\bfor[ \t]++<([^<>\s@]{1,256}@[^<>\s]{1,256})>", re.IGNORECASE)
 
 
 def _original_recipients(parts: _Parts, tail: str) -> list[str]:
@@ -248,7 +285,7 @@ def _original_recipients(parts: _Parts, tail: str) -> list[str]:
 
 def _received_fields(msg: Message) -> list[str]:
     try:
-        return [str(v) for v in (msg.get_all("Received") or [])][:20]
+        return [" ".join(v.split()) for v in raw_headers(msg, "Received")[:20]]
     except Exception:
         return []
 
@@ -390,13 +427,14 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
     if parts.feedback or parts.report_type == "feedback-report":
         fb_text = "\n".join(parts.feedback)
         fb_addrs = [a for a in (clean_address(v) for v in re.findall(
-            r"^(?:Original-Rcpt-To|Removal-Recipient):\s*(.+)$", fb_text, re.I | re.M)) if a]
+            r"^(?:Original-Rcpt-To|Removal-Recipient)[ \t]*:[ \t]*(.+)$", fb_text,
+            re.I | re.M)) if a]
         if not fb_addrs:
             for original in parts.originals:
                 fb_addrs += [a for a in addresses_in(header(original, "To"))
                           if not is_system_address(a)]
             for text in parts.original_headers:
-                match = re.search(r"^To:\s*(.+)$", text, re.I | re.M)
+                match = re.search(r"^To[ \t]*:[ \t]*(.+)$", text, re.I | re.M)
                 if match:
                     fb_addrs += [a for a in addresses_in(match.group(1))
                               if not is_system_address(a)]
@@ -406,7 +444,8 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
             if a.lower() not in seen:
                 seen.add(a.lower())
                 fb.append(FailedRecipient(a, None, None, None, "feedback", False, None))
-        mta = re.search(r"^Reporting-MTA:\s*(?:\w+;\s*)?(\S+)", fb_text, re.I | re.M)
+        mta = re.search(r"^Reporting-MTA:[ \t]*(?:\w+;[ \t]*)?(\S+)", fb_text,
+                        re.I | re.M)
         return report("feedback", fb, mta.group(1) if mta else None)
 
     # Amazon SES notifications
@@ -483,22 +522,65 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
     return report(kind, rcpts)
 
 
-def parse_message(message: EmailMessage, raw: bytes) -> BounceReport:
-    """Parse a message (``email.policy.default``) and its raw bytes; never raises."""
+log = logging.getLogger(__name__)
+
+PluginParser = Callable[..., BounceReport | None]
+"""The plugins' ``mailfleet_parse_bounce`` hook: ``(message=, raw=)`` -> report or None."""
+
+
+def parse_message(message: Message, raw: bytes) -> BounceReport:
+    """The core parser on a message already parsed (any policy) and its bytes (within the
+    budget); never raises. The ``mailfleet_parse_bounce`` hook of the core calls it."""
     try:
         return _parse(message, raw)
     except Exception:  # any malformed input: an empty verdict, never an exception
-        try:
-            letter = LETTER_ID_RE.search(raw[:1_000_000].decode("latin-1"))
-            return BounceReport(kind="not-bounce", letter_id=letter.group(1) if letter else None)
-        except Exception:
-            return BounceReport(kind="not-bounce")
+        log.warning("bounce report of %d bytes could not be parsed", len(raw), exc_info=True)
+        return _empty(raw)
 
 
-def parse_bytes(raw: bytes) -> BounceReport:
-    """Parse raw message bytes; never raises."""
+def _empty(raw: bytes) -> BounceReport:
     try:
-        message = parse_raw(raw)
+        letter = LETTER_ID_RE.search(raw.decode("latin-1"))
+        return BounceReport(kind="not-bounce", letter_id=letter.group(1) if letter else None)
     except Exception:
         return BounceReport(kind="not-bounce")
+
+
+def _core(raw: bytes) -> BounceReport:
+    try:
+        message = parse_raw(raw)
+    except RecursionError:
+        # a MIME structure nested deeper than the email package can follow: the body is
+        # read as one text part
+        message = parse_flat(raw)
     return parse_message(message, raw)
+
+
+def parse_bounce(raw: bytes, plugins: PluginParser | None = None, *,
+                 size: int | None = None) -> BounceReport:
+    """THE production parse path: the mailbox readers, ``mailfleet bounces parse``, the
+    scorer, the tests and the bench all come here (``Plugins.parse_bounce`` too).
+
+    Applies the input budget (:data:`mailfleet.bounces.mime.MAX_BYTES`): a longer message
+    is parsed on its first bytes (the report; the returned original comes after it) and
+    the report's ``note`` says so. ``size`` is the full size when the caller read only the
+    first bytes (an IMAP partial fetch). ``plugins`` is the plugins' bounce hook, called
+    with a ``policy.default`` message when a plugin implements it; ``None`` from it (or an
+    error) leaves the report to the core parser. Never raises.
+    """
+    try:
+        data, note = limit_input(raw, size)
+        report: BounceReport | None = None
+        if plugins is not None:
+            try:
+                message = BytesParser(policy=policy.default).parsebytes(data)
+                report = plugins(message=message, raw=data)
+            except Exception:
+                log.exception("a bounce parser plugin failed; using the core parser")
+                report = None
+        if report is None:
+            report = _core(data)
+    except Exception:
+        log.exception("bounce report of %d bytes could not be parsed", len(raw))
+        return BounceReport(kind="not-bounce")
+    return attrs.evolve(report, note=note) if note else report

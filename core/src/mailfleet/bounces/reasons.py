@@ -221,20 +221,21 @@ _WEAK = tuple((reason, re.compile(rx)) for reason, rx in _WEAK_RULES)
 # transcripts ">>> RCPT To:<..>", Yahoo "[RCPT_TO]", "did not like our RCPT TO", qmail
 # "Connected to .. but sender was rejected". The last one named wins; explicit forms
 # (after/in reply to/>>>) are preferred to a bare command word.
-_CMD_WORDS = (("RCPT", r"rcpt(?:[ _]to)?"), ("MAIL", r"mail from"),
-              ("DATA", r"(?:end of )?data"), ("HELO", r"helo|ehlo"))
-_EXPLICIT: tuple[tuple[str, re.Pattern[str]], ...] = (
-    *((name, re.compile(r"(?:>>>|\bafter|\bin reply to|\bdid not like our|\[)\s*" + word
-                        + r"\b", re.IGNORECASE)) for name, word in _CMD_WORDS),
-    ("RCPT", re.compile(r"recipient was rejected", re.I)),
-    ("MAIL", re.compile(r"sender was rejected", re.I)),
-    ("HELO", re.compile(r"my name was rejected", re.I)),
-    ("CONN", re.compile(r"after initial connection|smtp greeting|banner", re.I)),
+_CMD_WORDS = (("RCPT", r"rcpt(?:[ _]to)?", "rcpt"), ("MAIL", r"mail from", "mail from"),
+              ("DATA", r"(?:end of )?data", "data"), ("HELO", r"helo|ehlo", "lo"))
+# (command, pattern, a lower-case word the pattern cannot match without: a cheap filter)
+_EXPLICIT: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    *((name, re.compile(r"(?:>>>|\bafter|\bin reply to|\bdid not like our|\[)\s*+" + word
+                        + r"\b", re.IGNORECASE), key) for name, word, key in _CMD_WORDS),
+    ("RCPT", re.compile(r"recipient was rejected", re.I), "recipient was"),
+    ("MAIL", re.compile(r"sender was rejected", re.I), "sender was"),
+    ("HELO", re.compile(r"my name was rejected", re.I), "my name"),
+    ("CONN", re.compile(r"after initial connection|smtp greeting|banner", re.I), ""),
 )
-_BARE: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("RCPT", re.compile(r"\bRCPT(?:\b|_)")),
-    ("MAIL", re.compile(r"\bMAIL FROM\b")),
-    ("DATA", re.compile(r"\bDATA\b|end of data", re.I)),
+_BARE: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("RCPT", re.compile(r"\bRCPT(?:\b|_)"), "rcpt"),
+    ("MAIL", re.compile(r"\bMAIL FROM\b"), "mail from"),
+    ("DATA", re.compile(r"\bDATA\b|end of data", re.I), "data"),
 )
 
 
@@ -242,9 +243,12 @@ def smtp_command(text: str | None) -> str | None:
     """The SMTP command (RCPT, MAIL, DATA, HELO, CONN) that ``text`` says was refused."""
     if not text:
         return None
+    low = text.lower()
     for table in (_EXPLICIT, _BARE):
         best: tuple[int, str] | None = None
-        for name, rx in table:
+        for name, rx, key in table:
+            if key not in low:
+                continue
             for match in rx.finditer(text):
                 if best is None or match.start() >= best[0]:
                     best = (match.start(), name)

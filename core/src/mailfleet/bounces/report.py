@@ -49,3 +49,5 @@ class BounceReport:
     letter_id: str | None = None
     reporting_mta: str | None = None
     parser: str = "core"
+    note: str | None = None
+    """Set when the message was not read whole (it exceeded the input budget)."""

@@ -33,17 +33,25 @@ class SesNotification:
     reporting_mta: str | None
 
 
+_DECODER = json.JSONDecoder()
+_MAX_STARTS = 8
+"""JSON is tried from at most this many ``{`` (an SES body is one JSON object)."""
+
+
 def _load(text: str) -> dict[str, Any] | None:
-    start = text.find("{")
-    if start < 0:
-        return None
-    end = text.rfind("}")
-    while end > start:
-        chunk = "".join(text[start:end + 1].split("\n"))
+    """The first JSON object of ``text`` (lines joined: mailers wrap long lines).
+
+    ``raw_decode`` reads one value and stops, so each try is linear; only the first few
+    ``{`` are tried."""
+    flat = "".join(text.split("\n"))
+    start = flat.find("{")
+    for _ in range(_MAX_STARTS):
+        if start < 0:
+            return None
         try:
-            data = json.loads(chunk)
+            data, _end = _DECODER.raw_decode(flat, start)
         except ValueError:
-            end = text.rfind("}", start, end)
+            start = flat.find("{", start + 1)
             continue
         return data if isinstance(data, dict) else None
     return None
@@ -95,7 +103,7 @@ def parse_ses(text: str) -> SesNotification | None:
                 recipients.append(SesRecipient(addr, find_status(diag or "") or "2.0.0",
                                                find_reply_code(diag or ""), diag))
     if not recipients and not data:
-        for raw in re.findall(r'"emailAddress"\s*:\s*"([^"]+)"', text):
+        for raw in re.findall(r'"emailAddress"[ \t]*:[ \t]*"([^"\n]{1,320})"', text):
             addr = clean_address(raw)
             if addr:
                 recipients.append(SesRecipient(addr, None, None, None))

@@ -9,6 +9,7 @@ headings, and a guarded generic fallback.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 
@@ -19,20 +20,22 @@ from mailfleet.bounces.codes import ADDR_RE, addresses_in, clean_address, is_sys
 _I = re.IGNORECASE | re.MULTILINE
 MAX_RECIPIENTS = 200
 """No real report lists more failed recipients; more is junk (and would cost time)."""
+_MAX_FOUND = 5 * MAX_RECIPIENTS
+"""Address mentions examined per layout; a text naming more is junk."""
 
 # Where the returned original (or its headers) begins: the report text ends there.
 _ORIGINAL_MARKERS = re.compile(
-    r"^[ \t]*[-=*_]{2,}[ \t]*(?:[^\n]{0,40}?)(?:this is a copy|copy of|original message|"
+    r"^[ \t]*+[-=*_]{2,}+[ \t]*+(?:[^\n]{0,40}?)(?:this is a copy|copy of|original message|"
     r"returned message|unsent message|undelivered message|message header|original mail|"
     r"headers? of|message text|below this line|forwarded message|rfc822|"
     r"копия|оригинал|исходное|原信件|拷贝|元のメール)"
-    r"|^[ \t]*(?:-+ )?(?:original message (?:follows|details|headers)|"
+    r"|^[ \t]*+(?:-++ )?(?:original message (?:follows|details|headers)|"
     r"message headers follow|included is a copy|here is a copy of|a copy of the original|"
     r"a summary of the undelivered|original message as received|the original message headers|"
     r"following is a copy of|the headers? of (?:the|your) (?:original )?message|"
     r"below is a copy|your original message|original message header|"
-    r"[ \t]*-+ ?message header follows|-+ ?header of the source mail|"
-    r"-+ ?returned mail follows|-+ ?message body suppressed)",
+    r"-++ ?message header follows|-++ ?header of the source mail|"
+    r"-++ ?returned mail follows|-++ ?message body suppressed)",
     _I,
 )
 _HEADER_LINE = re.compile(
@@ -42,10 +45,10 @@ _HEADER_LINE = re.compile(
     re.IGNORECASE,
 )
 _HEADERISH = re.compile(
-    r"^\s*>?\s*(?:To|Cc|Bcc|From|Sender|Reply-To|Return-Path|Received|Subject|Sent|Date|"
-    r"Message-I[dD]|In-Reply-To|References|Delivered-To|Envelope-From|X-[\w\-]+|"
+    r"^[ \t]*+(?:>[ \t]*+)?(?:To|Cc|Bcc|From|Sender|Reply-To|Return-Path|Received|Subject|"
+    r"Sent|Date|Message-I[dD]|In-Reply-To|References|Delivered-To|Envelope-From|X-[\w\-]+|"
     r"Auto-Submitted|List-[\w\-]+|De|Para|Enviado el|Asunto|Von|An|Betreff|"
-    r"Reporting-MTA|Received-From-MTA|Arrival-Date)\s*:",
+    r"Reporting-MTA|Received-From-MTA|Arrival-Date)[ \t]*:",
     re.IGNORECASE,
 )
 _HEADINGS = re.compile(
@@ -74,23 +77,29 @@ _HEADINGS = re.compile(
     re.IGNORECASE,
 )
 _LINE_ADDR = re.compile(
-    r"^[ \t]*<([^<>\s]+@[^<>\s]+)>[>.,;]*[ \t]*(?::|\.\.\.|\(|$|[ \t]+\()", re.MULTILINE)
+    r"^[ \t]*+<([^<>\s@]{1,256}@[^<>\s]{1,256})>[>.,;]*+[ \t]*+(?::|\.\.\.|\(|$)",
+    re.MULTILINE)
 # A labelled field naming the failed address: Domino "Failed Recipient:", "Recipient
 # address:", "Original recipient:", "Invalid recipient:", and the same in other languages.
 _FIELD_ADDR = re.compile(
-    r"^[ \t]*(?:failed|original|intended|final|rejected|invalid|unknown|bad|undeliverable|"
-    r"unreachable)?[ \t-]*(?:recipient|addressee|empfänger|destinataire|destinatario|"
+    r"^[ \t]*+(?:(?:failed|original|intended|final|rejected|invalid|unknown|bad|undeliverable|"
+    r"unreachable)[ \t-]*+|-[ \t]*+)?(?:recipient|addressee|empfänger|destinataire|destinatario|"
     r"получатель|адресат|宛先|收件人|收信人)s?(?:\(s\))?(?:[ \t]+(?:address|adresse|"
-    r"adresse e-?mail|dirección|e-?mail))?[ \t]*[:：][ \t]*"
-    r"(?:rfc822;[ \t]*)?[\"']?[^\n@<]{0,60}?<?([^<>\s\"']+@[^<>\s\"']+?)>?[ \t.,;]*(?:\(|$)",
+    r"adresse e-?mail|dirección|e-?mail))?[ \t]*+[:：][ \t]*+"
+    r"(?:rfc822;[ \t]*+)?[\"']?[^\n@<]{0,60}?<?([^<>\s\"'@]{1,256}@[^<>\s\"']{1,256}?)>?"
+    r"[ \t.,;]*+(?:\(|$)",
     re.IGNORECASE | re.MULTILINE)
-_EXIM_ADDR = re.compile(r"^[ \t]{0,8}<?([^<>\s:]+@[^<>\s:]+?)>?(?::|[ \t]*$|[ \t]+on[ \t]+\w)",
-                        re.MULTILINE)
-_LONE_TO = re.compile(r"^\s*(?:To|An|Para)\s*:\s*<?\S+@\S+>?\s*$")
-_RECEIVED_TAIL = re.compile(r"^\s*(?:from|by)\s+\S+\s+\(|^\s*\(envelope-from|^\s*for <", re.I)
-_GENERATED = re.compile(r"\((?:generated|expanded) from:?\s*<?([^<>\s)]+@[^<>\s)]+)>?\)", re.I)
+_EXIM_ADDR = re.compile(
+    r"^[ \t]{0,8}+<?([^<>\s:@]{1,256}@[^<>\s:]{1,256}?)>?(?::|[ \t]*$|[ \t]+on[ \t]+\w)",
+    re.MULTILINE)
+_LONE_TO = re.compile(r"^[ \t]*+(?:To|An|Para)[ \t]*+:[ \t]*+<?[^\s@]++@\S++[ \t\r]*$")
+_RECEIVED_TAIL = re.compile(
+    r"^[ \t]*+(?:(?:from|by)[ \t]++\S++[ \t]++\(|\(envelope-from|for <)", re.I)
+_GENERATED = re.compile(
+    r"\((?:generated|expanded) from:?[ \t]*+<?([^<>\s)@]{1,256}@[^<>\s)]{1,256})>?\)", re.I)
 _URL = re.compile(r"(?:https?|ftp)://\S+|mailto:", re.IGNORECASE)
-_MSGID = re.compile(r"(?:message-?id|id|mid|queue)\s*[:=]?\s*<[^>]*>", re.IGNORECASE)
+_MSGID = re.compile(r"(?:message-?id|id|mid|queue)[ \t]*+(?:[:=][ \t]*+)?<[^<>\n]{0,256}>",
+                    re.IGNORECASE)
 _SUPPRESS = re.compile(
     r"(?:contact|please (?:contact|write)|send (?:an? )?e?-?mail to|report (?:details )?to|"
     r"helpdesk|postmaster|abuse|administrator|support|questions|"
@@ -139,7 +148,26 @@ def is_warning(text: str) -> bool:
     return bool(_WARNING.search(text[:20000]))
 
 
-def _excluded_spans(region: str) -> list[tuple[int, int]]:
+class _Spans:
+    """Sorted, merged character ranges of a text; ``inside`` is a binary search."""
+
+    def __init__(self, spans: list[tuple[int, int]]) -> None:
+        merged: list[tuple[int, int]] = []
+        for start, end in sorted(spans):
+            if merged and start <= merged[-1][1]:
+                if end > merged[-1][1]:
+                    merged[-1] = (merged[-1][0], end)
+            else:
+                merged.append((start, end))
+        self._starts = [a for a, _ in merged]
+        self._ends = [b for _, b in merged]
+
+    def inside(self, pos: int) -> bool:
+        index = bisect.bisect_right(self._starts, pos) - 1
+        return index >= 0 and pos < self._ends[index]
+
+
+def _excluded_spans(region: str) -> _Spans:
     spans = [(m.start(), m.end()) for m in _URL.finditer(region)]
     spans += [(m.start(), m.end()) for m in _MSGID.finditer(region)]
     offset = 0
@@ -148,19 +176,15 @@ def _excluded_spans(region: str) -> list[tuple[int, int]]:
         if headerish or _RECEIVED_TAIL.match(line):
             spans.append((offset, offset + len(line)))
         offset += len(line) + 1
-    return spans
+    return _Spans(spans)
 
 
-def _inside(pos: int, spans: list[tuple[int, int]]) -> bool:
-    return any(a <= pos < b for a, b in spans)
-
-
-def _structured(region: str, spans: list[tuple[int, int]]) -> list[tuple[str, int]]:
+def _structured(region: str, spans: _Spans) -> list[tuple[str, int]]:
     found: list[tuple[str, int]] = []
     for rx in (_LINE_ADDR, _FIELD_ADDR):
-        for match in rx.finditer(region):
+        for match in itertools.islice(rx.finditer(region), _MAX_FOUND):
             addr = clean_address(match.group(1))
-            if addr and not _inside(match.start(), spans):
+            if addr and not spans.inside(match.start()):
                 found.append((addr, match.start()))
     if found:
         return found
@@ -168,18 +192,18 @@ def _structured(region: str, spans: list[tuple[int, int]]) -> list[tuple[str, in
     if not heading:
         return found
     tail_start = heading.start()
-    for match in _EXIM_ADDR.finditer(region, tail_start):
+    for match in itertools.islice(_EXIM_ADDR.finditer(region, tail_start), _MAX_FOUND):
         addr = clean_address(match.group(1))
-        if addr and not _inside(match.start(), spans):
+        if addr and not spans.inside(match.start()):
             found.append((addr, match.start()))
-    for match in _GENERATED.finditer(region, tail_start):
+    for match in itertools.islice(_GENERATED.finditer(region, tail_start), _MAX_FOUND):
         addr = clean_address(match.group(1))
         if addr:
             found.append((addr, match.start()))
     return found
 
 
-def _generic(region: str, spans: list[tuple[int, int]]) -> list[tuple[str, int]]:
+def _generic(region: str, spans: _Spans) -> list[tuple[str, int]]:
     heading = _HEADINGS.search(region)
     found = _generic_from(region, spans, heading.start() if heading else 0)
     if not found and heading:
@@ -188,11 +212,11 @@ def _generic(region: str, spans: list[tuple[int, int]]) -> list[tuple[str, int]]
     return found
 
 
-def _generic_from(region: str, spans: list[tuple[int, int]],
+def _generic_from(region: str, spans: _Spans,
                   start: int) -> list[tuple[str, int]]:
     found: list[tuple[str, int]] = []
-    for match in ADDR_RE.finditer(region, start):
-        if _inside(match.start(), spans):
+    for match in itertools.islice(ADDR_RE.finditer(region, start), _MAX_FOUND):
+        if spans.inside(match.start()):
             continue
         before = region[max(0, match.start() - 80):match.start()]
         before_line = before.rsplit("\n", 1)[-1]
@@ -256,14 +280,30 @@ def find_recipients(region: str, exclude: set[str],
     return result
 
 
+_CODE_IN_LINE = re.compile(r"\b[245]\d\d\b")
+
+
 def lines_mentioning(region: str, address: str, limit: int = 3) -> str:
     """Lines of ``region`` that mention ``address`` and carry a reply code, plus context."""
-    lines = region.split("\n")
+    low_region = region.lower()
     low = address.lower()
+    if len(low_region) != len(region):  # a few characters change length when lowered
+        low_region, low = region, address
     out: list[str] = []
-    for i, line in enumerate(lines):
-        if low in line.lower() and re.search(r"\b[245]\d\d\b", line):
-            out.append(" ".join(lines[i:i + limit]))
+    lines: list[str] | None = None
+    pos = low_region.find(low)
+    while pos >= 0 and len(out) < 20:
+        start = low_region.rfind("\n", 0, pos) + 1
+        end = low_region.find("\n", pos)
+        line = region[start:end if end >= 0 else len(region)]
+        if _CODE_IN_LINE.search(line):
+            if lines is None:
+                lines = region.split("\n")
+            index = region.count("\n", 0, start)
+            out.append(" ".join(lines[index:index + limit]))
+        if end < 0:
+            break
+        pos = low_region.find(low, end)
     return "\n".join(out)
 
 
