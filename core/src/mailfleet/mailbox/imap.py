@@ -83,7 +83,16 @@ class ImapReader:
                     raise MailboxError("tls", "STARTTLS was required but the server does not "
                                        "offer it", transient=False)
                 client.starttls(context)
-            client.login(s.login, s.password().reveal())
+            password = s.password().reveal()
+            if (s.login + password).isascii():
+                client.login(s.login, password)
+            elif b"AUTH=PLAIN" in client.capabilities():  # UTF-8, where LOGIN is ASCII only
+                client.plain_login(s.login, password)
+            else:
+                raise MailboxError("auth", f"the login {s.login} or its password has non-ASCII "
+                                   "characters, which IMAP LOGIN cannot send, and the server "
+                                   "offers no AUTH=PLAIN; use an ASCII password",
+                                   transient=False)
         except LoginError as exc:
             _close(client)
             raise MailboxError("auth", f"the server refused the login {s.login}: "

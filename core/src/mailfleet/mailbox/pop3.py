@@ -56,9 +56,13 @@ class _Pop3(poplib.POP3):
         if not reply.startswith(b"+"):
             raise poplib.error_proto(reply)
         kept, size = bytearray(), 0
-        while (line := self._getline()[0]) != b".":
-            line = line[1:] if line.startswith(b"..") else line
-            size += len(line) + 2
+        while True:
+            line, octets = self._getline()
+            if line == b".":
+                break
+            if line.startswith(b".."):
+                line, octets = line[1:], octets - 1
+            size += octets
             if len(kept) < MAX_BYTES:
                 kept += line + b"\r\n"
         return bytes(kept[:MAX_BYTES]), size
