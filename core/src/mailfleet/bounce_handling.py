@@ -132,7 +132,12 @@ def fetch_bounces(settings: MailboxSettings, handler: BounceHandler,
     ``budget`` seconds (see :mod:`mailfleet.mailbox.budget`) and recorded in the mailbox at
     once; ``on_result`` hears of each one, handled or set aside."""
     reader = (ImapReader if settings.protocol == "imap" else Pop3Reader)(settings, handler.store)
-    report = on_result or (lambda _: None)
+    def report(result: Handled | SetAsideMessage) -> None:
+        if isinstance(result, SetAsideMessage):
+            log.warning("bounce mailbox: message %s set aside: %s", result.id, result.reason)
+        if on_result is not None:
+            on_result(result)
+
     with ParseWorker(handler.plugins.parse_bounce, budget) as worker:
 
         def handle(message: Fetched) -> None:
