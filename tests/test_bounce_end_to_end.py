@@ -173,3 +173,45 @@ def test_bounces_watch_reads_the_mailbox_each_round(
     main(["--config", str(config), "bounces", "watch", "--count", "2", "--interval", "0.2"])
     out = capsys.readouterr().out
     assert out.count("read 1 message(s)") == 1 and out.count("read 0 message(s)") == 1
+
+
+def test_bounces_watch_json_prints_one_timestamped_line_per_report_and_per_read(
+        tmp_path: Path, postfix: PostfixServer, mailbox: Mailbox,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    config = write_config(tmp_path / "mailfleet.toml", postfix, mailbox, tmp_path / "m.db")
+    mailbox.append(b"From: MAILER-DAEMON@x.test\r\nTo: x@test.local\r\n"
+                   b"Subject: hello\r\n\r\nhi\r\n")
+    before = datetime.now(UTC)
+    main(["--config", str(config), "bounces", "watch", "--json", "--count", "2",
+          "--interval", "0.2"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(line["event"], line.get("read")) for line in lines] == [
+        ("report", None), ("read", 1), ("read", 0)]
+    assert lines[0]["kind"] == "not-bounce" and lines[0]["matched_letter"] is None
+    stamps = [datetime.fromisoformat(line["at"].replace("Z", "+00:00")) for line in lines]
+    assert all(line["at"].endswith("Z") for line in lines)
+    assert before - timedelta(seconds=1) <= stamps[0] <= stamps[1] <= stamps[2]
+    assert stamps[2] - before < timedelta(minutes=2)
+
+
+def test_bounces_fetch_json_reports_a_mailbox_error_in_the_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mailfleet_testing.hostile import HostilePop3
+
+    with HostilePop3([], echo_password=True) as server:
+        config = tmp_path / "mailfleet.toml"
+        config.write_text(f'[deployment]\nstore = "{tmp_path / "m.db"}"\n\n'
+                          f'[bounces]\nprotocol = "pop3"\nhost = "127.0.0.1"\n'
+                          f'port = {server.port}\nsecurity = "none"\n'
+                          f'allow_insecure_auth = true\nlogin = "b@example.org"\n'
+                          f'password = "s3cret-pw"\n', encoding="utf-8")
+        with pytest.raises(SystemExit) as exit_:
+            main(["--config", str(config), "bounces", "fetch", "--json"])
+    assert exit_.value.code == 1
+    out = capsys.readouterr().out
+    summary = json.loads(out)
+    assert (summary["read"], summary["reports"], summary["error"]["stage"],
+            summary["error"]["transient"]) == (0, [], "auth", False)
+    assert "s3cret-pw" not in out and "wrong password ***" in summary["error"]["message"]

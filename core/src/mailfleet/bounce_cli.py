@@ -6,15 +6,18 @@ import itertools
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from mailfleet.bounce_handling import BounceHandler, Handled, fetch_bounces
+from mailfleet.bounces.mime import MAX_BYTES
 from mailfleet.bounces.report import BounceReport
 from mailfleet.cli import EXIT_FAILURE, Context, cli, json_option, print_table
 from mailfleet.errors import ConfigError, MailboxError
+from mailfleet.mailbox.budget import ParseWorker, SetAside, SetAsideMessage
 from mailfleet.mailbox.imap import ImapReader, idle_wait
 from mailfleet.mailbox.settings import MailboxSettings, resolve_mailbox
 from mailfleet.plugins import load_plugins
@@ -46,21 +49,32 @@ def bounces_group() -> None:
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @json_option
 def bounces_parse(files: tuple[Path, ...], as_json: bool) -> None:
-    """Parse report files; with --json one object per file, one per line."""
+    """Parse report files as the mailbox reader does (the first 512 KiB, within the parse
+    budget); with --json one object per file, one per line."""
     plugins = load_plugins()
-    rows = []
-    for path in files:
-        report = plugins.parse_bounce(path.read_bytes())
-        if as_json:
-            click.echo(json.dumps(report_json(report, str(path)), ensure_ascii=False))
-        else:
-            for r in report.recipients or (None,):
-                rows.append((path.name, report.kind, *(
-                    (r.address, r.status, r.reason, "yes" if r.hard else "no")
-                    if r else ("-", "-", "-", "-"))))
+    rows: list[tuple[str | None, ...]] = []
+    with ParseWorker(plugins.parse_bounce) as worker:
+        for path in files:
+            with path.open("rb") as file:
+                raw = file.read(MAX_BYTES)
+            try:
+                report = worker.parse(raw)
+            except SetAside as exc:
+                if as_json:
+                    click.echo(json.dumps({"file": str(path), "error": exc.reason},
+                                          ensure_ascii=False))
+                else:
+                    rows.append((path.name, "set aside", "-", "-", exc.reason, "-"))
+                continue
+            if as_json:
+                click.echo(json.dumps(report_json(report, str(path)), ensure_ascii=False))
+            else:
+                for r in report.recipients or (None,):
+                    rows.append((path.name, report.kind, *(
+                        (r.address, r.status, r.reason, "yes" if r.hard else "no")
+                        if r else ("-", "-", "-", "-"))))
     if not as_json:
         print_table(rows, ["file", "kind", "recipient", "status", "reason", "hard"])
-
 
 
 def _settings(obj: Context) -> MailboxSettings:
@@ -77,24 +91,73 @@ def _handler(obj: Context, store: Store) -> BounceHandler:
     return BounceHandler(store, fleet.plugins, fleet.config.bounces)
 
 
-def _summary(handled: list[Handled]) -> dict[str, Any]:
-    return {
-        "read": len(handled),
-        "bounces": sum(h.report.kind == "bounce" for h in handled),
-        "marked": sum(h.marked for h in handled),
-        "suppressed": sorted({a for h in handled for a in h.suppressed}),
-        "reports": [dict(report_json(h.report),
-                         matched_letter=h.letter.letter_id if h.letter else None)
-                    for h in handled],
-    }
+def _handled_json(handled: Handled) -> dict[str, Any]:
+    return dict(report_json(handled.report),
+                matched_letter=handled.letter.letter_id if handled.letter else None)
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
-    click.echo(f"read {summary['read']} message(s): {summary['bounces']} bounce(s), "
-               f"{summary['marked']} letter(s) marked, {len(summary['suppressed'])} "
-               f"address(es) suppressed")
-    for address in summary["suppressed"]:
-        click.echo(f"  suppressed {address}")
+def _set_aside_json(message: SetAsideMessage) -> dict[str, Any]:
+    return {"id": message.id, "reason": message.reason}
+
+
+def _error_json(exc: MailboxError) -> dict[str, Any]:
+    return {"stage": exc.stage, "message": str(exc), "transient": exc.transient}
+
+
+class _Summary:
+    """What one read of the mailbox did, counted as the messages come (nothing per message
+    is kept but the suppressed addresses and the messages set aside)."""
+
+    def __init__(self) -> None:
+        self.read = self.bounces = self.marked = 0
+        self.suppressed: dict[str, None] = {}
+        self.set_aside: list[SetAsideMessage] = []
+
+    def add(self, result: Handled | SetAsideMessage) -> None:
+        self.read += 1
+        if isinstance(result, SetAsideMessage):
+            self.set_aside.append(result)
+            return
+        self.bounces += result.report.kind == "bounce"
+        self.marked += result.marked
+        self.suppressed.update(dict.fromkeys(result.suppressed))
+
+    def as_json(self) -> dict[str, Any]:
+        return {"read": self.read, "bounces": self.bounces, "marked": self.marked,
+                "suppressed": sorted(self.suppressed),
+                "set_aside": [_set_aside_json(m) for m in self.set_aside]}
+
+    def print(self) -> None:
+        aside = f", {len(self.set_aside)} set aside" if self.set_aside else ""
+        click.echo(f"read {self.read} message(s): {self.bounces} bounce(s), {self.marked} "
+                   f"letter(s) marked, {len(self.suppressed)} address(es) suppressed{aside}")
+        for address in sorted(self.suppressed):
+            click.echo(f"  suppressed {address}")
+        for message in self.set_aside:
+            click.echo(f"  set aside message {message.id}: {message.reason}")
+
+
+class _JsonFetch:
+    """``bounces fetch --json``: one object, its ``reports`` written as they come so a large
+    mailbox needs no memory for them; counts, and any error, follow."""
+
+    def __init__(self) -> None:
+        self.summary = _Summary()
+        self.first = True
+
+    def add(self, result: Handled | SetAsideMessage) -> None:
+        self.summary.add(result)
+        if isinstance(result, Handled):
+            click.echo(("{\"reports\": [" if self.first else ", ")
+                       + json.dumps(_handled_json(result), ensure_ascii=False), nl=False)
+            self.first = False
+
+    def finish(self, error: MailboxError | None) -> None:
+        tail = self.summary.as_json()
+        if error is not None:
+            tail["error"] = _error_json(error)
+        rest = json.dumps(tail, ensure_ascii=False)
+        click.echo(("{\"reports\": [" if self.first else "") + "], " + rest[1:])
 
 
 @bounces_group.command("fetch")
@@ -104,38 +167,72 @@ def bounces_fetch(obj: Context, as_json: bool) -> None:
     """Read the bounce mailbox once and apply every new report."""
     settings = _settings(obj)
     store = obj.fleet.open_store()
+    out = _JsonFetch() if as_json else None
+    summary = _Summary()
+    error = None
     try:
-        summary = _summary(fetch_bounces(settings, _handler(obj, store)))
+        fetch_bounces(settings, _handler(obj, store), out.add if out else summary.add)
     except MailboxError as exc:
-        click.echo(f"mailfleet: {exc}", err=True)
-        sys.exit(EXIT_FAILURE)
+        error = exc
     finally:
         store.close()
-    if as_json:
-        click.echo(json.dumps(summary, ensure_ascii=False))
+    if out is not None:
+        out.finish(error)
     else:
-        _print_summary(summary)
+        summary.print()
+    if error is not None:
+        click.echo(f"mailfleet: {error}", err=True)
+        sys.exit(EXIT_FAILURE)
+
+
+def _line(event: str, **data: Any) -> None:
+    """One line of ``bounces watch --json``: the time (UTC), the event, its data."""
+    at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    click.echo(json.dumps({"at": at, "event": event, **data}, ensure_ascii=False))
 
 
 @bounces_group.command("watch")
 @click.option("--interval", default=60.0, show_default=True,
               help="Seconds between reads (IMAP: the longest IDLE wait).")
 @click.option("--count", default=0, help="Stop after this many reads (0: never).")
+@json_option
 @click.pass_obj
-def bounces_watch(obj: Context, interval: float, count: int) -> None:
+def bounces_watch(obj: Context, interval: float, count: int, as_json: bool) -> None:
     """Keep reading the bounce mailbox: over IMAP it waits in IDLE and reads as soon as a
-    report arrives. A dropped connection is retried; a refused login stops."""
+    report arrives. A dropped connection is retried; a refused login stops. With --json,
+    one JSON line per report, message set aside, read and error, each with its time."""
     settings = _settings(obj)
     store = obj.fleet.open_store()
     handler = _handler(obj, store)
+
+    def result(item: Handled | SetAsideMessage) -> None:
+        summary.add(item)
+        if not as_json:
+            return
+        if isinstance(item, Handled):
+            _line("report", **_handled_json(item))
+        else:
+            _line("set-aside", **_set_aside_json(item))
+
     try:
         for rounds in itertools.count(1):
+            summary = _Summary()
             try:
-                _print_summary(_summary(fetch_bounces(settings, handler)))
+                fetch_bounces(settings, handler, result)
             except MailboxError as exc:
-                click.echo(f"mailfleet: {exc}", err=True)
+                if as_json:
+                    _line("error", **_error_json(exc))
+                else:
+                    click.echo(f"mailfleet: {exc}", err=True)
                 if not exc.transient:
                     sys.exit(EXIT_FAILURE)
+            else:
+                if as_json:
+                    data = summary.as_json()
+                    data["set_aside"] = len(summary.set_aside)
+                    _line("read", **data)
+                else:
+                    summary.print()
             if count and rounds >= count:
                 return
             if settings.protocol == "imap":

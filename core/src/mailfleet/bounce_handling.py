@@ -7,19 +7,26 @@ twice changes nothing more than handling it once.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import attrs
 
+from mailfleet.bounces.mime import MAX_BYTES
 from mailfleet.bounces.report import BounceReport, FailedRecipient
 from mailfleet.clock import Clock, SystemClock
 from mailfleet.config import BouncesConfig
 from mailfleet.events import DeliveryEvent, EventType
+from mailfleet.mailbox.budget import PARSE_BUDGET, ParseWorker, SetAsideMessage
 from mailfleet.mailbox.imap import Fetched, ImapReader
 from mailfleet.mailbox.pop3 import Pop3Reader
 from mailfleet.mailbox.settings import MailboxSettings
 from mailfleet.plugins import Plugins
 from mailfleet.store.base import LetterRecord, Store
+
+log = logging.getLogger(__name__)
 
 DAY = 86_400.0
 
@@ -45,8 +52,12 @@ class BounceHandler:
         self.clock = clock or SystemClock()
 
     def handle(self, raw: bytes) -> Handled:
-        """Parse ``raw`` and apply it; never raises for a malformed message."""
-        report = self.plugins.parse_bounce(raw)
+        """Parse ``raw`` (its first ``MAX_BYTES``, as the mailbox reader does) in this process
+        and apply it; never raises for a malformed message."""
+        return self.apply(self.plugins.parse_bounce(raw[:MAX_BYTES]))
+
+    def apply(self, report: BounceReport) -> Handled:
+        """Apply a parsed report to the store and tell the host."""
         letter = self._letter(report)
         suppressed: list[str] = []
         marked = False
@@ -113,14 +124,26 @@ def _utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
 
 
-
-def fetch_bounces(settings: MailboxSettings, handler: BounceHandler) -> list[Handled]:
-    """Read the mailbox once (progress kept in the store) and apply every new report."""
+def fetch_bounces(settings: MailboxSettings, handler: BounceHandler,
+                  on_result: Callable[[Handled | SetAsideMessage], Any] | None = None, *,
+                  budget: float = PARSE_BUDGET) -> int:
+    """Read the mailbox once and apply every new report; return how many messages were
+    taken. Each message is parsed by the production parser in a worker process within
+    ``budget`` seconds (see :mod:`mailfleet.mailbox.budget`) and recorded in the mailbox at
+    once; ``on_result`` hears of each one, handled or set aside."""
     reader = (ImapReader if settings.protocol == "imap" else Pop3Reader)(settings, handler.store)
-    handled: list[Handled] = []
+    def report(result: Handled | SetAsideMessage) -> None:
+        if isinstance(result, SetAsideMessage):
+            log.warning("bounce mailbox: message %s set aside: %s", result.id, result.reason)
+        if on_result is not None:
+            on_result(result)
 
-    def handle(message: Fetched) -> None:
-        handled.append(handler.handle(message.raw))
+    with ParseWorker(handler.plugins.parse_bounce, budget) as worker:
 
-    reader.read(handle)
-    return handled
+        def handle(message: Fetched) -> None:
+            if message.truncated:
+                log.info("message %s: %d bytes, only the first %d parsed", message.id,
+                         message.size, len(message.raw))
+            report(handler.apply(worker.parse(message.raw)))
+
+        return reader.read(handle, report)

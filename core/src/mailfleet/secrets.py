@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
@@ -64,3 +65,15 @@ class SecretRef:
                     f"check the path and its permissions"
                 ) from None
         return None
+
+
+MASK = "***"
+
+
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each secret replaced by ``***``: a server's refusal
+    may echo the password (or the AUTH payload carrying it) back. Longest secrets first, so a
+    secret that contains another is masked whole."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text

@@ -12,7 +12,7 @@ import tenacity
 from mailfleet.config import BouncesConfig
 from mailfleet.errors import ConfigError, MailboxError
 from mailfleet.providers import Security
-from mailfleet.secrets import Secret, SecretRef
+from mailfleet.secrets import Secret, SecretRef, mask_secrets
 
 if TYPE_CHECKING:
     from mailfleet.plugins import Plugins
@@ -66,6 +66,20 @@ class MailboxSettings:
         if secret is None:
             raise ConfigError("bounces: no password; set password_env or password_file")
         return secret
+
+    def mask(self, text: str) -> str:
+        """Server text with the password masked: a refusal may echo it, as sent (IMAP quotes
+        it) or escaped the way Python shows bytes (imaplib's errors)."""
+        try:
+            secret = self.secret.read()
+        except ConfigError:
+            return text
+        if secret is None:
+            return text
+        value = secret.reveal()
+        quoted = value.replace("\\", "\\\\").replace('"', '\\"')
+        forms = (value, quoted)
+        return mask_secrets(text, (*forms, *(repr(f.encode())[2:-1] for f in forms)))
 
     def tls_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=self.ca_file)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from mailfleet.envelope import Envelope, SendObserver, SendResult
 from mailfleet.errors import Classification, SmtpError, Stage
 from mailfleet.providers import Security
-from mailfleet.secrets import Secret
+from mailfleet.secrets import Secret, mask_secrets
 from mailfleet.servers import Server
 from mailfleet.smtp.replies import Reply, is_last_line, parse_reply_lines
 
@@ -441,10 +441,7 @@ class SmtpClient:
 
     # -- errors -----------------------------------------------------------------------
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return mask_secrets(text, self._secrets)
 
     def _error(self, stage: Stage, text: str) -> SmtpError:
         return SmtpError(stage, self._scrub(text), server=self.server.name)
