@@ -102,7 +102,7 @@ def servers_list(obj: Context, as_json: bool) -> None:
         {"name": s.name, "kind": s.kind, "provider": s.provider, "host": s.host,
              "port": s.port, "security": s.security.value, "login": s.login,
              "sender": s.sender, "priority": s.priority,
-             "allow_sender_override": s.allow_sender_override,
+             "allow_sender_override": s.allow_sender_override, "timeout": s.timeout,
              "limits": attrs.asdict(s.limits)} for s in obj.fleet.servers]
     emit(data, as_json, lambda: print_table(
         [(d["name"], d["kind"], d["provider"], f"{d['host']}:{d['port']}", d["security"],

@@ -11,4 +11,5 @@ PROVIDER = ProviderInfo(
     auth=(),
     sender_substitution=True,
     verp=True,
+    timeout=30.0,
 )
