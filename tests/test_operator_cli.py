@@ -274,3 +274,34 @@ def test_config_errors_and_unknown_ids_are_json_with_json(tmp_path: Path,
                                    "host": "smtp.example.com"})
     data = Cli(capsys, good).json("mailing", "status", "nope", code=2)
     assert data["error"] == "usage" and "no mailing 'nope'" in data["message"]
+
+
+@pytest.mark.parametrize("content", [
+    bytes(range(256)) * 8,                                    # binary
+    "email,name\na@dest.test,Анна\n".encode("utf-16-le"),     # UTF-16 without a BOM
+    "email,name\na@dest.test,Анна\n".encode() + b"b@dest.test,\xff\xfe\n",  # a bad row
+    ("email,name\na@dest.test," + "x" * 1_000_000 + "\n").encode(),  # a 1 MB field
+    b'email,name\na@dest.test,"open\nb@dest.test,B\n',        # unterminated quote
+    b"email,email\na@dest.test,b@dest.test\n",                # duplicate column
+])
+@pytest.mark.parametrize("skip", [False, True])
+def test_no_bad_csv_prints_a_traceback(tmp_path: Path, servers: list[FakeSMTP],
+                                       certs: TLSCerts, capsys: pytest.CaptureFixture[str],
+                                       content: bytes, skip: bool) -> None:
+    cli = Cli(capsys, write_config(tmp_path, server_entry("a", servers[0], certs)))
+    (tmp_path / "t.toml").write_text('subject = "s"\ntext = "{{ name }}"\n')
+    (tmp_path / "bad.csv").write_bytes(content)
+    args = ["mailing", "create", "--template", str(tmp_path / "t.toml"), "--recipients",
+            str(tmp_path / "bad.csv"), *(["--skip-bad-rows"] if skip else [])]
+    try:
+        main(["--config", str(cli.config), *args, "--json"])
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    data = json.loads(out)
+    if code == 0:
+        assert skip and data["rejected"] and all(r["row"] for r in data["rejected"])
+    else:
+        assert code == 2 and data["ok"] is False and data["error"]

@@ -128,3 +128,25 @@ def test_generic_server_without_override_sends_from_its_own_address(
     assert data["from"] == SMTP_USER and received.mail_from == SMTP_USER
     assert SMTP_USER in received.message["From"]
     assert "allow_sender_override = false" in data["sender_reason"]
+
+
+PUBLIC = {"gmail": "a@gmail.com", "google-workspace": "a@corp.example",
+          "yandex": "a@yandex.ru", "mailru": "a@mail.ru", "rambler": "a@rambler.ru"}
+
+
+@pytest.mark.parametrize("provider", sorted(PUBLIC))
+def test_every_provider_states_its_sender_rule_and_the_core_applies_it(provider: str) -> None:
+    """The conformance of the sender rule: provider data only, one policy for all."""
+    info = load_plugins().info(provider)
+    assert info is not None and info.sender_rule and info.timeout > 0
+    login = PUBLIC[provider]
+    fields = {"name": "s", "password": Secret("pw"), "provider": provider, "login": login,
+              "sender": "news@shop.example"}
+    if info.foreign_sender == "refused":
+        with pytest.raises(ConfigError, match=r"servers\[s\]\.sender: "):
+            resolve_with(fields)
+        return
+    [server] = resolve_with(fields)
+    decision = load_plugins().sender_policy(server, SenderRequest("news@shop.example"))
+    assert (decision.from_addr, decision.substituted) == (login, True)
+    assert info.sender_rule in decision.reason

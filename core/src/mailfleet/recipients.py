@@ -131,7 +131,7 @@ def _detect(path: Path, head: bytes) -> str:
     text = head.decode("utf-8", errors="replace")
     bad = text.count("\ufffd")
     good = sum(1 for c in text if not c.isascii()) - bad
-    if bad <= 1 or good >= 4 * bad:
+    if bad <= 1 or good >= bad:  # CP1251 text read as UTF-8 is almost all invalid
         return "utf-8"  # a cut last character or a few broken rows; those rows say so
     return "cp1251"
 
