@@ -305,3 +305,18 @@ def test_no_bad_csv_prints_a_traceback(tmp_path: Path, servers: list[FakeSMTP],
         assert skip and data["rejected"] and all(r["row"] for r in data["rejected"])
     else:
         assert code == 2 and data["ok"] is False and data["error"]
+
+
+def test_a_blocking_run_says_what_it_waits_for_before_it_sleeps(
+        tmp_path: Path, servers: list[FakeSMTP], certs: TLSCerts,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, server_entry("a", servers[0], certs))
+    config.write_text(config.read_text() + "[retry]\nbackoff_initial = 1.0\n")
+    servers[0].add_rule("RCPT", "451 4.3.0 try again later", times=1)
+    cli = Cli(capsys, config)
+    (tmp_path / "t.toml").write_text(TEMPLATE, encoding="utf-8")
+    (tmp_path / "clients.csv").write_text("email,Имя\nx@dest.test,X\n")
+    mailing = create(cli, tmp_path)
+    out, err = cli("mailing", "run", mailing)
+    assert "1 letter(s) wait in the queue; sending resumes at " in err
+    assert out.startswith("sent 1, failed 0") and len(servers[0].messages) == 1

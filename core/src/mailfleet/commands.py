@@ -6,6 +6,7 @@ import contextlib
 import csv
 import json
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import click
 from mailfleet.addresses import normalize_address
 from mailfleet.cli import EXIT_FAILURE, EXIT_USAGE, Context, cli, emit, json_option, print_table
 from mailfleet.clock import SystemClock
-from mailfleet.dispatcher import Dispatcher, iso
+from mailfleet.dispatcher import Dispatcher, RunReport, iso
 from mailfleet.errors import AddressError, TemplateError
 from mailfleet.fleet import Fleet
 from mailfleet.mailing import BadRowsError, create_mailing
@@ -296,7 +297,20 @@ def mailing_run(obj: Context, mailing_id: str | None, until_idle: bool, as_json:
     dispatcher = Dispatcher(fleet, store, clock=SystemClock(),
                             mailings=[m.id for m in mailings] if mailing_id else None,
                             on_progress=progress)
-    report = dispatcher.run(until_idle=until_idle)
+    report = RunReport()
+    while True:  # the dispatcher's own loop, saying what it waits for before each sleep
+        report = report + dispatcher.run(until_idle=True)
+        if until_idle or report.waiting == 0 or report.resume_at is None:
+            break
+        now = SystemClock().now()
+        if not as_json:
+            servers, _ = server_limits(fleet, store, now)
+            for line in limit_lines(servers):
+                click.echo(line, err=True)
+            click.echo(f"{report.waiting} letter(s) wait in the queue; sending resumes at "
+                       f"{iso(report.resume_at)} (Ctrl-C stops; `mailfleet mailing run` "
+                       f"goes on later)", err=True)
+        time.sleep(max(1.0, report.resume_at - now))
     for bar in bars.values():
         bar.render_finish()
     data = report.as_dict()
