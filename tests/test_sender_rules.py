@@ -150,3 +150,12 @@ def test_every_provider_states_its_sender_rule_and_the_core_applies_it(provider:
     decision = load_plugins().sender_policy(server, SenderRequest("news@shop.example"))
     assert (decision.from_addr, decision.substituted) == (login, True)
     assert info.sender_rule in decision.reason
+
+
+def test_a_line_separator_in_a_servers_sender_name_is_a_config_error(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[[servers]]\nname = "e"\nsender = "a@example.com"\nhost = "h.example.com"\n'
+                    'sender_name = "Shop\\u2028Bcc: x@evil.example"\n', encoding="utf-8")
+    code, _, err = run(capsys, "--config", str(path), "servers", "list")
+    assert code == 2 and "servers[e]" in err and "U+2028" in err and "Traceback" not in err
