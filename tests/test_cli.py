@@ -217,3 +217,16 @@ def test_servers_check_does_not_contact_a_blocked_server_until_forced_or_unblock
     assert code == 0
     code, out, _ = run(capsys, "--config", str(config), "servers", "check", "primary", "--json")
     assert code == 0 and json.loads(out)[0]["ok"]
+
+
+def test_servers_list_json_shows_the_effective_timeout_gmail_preset_over_a_minute(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = write_config(tmp_path / "c.toml",
+                        {"name": "g", "sender": "me@gmail.com", "password_env": "X"},
+                        {"name": "y", "sender": "me@yandex.ru", "password_env": "X",
+                         "timeout": 20.0},
+                        {"name": "e", "sender": "a@example.com", "host": "smtp.example.com"})
+    code, out, _ = run(capsys, "--config", str(path), "servers", "list", "--json")
+    timeouts = {row["name"]: row["timeout"] for row in json.loads(out)}
+    assert code == 0
+    assert timeouts == {"g": 300.0, "y": 20.0, "e": 30.0}

@@ -188,7 +188,7 @@ def test_preset_fills_host_port_security_and_login_from_provider(tmp_path: Path)
 
 def test_provider_is_detected_from_login_domain_before_sender_domain(tmp_path: Path) -> None:
     text = ('[[servers]]\nname = "m"\nsender = "news@example.com"\nlogin = "me@mail.ru"\n'
-            'password_env = "P"\n')
+            'aliases = ["news@example.com"]\npassword_env = "P"\n')
     assert Fleet.from_file(write(tmp_path, text)).servers[0].provider == "mailru"
 
 

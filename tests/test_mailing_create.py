@@ -46,7 +46,7 @@ def test_every_bad_row_is_reported_at_creation_and_nothing_is_queued(tmp_path: P
     assert set(bad) == {2, 3, 4}
     assert "invalid address" in bad[2]
     assert "missing field 'name'" in bad[3]
-    assert "CR/LF" in bad[4]
+    assert "CR, LF" in bad[4]
     assert store.list_mailings() == []  # nothing queued
     created = create_mailing(store, template, rows, clock=FakeClock(), skip_bad_rows=True)
     assert created.letters == 1 and len(created.rejected) == 3

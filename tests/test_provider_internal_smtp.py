@@ -80,13 +80,17 @@ def test_sender_alone_resolves_to_localhost_25_without_auth_or_tls() -> None:
     assert server.provider == "internal_smtp"
     assert (server.host, server.port, server.security) == ("localhost", 25, Security.NONE)
     assert (server.login, server.auth) == (None, "none")
-    assert server.allow_sender_override is True
+    assert server.allow_sender_override is False
 
 
-def test_sender_substitution_is_allowed_by_default() -> None:
+def test_sender_substitution_is_off_by_default_and_allowed_when_ticked() -> None:
     plugins = load_plugins()
-    [server] = resolve_servers(Config(servers=(ServerConfig(
+    [plain] = resolve_servers(Config(servers=(ServerConfig(
         name="local", kind="internal", sender=SENDER),)), plugins)
+    kept = plugins.sender_policy(plain, SenderRequest("sales@brand.example", "Brand"))
+    assert (kept.from_addr, kept.substituted) == (SENDER, True)
+    [server] = resolve_servers(Config(servers=(ServerConfig(
+        name="local", kind="internal", sender=SENDER, allow_sender_override=True),)), plugins)
     decision = plugins.sender_policy(server, SenderRequest("sales@brand.example", "Brand",
                                                            "bounce+1@shop.example"))
     assert (decision.from_addr, decision.envelope_from) == ("sales@brand.example",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from mailfleet.errors import AddressError, HeaderError
 
@@ -10,10 +11,25 @@ _LOCAL_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 
+def header_problem(value: str) -> str | None:
+    """Why ``value`` cannot go into a header, or ``None``: CR, LF, NUL, any other control
+    character (VT, FF, U+001E, U+0085, ...) or a Unicode line or paragraph separator
+    (U+2028, U+2029). A tab is allowed."""
+    for char in value:
+        if char != "\t" and unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            if char in "\r\n\0":
+                return "CR, LF and NUL are not allowed in a header value"
+            return (f"the control character or line separator U+{ord(char):04X} is not "
+                    f"allowed in a header value")
+    return None
+
+
 def check_header(name: str, value: str) -> str:
-    """``value`` unchanged, or HeaderError if it holds CR, LF or NUL (header injection)."""
-    if any(c in value for c in "\r\n\0"):
-        raise HeaderError(f"header {name}: CR, LF and NUL are not allowed in a header value")
+    """``value`` unchanged, or HeaderError if it holds a line break or control character
+    (header injection; see :func:`header_problem`)."""
+    problem = header_problem(value)
+    if problem is not None:
+        raise HeaderError(f"header {name}: {problem}")
     return value
 
 

@@ -10,12 +10,14 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 import click
 
+from mailfleet.addresses import check_header, normalize_address
 from mailfleet.errors import (
     AddressError,
     ConfigError,
@@ -23,9 +25,11 @@ from mailfleet.errors import (
     MailfleetError,
     PluginError,
     SmtpError,
+    TemplateError,
 )
 from mailfleet.fleet import CheckResult, Fleet
 from mailfleet.plugins import load_plugins
+from mailfleet.quota import QuotaStatus
 from mailfleet.servers import Server
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -102,7 +106,7 @@ def servers_list(obj: Context, as_json: bool) -> None:
         {"name": s.name, "kind": s.kind, "provider": s.provider, "host": s.host,
              "port": s.port, "security": s.security.value, "login": s.login,
              "sender": s.sender, "priority": s.priority,
-             "allow_sender_override": s.allow_sender_override,
+             "allow_sender_override": s.allow_sender_override, "timeout": s.timeout,
              "limits": attrs.asdict(s.limits)} for s in obj.fleet.servers]
     emit(data, as_json, lambda: print_table(
         [(d["name"], d["kind"], d["provider"], f"{d['host']}:{d['port']}", d["security"],
@@ -185,31 +189,92 @@ def servers_unblock(obj: Context, name: str, as_json: bool) -> None:
 @click.option("--html", default=None, help="HTML body (sent as multipart/alternative).")
 @click.option("--from", "from_addr", default="", help="Wanted From (sender policy applies).")
 @click.option("--from-name", default="")
+@click.option("--skip-quota", is_flag=True,
+              help="A test letter: neither checked against nor counted in the server's quota.")
 @json_option
 @click.pass_obj
 def send_cmd(obj: Context, server_name: str, to: str, subject: str, text: str,
-             html: str | None, from_addr: str, from_name: str, as_json: bool) -> None:
-    """Send one letter through one server."""
+             html: str | None, from_addr: str, from_name: str, skip_quota: bool,
+             as_json: bool) -> None:
+    """Send one letter through one server. It counts against the server's quota (unless
+    --skip-quota) and is refused for an address on the suppression list."""
     fleet = obj.fleet
     server = fleet.server(server_name)
+    check_header("Subject", subject)
+    check_header("display name", from_name)
+    address = normalize_address(to)
+    store = fleet.open_store()
+    failure: SmtpError | None = None
     try:
-        sent = asyncio.run(fleet.send_one(server, to=to, subject=subject, text=text, html=html,
-                                          from_addr=from_addr, from_name=from_name))
-    except SmtpError as exc:
-        data = {"ok": False, "server": server.name, "stage": exc.stage.value, "code": exc.code,
-                "enhanced_status": exc.enhanced_status, "reply": exc.reply,
-                "classification": exc.classification.value,
-                "diagnosis": exc.diagnosis.summary if exc.diagnosis else None,
-                "next_step": exc.diagnosis.next_step if exc.diagnosis else None}
-        message = f"not sent: {exc}"
+        if store.is_suppressed(address):
+            refuse(as_json, f"{address} is on the suppression list (see `mailfleet suppress "
+                            f"list`); remove it with `mailfleet suppress remove {address}` "
+                            f"to send anyway", code=EXIT_USAGE)
+        if not skip_quota:
+            quota = store.quota(server.name, server.limits, time.time())
+            if not quota.available:
+                refuse(as_json, f"server {server.name} cannot send now: {quota_reason(quota)}; "
+                                f"use another --server, wait, or --skip-quota for a test "
+                                f"letter", code=EXIT_FAILURE)
+        try:
+            sent = asyncio.run(fleet.send_one(server, to=address, subject=subject, text=text,
+                                              html=html, from_addr=from_addr,
+                                              from_name=from_name))
+        except SmtpError as exc:
+            failure = exc
+            sent = None
+        if failure is None and not skip_quota:
+            store.charge(server.name, time.time())
+    finally:
+        store.close()
+    if failure is not None:
+        err = failure
+        data = {"ok": False, "server": server.name, "stage": err.stage.value, "code": err.code,
+                "enhanced_status": err.enhanced_status, "reply": err.reply,
+                "classification": err.classification.value,
+                "diagnosis": err.diagnosis.summary if err.diagnosis else None,
+                "next_step": err.diagnosis.next_step if err.diagnosis else None}
+        message = f"not sent: {err}"
         emit(data, as_json, lambda: click.echo(message, err=True))
         sys.exit(EXIT_FAILURE)
+    assert sent is not None
     data = {"ok": True, "message_id": sent.message_id, "server": sent.server,
             "from": sent.sender.from_addr, "envelope_from": sent.sender.envelope_from,
-            "sender_reason": sent.sender.reason}
+            "sender_reason": sent.sender.reason, "counted_in_quota": not skip_quota}
     emit(data, as_json, lambda: click.echo(
         f"sent {sent.message_id} via {sent.server} from {sent.sender.from_addr}"
-        + (f" ({sent.sender.reason})" if sent.sender.substituted else "")))
+        + (f" ({sent.sender.reason})" if sent.sender.substituted else "")
+        + ("; not counted in the quota (--skip-quota)" if skip_quota else "")))
+
+
+def quota_reason(quota: QuotaStatus) -> str:
+    """Why a server cannot send now, in one clause."""
+    if quota.blocked_until is not None:
+        return f"blocked until {_iso(quota.blocked_until)} ({quota.blocked_reason})"
+    for kind, window in (("per-minute", quota.minute), ("hourly", quota.hour),
+                         ("daily", quota.day)):
+        if window.remaining == 0:
+            return (f"its {kind} limit is reached ({window.used}/{window.limit}), frees at "
+                    f"{_iso(window.frees_at)}")
+    return "no quota left"
+
+
+def _iso(at: float | None) -> str | None:
+    return None if at is None else datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+
+
+def refuse(as_json: bool, message: str, *, code: int) -> NoReturn:
+    """Print an error (JSON on standard output with ``--json``) and exit with ``code``."""
+    if as_json:
+        click.echo(json.dumps({"ok": False, "error": message}, ensure_ascii=False))
+    else:
+        click.echo(f"mailfleet: {message}", err=True)
+    sys.exit(code)
+
+
+def _json_error(kind: str, message: str, problems: Sequence[str] = ()) -> None:
+    click.echo(json.dumps({"ok": False, "error": kind, "message": message,
+                           "problems": list(problems)}, ensure_ascii=False))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -217,20 +282,38 @@ def main(argv: Sequence[str] | None = None) -> None:
     import mailfleet.bounce_cli
     import mailfleet.commands  # noqa: F401  (registers the mailing commands)
 
+    args = list(argv) if argv is not None else sys.argv[1:]
+    as_json = "--json" in args  # errors of a --json command are JSON too
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="mailfleet",
-                 standalone_mode=False)
+        cli.main(args=args, prog_name="mailfleet", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        if as_json:
+            _json_error("usage", exc.format_message())
+        else:
+            exc.show()
         sys.exit(EXIT_USAGE)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(EXIT_FAILURE)
-    except (ConfigError, PluginError, AddressError, HeaderError) as exc:
-        click.echo(f"mailfleet: {exc}", err=True)
+    except (ConfigError, PluginError, AddressError, HeaderError, TemplateError) as exc:
+        if as_json:
+            _json_error("config" if isinstance(exc, ConfigError) else "input", str(exc),
+                        exc.problems if isinstance(exc, ConfigError) else [str(exc)])
+        else:
+            click.echo(f"mailfleet: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     except MailfleetError as exc:
-        click.echo(f"mailfleet: {exc}", err=True)
+        if as_json:
+            _json_error("failure", str(exc))
+        else:
+            click.echo(f"mailfleet: {exc}", err=True)
+        sys.exit(EXIT_FAILURE)
+    except OSError as exc:  # a store or file the command needs cannot be opened
+        message = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        if as_json:
+            _json_error("os", message)
+        else:
+            click.echo(f"mailfleet: {message}", err=True)
         sys.exit(EXIT_FAILURE)

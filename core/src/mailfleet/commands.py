@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import json
 import sys
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import click
@@ -10,31 +15,130 @@ import click
 from mailfleet.addresses import normalize_address
 from mailfleet.cli import EXIT_FAILURE, EXIT_USAGE, Context, cli, emit, json_option, print_table
 from mailfleet.clock import SystemClock
-from mailfleet.dispatcher import Dispatcher, iso
+from mailfleet.dispatcher import Dispatcher, RunReport, iso
 from mailfleet.errors import AddressError, TemplateError
+from mailfleet.fleet import Fleet
 from mailfleet.mailing import BadRowsError, create_mailing
 from mailfleet.quota import WindowStatus
+from mailfleet.recipients import BadRow, column_for, read_rows
 from mailfleet.store import Store
+from mailfleet.store.base import LetterRecord
 
 
 def _store(obj: Context) -> Store:
     return obj.fleet.open_store()
 
 
+WAITING_STATES = ("queued", "claimed", "sending")
+#: The letter states, disjoint: every letter of a mailing is in exactly one.
+COUNTED = ("sent", "bounced", "failed", "skipped", "held", "waiting")
+#: A block this long means "until a person unblocks it" (the dispatcher's HELD_UNTIL_UNBLOCKED).
+_HELD = 300 * 86_400.0
+
+
 def mailing_status(store: Store, mailing_id: str) -> dict[str, Any]:
-    """``mailing status --json``: counts by state, waiting letters and letters by server."""
+    """``mailing status --json``: the letters by state (disjoint: ``sent`` excludes the
+    letters that later ``bounced``; ``sent + bounced + failed + skipped + held + waiting ==
+    letters``), ``rejected`` rows never queued, and letters sent (or bounced) by server."""
     mailing = store.get_mailing(mailing_id)
     if mailing is None:
         raise click.BadParameter(f"no mailing {mailing_id!r}", param_hint="ID")
     counts = store.counts(mailing_id)
-    waiting = sum(counts.get(s, 0) for s in ("queued", "claimed", "sending"))
+    waiting = sum(counts.get(s, 0) for s in WAITING_STATES)
     return {"id": mailing.id, "name": mailing.name, "state": mailing.state,
             "reason": mailing.state_reason or None, "letters": mailing.total,
-            "rejected": mailing.rejected, "sent": counts.get("sent", 0) + counts.get(
-                "bounced", 0), "failed": counts.get("failed", 0),
-            "skipped": counts.get("skipped", 0), "bounced": counts.get("bounced", 0),
-            "held": counts.get("held", 0), "waiting": waiting, "resume_at": None,
+            "rejected": mailing.rejected, "sent": counts.get("sent", 0),
+            "bounced": counts.get("bounced", 0), "failed": counts.get("failed", 0),
+            "skipped": counts.get("skipped", 0), "held": counts.get("held", 0),
+            "waiting": waiting, "resume_at": None, "servers": [],
             "by_server": store.by_server(mailing_id)}
+
+
+_WINDOW_NAMES = {"minute": "per-minute", "hour": "hourly", "day": "daily"}
+
+
+def server_limits(fleet: Fleet, store: Store, now: float) -> tuple[list[dict[str, Any]],
+                                                                    float | None]:
+    """Each server that cannot send now and why (a window spent, a block, disabled), and the
+    time the first usable server frees by the dispatcher's rule (``QuotaStatus.next_free``),
+    skipping disabled servers and those blocked until a person unblocks them (``None``: no
+    server will free by itself)."""
+    out: list[dict[str, Any]] = []
+    frees: list[float] = []
+    for server in fleet.servers:
+        quota = store.quota(server.name, server.limits, now)
+        spent = [{"window": kind, "used": w.used, "limit": w.limit, "frees_at": iso(w.frees_at)}
+                 for kind, w in (("minute", quota.minute), ("hour", quota.hour),
+                                 ("day", quota.day)) if w.remaining == 0]
+        held = quota.blocked_until is not None and quota.blocked_until - now > _HELD
+        if server.enabled and not held:
+            frees.append(quota.next_free(now))
+        if server.enabled and quota.available:
+            continue
+        out.append({"server": server.name, "enabled": server.enabled, "spent": spent,
+                    "blocked_until": iso(quota.blocked_until),
+                    "blocked_reason": quota.blocked_reason, "until_unblocked": held})
+    return out, (max(now, min(frees)) if frees else None)
+
+
+def limit_lines(servers: list[dict[str, Any]]) -> list[str]:
+    """One line per server that cannot send now."""
+    lines = []
+    for entry in servers:
+        name = entry["server"]
+        if not entry["enabled"]:
+            lines.append(f"server {name}: disabled in the config (enabled = false)")
+            continue
+        if entry["blocked_until"]:
+            until = ("until you run `mailfleet servers unblock " + name + "`"
+                     if entry["until_unblocked"] else f"until {entry['blocked_until']}")
+            lines.append(f"server {name}: blocked {until}: {entry['blocked_reason']}")
+        for window in entry["spent"]:
+            lines.append(f"server {name}: {_WINDOW_NAMES[window['window']]} limit reached "
+                         f"({window['used']}/{window['limit']}), frees at {window['frees_at']}")
+    return lines
+
+
+def outlook_lines(data: dict[str, Any], resume: float | None, now: float) -> list[str]:
+    """Which servers cannot send and why, what waits and when it goes (``mailing status``
+    and ``mailing run``)."""
+    lines = limit_lines(data["servers"])
+    waiting = data["waiting"]
+    if not waiting:
+        return lines
+    if data["state"] == "paused":
+        return [*lines, f"the mailing is paused ({data['reason'] or 'by the user'}); "
+                        f"{waiting} letter(s) wait in the queue; `mailfleet mailing resume "
+                        f"{data['id']}` sends them"]
+    if data["state"] != "active":
+        return lines
+    if resume is None:
+        lines.append(f"{waiting} letter(s) wait in the queue, but no enabled server frees by "
+                     f"itself: unblock or enable one (see `mailfleet quota`)")
+    elif resume <= now:
+        lines.append(f"{waiting} letter(s) wait in the queue; a server can send now: run "
+                     f"`mailfleet mailing run {data['id']}`")
+    else:
+        lines.append(f"{waiting} letter(s) wait in the queue; "
+                     + ("" if data["can_send"] else "every server is at a limit or blocked; ")
+                     + f"sending resumes at {iso(resume)}")
+    return lines
+
+
+def with_outlook(fleet: Fleet, store: Store, data: dict[str, Any], now: float
+                 ) -> float | None:
+    """Add ``servers`` (those that cannot send now, and why), ``can_send`` and
+    ``resume_at`` to a mailing's status; returns the resume time."""
+    servers, frees = server_limits(fleet, store, now)
+    stopped = {s["server"] for s in servers}
+    data["servers"] = servers
+    data["can_send"] = any(s.enabled and s.name not in stopped for s in fleet.servers)
+    resume = None
+    if data["waiting"] and data["state"] == "active" and frees is not None:
+        _, next_retry = store.waiting([data["id"]], now)
+        resume = max(frees, next_retry or now)  # the dispatcher's rule (Dispatcher._resume_at)
+    data["resume_at"] = iso(resume)
+    return resume
 
 
 @cli.group("mailing")
@@ -42,11 +146,18 @@ def mailing_group() -> None:
     """Create, run and follow mass mailings."""
 
 
+def _rejected(rows: Iterable[BadRow]) -> list[dict[str, Any]]:
+    return [{"row": r.row, "column": r.column, "email": r.email, "reason": r.reason}
+            for r in rows]
+
+
 @mailing_group.command("create")
 @click.option("--template", "template_path", required=True, type=click.Path(dir_okay=False),
               help="TOML template (subject, text, html, sender, ...).")
 @click.option("--recipients", "recipients_path", required=True,
               type=click.Path(dir_okay=False), help="CSV with an email column, or JSON lines.")
+@click.option("--encoding", default=None,
+              help="Encoding of the CSV file (default: detected; utf-8, cp1251, utf-16).")
 @click.option("--skip-bad-rows", is_flag=True, help="Queue the good rows, list the bad ones.")
 @click.option("--name", default="", help="A name for the mailing (default: the file name).")
 @click.option("--hold-in-data", is_flag=True,
@@ -54,37 +165,104 @@ def mailing_group() -> None:
 @json_option
 @click.pass_obj
 def mailing_create(obj: Context, template_path: str, recipients_path: str,
-                   skip_bad_rows: bool, name: str, hold_in_data: bool, as_json: bool) -> None:
-    """Validate every recipient and queue the mailing; prints its id."""
+                   encoding: str | None, skip_bad_rows: bool, name: str, hold_in_data: bool,
+                   as_json: bool) -> None:
+    """Validate the template and every recipient and queue the mailing; prints its id."""
     store = _store(obj)
     try:
         result = create_mailing(store, template_path, recipients_path,
                                 skip_bad_rows=skip_bad_rows, name=name,
-                                hold_in_data=hold_in_data)
+                                hold_in_data=hold_in_data, encoding=encoding)
     except BadRowsError as exc:
         message = str(exc)
-        bad: dict[str, Any] = {"id": None, "letters": 0, "rejected": [
-            {"row": r.row, "email": r.email, "reason": r.reason} for r in exc.rows]}
+        bad: dict[str, Any] = {"ok": False, "id": None, "letters": 0, "error": message,
+                               "rejected": _rejected(exc.rows)}
         emit(bad, as_json, lambda: click.echo(f"mailfleet: {message}", err=True))
         sys.exit(EXIT_USAGE)
     except TemplateError as exc:
         message = str(exc)
-        emit({"id": None, "letters": 0, "rejected": [], "error": message}, as_json,
-             lambda: click.echo(f"mailfleet: {message}", err=True))
+        emit({"ok": False, "id": None, "letters": 0, "rejected": [], "error": message},
+             as_json, lambda: click.echo(f"mailfleet: {message}", err=True))
         sys.exit(EXIT_USAGE)
-    rejected = [{"row": r.row, "email": r.email, "reason": r.reason} for r in result.rejected]
+    rejected = _rejected(result.rejected)
     data: dict[str, Any] = {"id": result.id, "letters": result.letters, "rejected": rejected,
-            "duplicates": result.duplicates}
+                            "duplicates": result.duplicates}
 
     def table() -> None:
         click.echo(result.id)
         click.echo(f"{result.letters} letters queued", err=True)
-        for r in rejected:
-            click.echo(f"  skipped row {r['row']}: {r['email'] or '-'}: {r['reason']}", err=True)
+        for r in result.rejected:
+            click.echo(f"  skipped {r.line()}", err=True)
         if result.duplicates:
-            click.echo(f"  {result.duplicates} duplicate addresses dropped", err=True)
+            click.echo(f"  {result.duplicates} duplicate address(es) dropped (each address "
+                       f"gets one letter)", err=True)
 
     emit(data, as_json, table)
+
+
+@mailing_group.command("list")
+@click.option("--state", "states", multiple=True,
+              type=click.Choice(["draft", "active", "paused", "done", "cancelled"]),
+              help="Only mailings in this state (repeatable).")
+@json_option
+@click.pass_obj
+def mailing_list(obj: Context, states: tuple[str, ...], as_json: bool) -> None:
+    """Every mailing: id, name, state, created, letters and how many wait."""
+    store = _store(obj)
+    data = []
+    for mailing in store.list_mailings(list(states) or None):
+        status = mailing_status(store, mailing.id)
+        data.append({k: status[k] for k in ("id", "name", "state", "reason", "letters",
+                                            *COUNTED)} | {"created_at": iso(mailing.created_at)})
+    emit(data, as_json, lambda: print_table(
+        [(d["id"], d["name"], d["state"], d["created_at"], d["letters"], d["sent"],
+          d["bounced"], d["failed"], d["waiting"]) for d in data],
+        ["id", "name", "state", "created", "letters", "sent", "bounced", "failed", "waiting"]))
+
+
+_LETTER_STATES = ("queued", "claimed", "sending", "sent", "failed", "skipped", "bounced",
+                  "held")
+_LETTER_KEYS = ("letter_id", "email", "state", "server", "from", "attempts", "sent_at",
+                "error")
+
+
+def _letter(record: LetterRecord) -> dict[str, Any]:
+    return {"letter_id": record.letter_id, "email": record.email, "state": record.state,
+            "server": record.server, "from": record.from_addr, "attempts": record.attempts,
+            "sent_at": iso(record.sent_at), "error": record.last_error}
+
+
+@mailing_group.command("letters")
+@click.argument("mailing_id", metavar="ID")
+@click.option("--state", "states", multiple=True, type=click.Choice(_LETTER_STATES),
+              help="Only letters in this state (repeatable), e.g. --state failed "
+                   "--state bounced.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (for Excel) instead of a table.")
+@json_option
+@click.pass_obj
+def mailing_letters(obj: Context, mailing_id: str, states: tuple[str, ...], as_csv: bool,
+                    as_json: bool) -> None:
+    """Who got what: each letter's address, state, server, From, and why it failed or
+    bounced."""
+    store = _store(obj)
+    mailing_status(store, mailing_id)  # refuses an unknown id
+
+    def pages() -> Iterator[dict[str, Any]]:
+        after = 0
+        while page := store.letters(mailing_id, list(states) or None, after):
+            yield from (_letter(r) for r in page)
+            after = int(page[-1].letter_id.rpartition("-")[2])
+
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\r\n")
+        writer.writerow(_LETTER_KEYS)
+        for row in pages():
+            writer.writerow(["" if row[k] is None else row[k] for k in _LETTER_KEYS])
+        return
+    if as_json:
+        click.echo(json.dumps(list(pages()), ensure_ascii=False))
+        return
+    print_table([[row[k] for k in _LETTER_KEYS] for row in pages()], _LETTER_KEYS)
 
 
 @mailing_group.command("run")
@@ -109,7 +287,7 @@ def mailing_run(obj: Context, mailing_id: str | None, until_idle: bool, as_json:
         for m in mailings:
             counts = store.counts(m.id)
             bar = click.progressbar(length=max(1, m.total), label=m.name, file=sys.stderr)
-            bar.update(m.total - sum(counts.get(s, 0) for s in ("queued", "claimed", "sending")))
+            bar.update(m.total - sum(counts.get(s, 0) for s in WAITING_STATES))
             bars[m.id] = bar
 
     def progress(mid: str, count: int) -> None:
@@ -119,21 +297,45 @@ def mailing_run(obj: Context, mailing_id: str | None, until_idle: bool, as_json:
     dispatcher = Dispatcher(fleet, store, clock=SystemClock(),
                             mailings=[m.id for m in mailings] if mailing_id else None,
                             on_progress=progress)
-    report = dispatcher.run(until_idle=until_idle)
+    report = RunReport()
+    while True:  # the dispatcher's own loop, saying what it waits for before each sleep
+        report = report + dispatcher.run(until_idle=True)
+        if until_idle or report.waiting == 0 or report.resume_at is None:
+            break
+        now = SystemClock().now()
+        if not as_json:
+            servers, _ = server_limits(fleet, store, now)
+            for line in limit_lines(servers):
+                click.echo(line, err=True)
+            click.echo(f"{report.waiting} letter(s) wait in the queue; sending resumes at "
+                       f"{iso(report.resume_at)} (Ctrl-C stops; `mailfleet mailing run` "
+                       f"goes on later)", err=True)
+        time.sleep(max(1.0, report.resume_at - now))
     for bar in bars.values():
         bar.render_finish()
     data = report.as_dict()
+    now = SystemClock().now()
+    servers, _ = server_limits(fleet, store, now)
+    data["servers"] = servers
+    lines = limit_lines(servers)
     if mailing_id is not None:
-        data["state"] = mailing_status(store, mailing_id)["state"]
+        status = mailing_status(store, mailing_id)
+        with_outlook(fleet, store, status, now)
+        data["state"] = status["state"]
+        data["reason"] = status["reason"]
+        data["waiting"] = status["waiting"]
+        lines = outlook_lines(status, report.resume_at if status["state"] == "active"
+                              else None, now)
+    elif report.waiting:
+        lines.append(f"{report.waiting} letter(s) wait in the queue; "
+                     + (f"sending resumes at {iso(report.resume_at)}" if report.resume_at
+                        else "no enabled server frees by itself (see `mailfleet quota`)"))
 
     def table() -> None:
         click.echo(f"sent {report.sent}, failed {report.failed}, skipped {report.skipped}, "
-                   f"waiting {report.waiting}")
-        if report.waiting:
-            if report.resume_at is not None:
-                click.echo(f"sending will resume at {iso(report.resume_at)}")
-            else:
-                click.echo("no server can send now; see `mailfleet quota`")
+                   f"retry later {report.deferred}, waiting {data['waiting']}")
+        for line in lines:
+            click.echo(line)
 
     emit(data, as_json, table)
     if report.failed and not report.sent:
@@ -145,7 +347,8 @@ def mailing_run(obj: Context, mailing_id: str | None, until_idle: bool, as_json:
 @json_option
 @click.pass_obj
 def mailing_status_cmd(obj: Context, mailing_id: str, as_json: bool) -> None:
-    """Counts by state, letters sent by each server, why it is paused."""
+    """Letters by state, letters sent by each server, which servers hit which limit and when
+    sending resumes, or why it is paused."""
     store = _store(obj)
     data = mailing_status(store, mailing_id)
     now = SystemClock().now()
@@ -154,24 +357,18 @@ def mailing_status_cmd(obj: Context, mailing_id: str, as_json: bool) -> None:
          "claimed": h.claimed, "in_data": h.sending, "taken_back_at": iso(h.takeback_at)}
         for h in store.holders(mailing_id, now,
                                lease=obj.fleet.config.deployment.lease_seconds)]
-    if data["waiting"]:
-        fleet = obj.fleet
-        times = []
-        for server in fleet.servers:
-            q = store.quota(server.name, server.limits, now)
-            times.append(q.next_free(now))
-        data["resume_at"] = iso(min(times)) if times else None
+    resume = with_outlook(obj.fleet, store, data, now)
 
     def table() -> None:
         click.echo(f"mailing {data['id']} ({data['name']}): {data['state']}"
                    + (f" - {data['reason']}" if data["reason"] else ""))
-        print_table([(k, data[k]) for k in ("letters", "sent", "failed", "skipped", "bounced",
-                                             "held", "waiting", "rejected")],
-                    ["state", "letters"])
+        print_table([(k, data[k]) for k in ("letters", *COUNTED)], ["state", "letters"])
+        click.echo(f"(sent + bounced + failed + skipped + held + waiting = letters; "
+                   f"{data['rejected']} rejected row(s) were never queued)")
         if data["by_server"]:
             print_table(sorted(data["by_server"].items()), ["server", "sent"])
-        if data["waiting"] and data["resume_at"]:
-            click.echo(f"next letter can go at {data['resume_at']}")
+        for line in outlook_lines(data, resume, now):
+            click.echo(line)
         for h in data["holders"]:
             who = f"dispatcher {h['dispatcher']} ({h['host'] or 'gone'}, pid {h['pid']})"
             state = {True: "running", False: "stopped", None: "on another host"}[h["alive"]]
@@ -241,14 +438,18 @@ def _window(w: WindowStatus) -> dict[str, Any]:
 
 
 def quota_rows(obj: Context, store: Store) -> list[dict[str, Any]]:
+    """``quota --json``: per server, every window (minute, hour, day) with used, limit,
+    remaining and when it frees, the block, and when the next letter may go."""
     now = SystemClock().now()
     out = []
     for server in obj.fleet.servers:
         q = store.quota(server.name, server.limits, now)
         out.append({"server": server.name, "priority": server.priority,
+                    "enabled": server.enabled,
                     "minute": _window(q.minute), "hour": _window(q.hour), "day": _window(q.day),
                     "window": server.limits.window, "timezone": server.limits.timezone,
                     "blocked_until": iso(q.blocked_until), "blocked_reason": q.blocked_reason,
+                    "next_letter_at": iso(max(now, q.next_free(now))),
                     "breaker": {"state": breaker_state(q.failures, q.blocked_until),
                                 "failures": q.failures}})
     return out
@@ -262,27 +463,34 @@ def breaker_state(failures: int, blocked_until: float | None) -> str:
     return "open" if blocked_until is not None else "half-open"
 
 
+def _short(at: str | None) -> str:
+    return "-" if at is None else at[:19].replace("T", " ") + "Z"
+
+
 def print_quota(data: list[dict[str, Any]]) -> None:
     def cell(w: dict[str, Any]) -> str:
         if w["limit"] is None:
-            return f"{w['used']}/-"
-        text = f"{w['used']}/{w['limit']} ({w['remaining']} left)"
-        return text + (f" frees {w['frees_at'][11:19]}" if w["frees_at"] else "")
+            return f"{w['used']} (no limit)"
+        text = f"{w['used']}/{w['limit']}, {w['remaining']} left"
+        return text + (f", frees {_short(w['frees_at'])}" if w["frees_at"] else "")
 
     def breaker(b: dict[str, Any]) -> str:
         return str(b["state"]) + (f" ({b['failures']} failures)" if b["failures"] else "")
 
-    print_table([(d["server"], cell(d["hour"]), cell(d["day"]), breaker(d["breaker"]),
-                  d["blocked_until"] or "-", d["blocked_reason"] or "-") for d in data],
-                ["server", "hour", "day", "breaker", "blocked until", "why"])
+    print_table([(d["server"] + ("" if d["enabled"] else " (disabled)"), cell(d["minute"]),
+                  cell(d["hour"]), cell(d["day"]), _short(d["next_letter_at"]),
+                  breaker(d["breaker"]), d["blocked_until"] or "-", d["blocked_reason"] or "-")
+                 for d in data],
+                ["server", "minute", "hour", "day", "next letter", "breaker", "blocked until",
+                 "why"])
 
 
 @cli.command("quota")
 @json_option
 @click.pass_obj
 def quota_cmd(obj: Context, as_json: bool) -> None:
-    """Per server: used, limit and remaining this hour and day, when the next letter frees,
-    blocked-until and why."""
+    """Per server and window (minute, hour, day): used, limit, left and when it frees; when
+    the next letter may go; blocked-until and why."""
     data = quota_rows(obj, _store(obj))
     emit(data, as_json, lambda: print_quota(data))
 
@@ -336,3 +544,60 @@ def suppress_remove(obj: Context, emails: tuple[str, ...], as_json: bool) -> Non
          lambda: click.echo(f"removed {len(removed)} of {len(emails)} address(es)"))
     if len(removed) != len(emails):
         sys.exit(EXIT_FAILURE)
+
+
+@suppress_group.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--reason", default="imported", help="Reason for rows without a reason column.")
+@click.option("--encoding", default=None, help="Encoding of the CSV (default: detected).")
+@json_option
+@click.pass_obj
+def suppress_import(obj: Context, path: str, reason: str, encoding: str | None,
+                    as_json: bool) -> None:
+    """Add the addresses of a CSV file (an ``email`` column, optionally ``reason``)."""
+    store = _store(obj)
+    source = read_rows(path, encoding)
+    email_column = column_for("email", source.columns or ("email",))
+    reason_column = column_for("reason", source.columns or ())
+    now = SystemClock().now()
+    added, bad = 0, []
+    for number, row in source:
+        if "__error__" in row:
+            bad.append(BadRow(number, "", str(row["__error__"]), row.get("__column__")))
+            continue
+        raw = str(row.get(email_column or "email") or "").strip()
+        try:
+            address = normalize_address(raw)
+        except AddressError as exc:
+            bad.append(BadRow(number, raw, f"invalid address: {exc}", email_column))
+            continue
+        why = str(row.get(reason_column) or "").strip() if reason_column else ""
+        store.suppress(address, why or reason, now, source="import")
+        added += 1
+    data = {"added": added, "rejected": _rejected(bad)}
+
+    def table() -> None:
+        click.echo(f"suppressed {added} address(es)")
+        for r in bad:
+            click.echo(f"  skipped {r.line()}", err=True)
+
+    emit(data, as_json, table)
+    if bad:
+        sys.exit(EXIT_FAILURE)
+
+
+@suppress_group.command("export")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+@click.pass_obj
+def suppress_export(obj: Context, path: str | None) -> None:
+    """Write the suppression list as CSV (email, reason, source, added_at) to PATH or
+    standard output; `suppress import` reads it back."""
+    rows = _store(obj).suppressed()
+    with (open(path, "w", encoding="utf-8", newline="") if path
+          else contextlib.nullcontext(sys.stdout)) as handle:
+        writer = csv.writer(handle, lineterminator="\r\n")
+        writer.writerow(["email", "reason", "source", "added_at"])
+        for email, why, at, source in rows:
+            writer.writerow([email, why, source, iso(at)])
+    if path:
+        click.echo(f"exported {len(rows)} address(es) to {path}", err=True)

@@ -60,7 +60,7 @@ class ServerConfig:
     password_file: str | None = None
     password: Secret | None = attrs.field(default=None, repr=False)
     auth: Literal["password", "xoauth2", "none"] | None = None
-    timeout: float = 30.0
+    timeout: float | None = None  # None: the provider's preset (30 s without one)
     allow_sender_override: bool | None = None
     aliases: tuple[str, ...] = ()
     priority: int = 100

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 import attrs
 
 from mailfleet.errors import Classification, Diagnosis, SmtpError, Stage
+from mailfleet.providers import Security
 from mailfleet.servers import Server
 
 Text = Mapping[str, str]  # locale -> text; "en" is required
@@ -159,8 +160,46 @@ _GENERIC_RULES = (
 )
 
 
+_TLS_ON_PLAIN = re.compile(r"wrong[ _]version|record[ _]layer|unexpected[ _]eof|"
+                          r"eof occurred|timed out|http[ _]request", re.IGNORECASE)
+
+
+def security_hint(server: Server, error: SmtpError, locale: str) -> Diagnosis | None:
+    """A connection that fails in the way the other security mode explains: no greeting
+    over plain text (the port speaks implicit TLS), or a TLS handshake answered in plain
+    text (the port expects STARTTLS)."""
+    if error.code is not None:
+        return None
+    values = {"server": server.name, "port": str(server.port), "reply": error.reply}
+    if (error.stage is Stage.CONNECT and error.reply.startswith("no reply")
+            and server.security is not Security.SSL):
+        summary = {"en": "{server} sent no greeting on port {port}: {reply}",
+                   "ru": "{server} не прислал приветствие на порту {port}: {reply}"}
+        step = {"en": "the port may expect implicit TLS (465 usually does): set "
+                      "security = \"ssl\"",
+                "ru": "порт, возможно, ждёт TLS сразу (обычно 465): укажите "
+                      "security = \"ssl\""}
+        reason = "networkerror"
+    elif (error.stage is Stage.TLS and server.security is Security.SSL
+          and _TLS_ON_PLAIN.search(error.reply)):
+        summary = {"en": "the TLS handshake with {server} on port {port} failed: {reply}",
+                   "ru": "TLS с {server} на порту {port} не установлен: {reply}"}
+        step = {"en": "the port may expect plain text first and STARTTLS (587 and 25 do): set "
+                      "security = \"starttls\"",
+                "ru": "порт, возможно, ждёт STARTTLS (587 и 25): укажите "
+                      "security = \"starttls\""}
+        reason = "securityerror"
+    else:
+        return None
+    return Diagnosis(Classification.SERVER, _pick(summary, locale, values),
+                     _pick(step, locale), reason)
+
+
 def generic_diagnosis(server: Server, error: SmtpError, locale: str) -> Diagnosis:
     """The core's reading of any SMTP failure no provider recognised."""
+    hint = security_hint(server, error, locale)
+    if hint is not None:
+        return hint
     found = match_rules(_GENERIC_RULES, server, error, locale)
     if found is not None:
         return found

@@ -16,7 +16,7 @@ from mailfleet.envelope import Envelope, SendResult, SmtpSession
 from mailfleet.errors import Diagnosis, SmtpError
 from mailfleet.hookspecs import hookimpl
 from mailfleet.providers import Security
-from mailfleet.sender import SenderDecision, SenderRequest
+from mailfleet.sender import SenderDecision, SenderRequest, decide, sender_problems
 from mailfleet.servers import Server
 from mailfleet.smtp.client import open_session
 
@@ -48,12 +48,8 @@ def mailfleet_validate_server(server: Server, deployment: Deployment) -> list[st
             f"network is trusted")
     if not 0 < server.port < 65536:
         problems.append(f"{where}.port: {server.port} is not a TCP port; expected 1-65535")
+    problems.extend(sender_problems(server))
     info = server.provider_info
-    if info is not None and not info.sender_substitution and server.allow_sender_override:
-        why = info.sender_rule or f"{info.name} does not allow foreign senders"
-        fix = f" and {info.alias_help}" if info.alias_help else ""
-        problems.append(f"{where}.allow_sender_override: {why}; remove "
-                        f"allow_sender_override{fix}")
     if (info is not None and info.login == "address" and "localpart" not in info.login_fallbacks
             and server.login and "@" not in server.login):
         problems.append(f"{where}.login: {info.name}'s login is the full address (e.g. "
@@ -92,32 +88,8 @@ def mailfleet_connect(server: Server, oauth_token: str | None) -> Awaitable[Smtp
 
 @hookimpl(trylast=True)
 def mailfleet_sender_policy(server: Server, wanted: SenderRequest) -> SenderDecision:
-    """The wanted sender where substitution is allowed; else the mailbox or a declared alias,
-    with the envelope sender the provider insists on (see ``ProviderInfo.sender_rule``)."""
-    info = server.provider_info
-    rule = info.sender_rule if info and info.sender_rule else (
-        f"server {server.name!r} does not allow sender substitution")
-    name = wanted.from_name or server.sender_name
-    forced = server.login if info and info.envelope_sender == "login" and server.login \
-        else None
-    if not wanted.from_addr:
-        return SenderDecision(server.sender, name, forced or server.sender, False,
-                              "no sender given; using the server's own address")
-    own = {server.sender.lower(), *(a.lower() for a in server.aliases)}
-    if wanted.from_addr.lower() not in own and not server.allow_sender_override:
-        fix = f"; {info.alias_help}" if info and info.alias_help else ""
-        return SenderDecision(
-            server.sender, server.sender_name or wanted.from_name, forced or server.sender,
-            True, f"{rule}, so {wanted.from_addr} is replaced by {server.sender}{fix}")
-    asked = wanted.envelope_from or wanted.from_addr
-    envelope = forced or (asked if info is None or info.verp else wanted.from_addr)
-    reason = ("the wanted sender is the server's own address or a declared alias"
-              if wanted.from_addr.lower() in own else "the server allows sender substitution")
-    if envelope.lower() != asked.lower():
-        reason += (f"; {rule}, so the requested envelope sender (VERP) {asked} is not used "
-                   f"and the envelope sender is {envelope}")
-    return SenderDecision(wanted.from_addr, name, envelope, envelope.lower() != asked.lower(),
-                          reason)
+    """The core's one sender policy (:func:`mailfleet.sender.decide`)."""
+    return decide(server, wanted)
 
 
 @hookimpl(trylast=True)

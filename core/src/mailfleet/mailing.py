@@ -9,9 +9,10 @@ memory does not grow with the size of the mailing.
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,14 @@ import attrs
 
 from mailfleet.clock import Clock, SystemClock
 from mailfleet.errors import TemplateError
-from mailfleet.recipients import BadRow, Recipient, number_rows, read_rows, validate
+from mailfleet.recipients import (
+    BadRow,
+    Recipient,
+    number_rows,
+    read_rows,
+    unknown_fields,
+    validate,
+)
 from mailfleet.store.base import MailingRecord, Store
 from mailfleet.template import Template, load_template
 
@@ -32,8 +40,9 @@ class BadRowsError(TemplateError):
     def __init__(self, rows: list[BadRow], valid: int) -> None:
         self.rows = rows
         self.valid = valid
-        lines = [f"row {r.row}: {r.email or '-'}: {r.reason}" for r in rows]
-        super().__init__(f"{len(rows)} bad recipient row(s), nothing was queued "
+        lines = [r.line() for r in rows]
+        count = len({r.row for r in rows})
+        super().__init__(f"{count} bad recipient row(s), nothing was queued "
                          f"(use --skip-bad-rows to queue the {valid} good ones):\n  "
                          + "\n  ".join(lines))
 
@@ -63,6 +72,7 @@ def create_mailing(
     message_id_domain: str | None = None,
     clock: Clock | None = None,
     batch_size: int = BATCH,
+    encoding: str | None = None,
 ) -> CreateResult:
     """Validate every recipient and queue the mailing; raises BadRowsError (nothing queued)
     when rows are bad and ``skip_bad_rows`` is false, TemplateError for a bad template.
@@ -71,14 +81,31 @@ def create_mailing(
     key and one key per merge field. ``hold_in_data``: after a crash, hold letters that were
     inside DATA for review instead of resending them. ``message_id_domain``: the domain of
     every Message-ID (default: the template sender's domain, else ``mailfleet.invalid``).
+    ``encoding`` forces the encoding of a CSV file (default: detected).
+
+    The template is checked once, before anything is queued: a merge field that no column
+    (of the CSV header, or of the first row given) provides is one TemplateError naming it
+    and the columns there are.
     """
-    if not isinstance(template, Template):
-        template = load_template(template)
+    template = (load_template(template) if not isinstance(template, Template)
+                else template.checked())
     if isinstance(recipients, str | Path):
-        rows = read_rows(recipients)
+        source = read_rows(recipients, encoding)
+        rows: Iterator[tuple[int, Mapping[str, Any]]] = iter(source)
         name = name or Path(recipients).stem
+        columns = source.columns
+        where = Path(recipients).name
     else:
         rows = number_rows(recipients)
+        columns = None
+        where = "the first recipient"
+    first = next(rows, None)
+    if columns is None and first is not None and "__error__" not in first[1]:
+        columns = tuple(str(k) for k in first[1])
+    if columns is not None and (error := unknown_fields(template, columns, where)):
+        raise error
+    if first is not None:
+        rows = itertools.chain([first], rows)
     clock = clock or SystemClock()
     domain = message_id_domain or (template.sender.rpartition("@")[2] if template.sender
                                    else "mailfleet.invalid")
@@ -104,7 +131,7 @@ def create_mailing(
             raise BadRowsError(bad, valid)
         if batch:
             inserted += store.add_letters(mailing_id, batch)
-        store.finish_creation(mailing_id, inserted, len(bad))
+        store.finish_creation(mailing_id, inserted, len({r.row for r in bad}))
     except BaseException:
         store.delete_mailing(mailing_id)
         raise

@@ -84,7 +84,12 @@ class ProviderInfo:
     send: ``sender_rule`` says why in one clause (quoting the provider's refusal),
     ``alias_help`` how an address becomes an alias, ``envelope_sender`` whether the envelope
     sender is the From (``from``) or always the login (``login``), and ``verp`` whether a
-    per-letter envelope sender (VERP) survives.
+    per-letter envelope sender (VERP) survives. There the server's own address is the login's
+    mailbox: ``sender_aliases`` says whether declared ``aliases`` may send too, and
+    ``foreign_sender`` what the provider does with any other configured ``sender``:
+    ``refused`` (the config is refused at load, naming the fix) or ``rewritten`` (the letter
+    goes From the login, and the decision says why). ``timeout`` is the preset SMTP timeout in
+    seconds (a server's ``timeout`` overrides it).
     """
 
     id: str
@@ -103,6 +108,9 @@ class ProviderInfo:
     alias_help: str = ""
     envelope_sender: Literal["from", "login"] = "from"
     verp: bool = True
+    sender_aliases: bool = True
+    foreign_sender: Literal["refused", "rewritten"] = "refused"
+    timeout: float = 30.0
     help_url: str | None = None
     kinds: tuple[Literal["internal", "external"], ...] = ("external",)
     options: type[Any] | None = None

@@ -54,6 +54,11 @@ class SecretRef:
                     f"{self.where}.password_env: the environment variable {self.env} is not set; "
                     f"export it or point password_file at a file holding the password"
                 )
+            if not value:
+                raise ConfigError(
+                    f"{self.where}.password_env: the environment variable {self.env} is empty; "
+                    f"put the password in it (an empty password is never sent)"
+                )
             return Secret(value)
         if self.file:
             path = Path(self.file).expanduser()

@@ -139,15 +139,13 @@ def _resolve_one(raw: ServerConfig, where: str, plugins: Plugins) -> Server:
     if login is None and raw.kind == "external" and info is not None and info.smtp:
         login = sender if info.login == "address" else sender.partition("@")[0]
     auth = raw.auth or ("none" if login is None else "password")
-    if raw.allow_sender_override is not None:
-        override = raw.allow_sender_override
-    else:
-        override = info.sender_substitution if info else True
+    override = bool(raw.allow_sender_override)  # off unless the operator ticks it
+    timeout = raw.timeout if raw.timeout is not None else (info.timeout if info else 30.0)
     limits = raw.limits.merged_over(info.limits) if info else raw.limits
     return Server(
         name=raw.name, kind=raw.kind, provider=provider, sender=sender,
         sender_name=raw.sender_name, host=host, port=port, security=security, login=login,
-        auth=auth, timeout=raw.timeout, allow_sender_override=override,
+        auth=auth, timeout=timeout, allow_sender_override=override,
         aliases=tuple(normalize_address(a) for a in raw.aliases), priority=raw.priority,
         limits=limits, connections=raw.connections, tls_verify=raw.tls_verify,
         ca_file=raw.ca_file, allow_insecure_auth=raw.allow_insecure_auth,

@@ -1,18 +1,22 @@
 """Mailing templates: the TOML format, merge fields, and compilation into byte pieces.
 
-A template is compiled once per mailing and sender (the From a server really uses) into the
-bytes of the MIME structure: headers, boundaries, literal text already encoded. Rendering a
-letter only substitutes the recipient's values (HTML-escaped in the HTML part, RFC 2047 encoded
-in the Subject, percent-encoded in the unsubscribe URL), the Message-ID, the Date and the
-``X-Mailfleet-Letter-Id`` header. Bodies go as 7bit when the letter is ASCII, else as
-quoted-printable; literal text is encoded at compile time, each value at render time, joined
-by soft line breaks.
+A merge field is ``{{ name }}`` (a name in any script: ``{{ Имя }}``). A part made only of
+literal text and such plain fields is compiled once per mailing and sender (the From a
+server really uses) into the bytes of the MIME structure: headers, boundaries, literal text
+already encoded; rendering a letter only substitutes the recipient's values (HTML-escaped in
+the HTML part, RFC 2047 encoded in the Subject, percent-encoded in the unsubscribe URL), the
+Message-ID, the Date and the ``X-Mailfleet-Letter-Id`` header. A part that uses defaults or
+conditions (``{{ name | default("customer") }}``, ``{% if company %}...{% endif %}``) is
+rendered by Jinja2's sandboxed environment; an empty value counts as missing there, so a
+default also fills an empty cell. Bodies go as 7bit when the letter is ASCII, else as
+quoted-printable.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import html
 import re
 import secrets
@@ -25,12 +29,17 @@ from typing import Any
 from urllib.parse import quote
 
 import attrs
+import jinja2
+from jinja2 import meta, nodes
+from jinja2.sandbox import SandboxedEnvironment
 
-from mailfleet.addresses import normalize_address
+from mailfleet.addresses import header_problem, normalize_address, normalize_domain
 from mailfleet.errors import AddressError, TemplateError
 from mailfleet.message import LETTER_ID_HEADER
 
-FIELD = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_-]*)\s*\}\}")
+FIELD = re.compile(r"\{\{\s*([^\W\d]\w*(?:-\w+)*)\s*\}\}")
+#: What makes a part more than plain fields: any other tag, comment or stray delimiter.
+_TAGS = re.compile(r"\{[{%#]|[}%#]\}")
 _RESERVED = {"from", "to", "subject", "message-id", "date", "mime-version", "content-type",
              "content-transfer-encoding", "sender", "return-path", "list-unsubscribe",
              "list-unsubscribe-post", LETTER_ID_HEADER.lower()}
@@ -38,6 +47,84 @@ _HEADER_NAME = re.compile(r"^[!-9;-~]+$")
 _KEYS = ("subject", "text", "html", "sender", "sender_name", "headers", "unsubscribe_url",
          "unsubscribe_mailto")
 _MAX_RAW_LINE = 900
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
+_HOW = ('a merge field is {{ name }}; also {{ name | default("text") }} and '
+        '{% if name %}...{% endif %}')
+_ENV = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+_HTML_ENV = SandboxedEnvironment(autoescape=True, keep_trailing_newline=True)
+
+
+@attrs.frozen
+class Part:
+    """One template text analysed: ``plain`` (only literal text and ``{{ field }}``), the
+    fields it uses, those it cannot do without (``required``: not only under ``default`` or
+    in an ``if`` test), and the sandboxed Jinja2 template when it is not plain."""
+
+    plain: bool
+    names: frozenset[str]
+    required: frozenset[str]
+    jinja: jinja2.Template | None = attrs.field(default=None, eq=False)
+
+
+@functools.lru_cache(maxsize=256)
+def analyse(text: str, *, html: bool = False) -> Part:
+    """The analysis of one template text; TemplateError for a malformed tag (with its line)."""
+    names = frozenset(FIELD.findall(text))
+    if not _TAGS.search(FIELD.sub("", text)):
+        return Part(True, names, names)
+    env = _HTML_ENV if html else _ENV
+    try:
+        tree = env.parse(text)
+        compiled = env.from_string(tree)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"line {exc.lineno}: {exc.message}; {_HOW}") from None
+    used = frozenset(meta.find_undeclared_variables(tree))
+    optional: set[str] = set()
+    for node in tree.find_all(nodes.Filter):
+        if node.name in ("default", "d") and isinstance(node.node, nodes.Name):
+            optional.add(node.node.name)
+    for branch in tree.find_all(nodes.If):
+        test = branch.test
+        optional.update(n.name for n in test.find_all(nodes.Name))
+        if isinstance(test, nodes.Name):
+            optional.add(test.name)
+    return Part(False, used, used - optional, compiled)
+
+
+def ascii_url(url: str) -> str:
+    """``url`` with an IDNA host and every other non-ASCII or unsafe character
+    percent-encoded; its ``{{ field }}`` marks are kept (their values are encoded at render).
+    TemplateError when the host is not a valid name or is itself a merge field."""
+    literals, names = _split(url)
+    scheme, sep, rest = literals[0].partition("://")
+    if not sep:
+        return url
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    if cut == len(rest) and names:
+        raise TemplateError("the host must be written out, not a merge field")
+    userinfo, at, hostport = rest[:cut].rpartition("@")
+    host, colon, port = hostport.partition(":")
+    try:
+        host = normalize_domain(host)
+    except AddressError as exc:
+        raise TemplateError(str(exc)) from None
+    if port and not port.isdigit():
+        raise TemplateError(f"the port {port!r} is not a number")
+    head = f"{scheme}://{quote(userinfo, safe=_URL_SAFE)}{at}{host}{colon}{port}"
+    pieces = [head + quote(rest[cut:], safe=_URL_SAFE)]
+    for name, literal in zip(names, literals[1:], strict=True):
+        pieces.append("{{ " + name + " }}")
+        pieces.append(quote(literal, safe=_URL_SAFE))
+    return "".join(pieces)
+
+
+def _mailto_value(mailto: str) -> str:
+    """``mailto:address?subject=...`` with an IDNA domain and an encoded query."""
+    address, mark, query = mailto.removeprefix("mailto:").partition("?")
+    address = normalize_address(address)
+    if not mark:
+        return f"mailto:{address}?subject=unsubscribe"
+    return f"mailto:{address}?{quote(query, safe=_URL_SAFE)}"
 
 
 @attrs.frozen
@@ -53,18 +140,46 @@ class Template:
     unsubscribe_url: str | None = None
     unsubscribe_mailto: str | None = None
 
+    def parts(self) -> list[tuple[str, Part]]:
+        """Each merge-field part by key (raises TemplateError for a malformed one)."""
+        out = []
+        for key, text, is_html in (("subject", self.subject, False), ("text", self.text, False),
+                                   ("html", self.html, True),
+                                   ("unsubscribe_url", self.unsubscribe_url, False)):
+            if text is not None:
+                try:
+                    out.append((key, analyse(text, html=is_html)))
+                except TemplateError as exc:
+                    raise TemplateError(f"{key}: {exc}") from None
+        return out
+
     @property
     def fields(self) -> frozenset[str]:
         """Every merge field used anywhere (``email`` is always available)."""
-        found: set[str] = set()
-        for part in (self.subject, self.text, self.html or "", self.unsubscribe_url or ""):
-            found.update(FIELD.findall(part))
-        return frozenset(found)
+        return frozenset().union(*(part.names for _, part in self.parts()))
+
+    @property
+    def required_fields(self) -> frozenset[str]:
+        """Fields every recipient must have (not only under ``default`` or in an ``if``)."""
+        return frozenset().union(*(part.required for _, part in self.parts()))
 
     @property
     def header_fields(self) -> frozenset[str]:
         """Merge fields that land in a header (their values must not hold CR/LF)."""
-        return frozenset(FIELD.findall(self.subject + (self.unsubscribe_url or "")))
+        return frozenset().union(*(part.names for key, part in self.parts()
+                                   if key in ("subject", "unsubscribe_url")))
+
+    def render_problem(self, fields: Mapping[str, str]) -> str | None:
+        """Why the parts with defaults or conditions cannot be rendered for ``fields`` (a
+        sandbox refusal, a type error), or ``None``; plain parts always render."""
+        for key, part in self.parts():
+            if part.jinja is None:
+                continue
+            try:
+                part.jinja.render(_present(fields))
+            except Exception as exc:
+                return f"{key} cannot be rendered: {type(exc).__name__}: {exc}"
+        return None
 
     def problems(self) -> list[str]:
         """Everything wrong with the template itself, each naming the key."""
@@ -79,20 +194,36 @@ class Template:
         for key, value in (("subject", self.subject), ("sender_name", self.sender_name),
                            ("unsubscribe_url", self.unsubscribe_url or ""),
                            ("unsubscribe_mailto", self.unsubscribe_mailto or "")):
-            if any(c in value for c in "\r\n\0"):
-                out.append(f"{key}: CR, LF and NUL are not allowed (header injection)")
+            if (problem := header_problem(value)) is not None:
+                out.append(f"{key}: {problem} (header injection)")
         for name, value in self.headers:
             if not _HEADER_NAME.match(name) or name.lower() in _RESERVED:
                 out.append(f"headers.{name}: not allowed as an extra header (reserved or "
                            f"malformed name)")
-            if any(c in value for c in "\r\n\0"):
-                out.append(f"headers.{name}: CR, LF and NUL are not allowed in a header value")
-        if self.unsubscribe_url and not self.unsubscribe_url.lower().startswith("https://"):
-            out.append("unsubscribe_url: RFC 8058 one-click unsubscribe needs an https:// URL")
+            if (problem := header_problem(value)) is not None:
+                out.append(f"headers.{name}: {problem}")
+        for key, text, is_html in (("subject", self.subject, False), ("text", self.text, False),
+                                   ("html", self.html, True)):
+            if text is not None:
+                try:
+                    analyse(text, html=is_html)
+                except TemplateError as exc:
+                    out.append(f"{key}: {exc}")
+        if self.unsubscribe_url:
+            if not self.unsubscribe_url.lower().startswith("https://"):
+                out.append("unsubscribe_url: RFC 8058 one-click unsubscribe needs an https:// "
+                           "URL")
+            elif _TAGS.search(FIELD.sub("", self.unsubscribe_url)):
+                out.append("unsubscribe_url: only plain {{ field }} merge fields are allowed "
+                           "in a URL")
+            else:
+                try:
+                    ascii_url(self.unsubscribe_url)
+                except TemplateError as exc:
+                    out.append(f"unsubscribe_url: {exc}")
         if self.unsubscribe_mailto:
             try:
-                normalize_address(self.unsubscribe_mailto.removeprefix("mailto:")
-                                  .partition("?")[0])
+                _mailto_value(self.unsubscribe_mailto)
             except AddressError as exc:
                 out.append(f"unsubscribe_mailto: {exc}")
         return out
@@ -125,11 +256,19 @@ class Template:
                        headers=tuple(headers.items()),
                        unsubscribe_url=data.get("unsubscribe_url") or None,
                        unsubscribe_mailto=data.get("unsubscribe_mailto") or None)
-        problems = template.problems()
+        return template.checked(source)
+
+    def checked(self, source: str = "template") -> Template:
+        """This template with its sender normalised and its unsubscribe URL in ASCII, or
+        TemplateError listing every problem."""
+        problems = self.problems()
         if problems:
             raise TemplateError(f"{source}: " + "; ".join(problems))
+        template = self
         if template.sender:
             template = attrs.evolve(template, sender=normalize_address(template.sender))
+        if template.unsubscribe_url:
+            template = attrs.evolve(template, unsubscribe_url=ascii_url(template.unsubscribe_url))
         return template
 
 
@@ -141,6 +280,9 @@ def load_template(path: str | Path) -> Template:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise TemplateError(f"{file}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"{file}: cannot read it as UTF-8 text ({exc}); save it as "
+                            f"UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise TemplateError(f"{file}: not valid TOML: {exc}") from None
     return Template.from_dict(data, str(file))
@@ -250,6 +392,44 @@ class _Body:
         return False, body
 
 
+def _encode_text(text: str) -> tuple[bool, bytes]:
+    """A whole rendered body: ``(is_7bit, bytes)`` ending with CRLF."""
+    text = text.replace("\r\n", "\n")
+    if text.isascii() and not _long_lines(text):
+        body = _raw(text)
+        return True, body if body.endswith(b"\r\n") else body + b"\r\n"
+    body = _qp(text)
+    if body.endswith(b"=\r\n"):
+        return False, body[:-3] + b"\r\n"
+    return False, body if body.endswith(b"\r\n") else body + b"\r\n"
+
+
+def _present(fields: Mapping[str, str]) -> dict[str, str]:
+    """The values a Jinja2 part sees: an empty value counts as missing (so ``default``
+    fills an empty cell and ``if`` reads it as false)."""
+    return {name: str(value) for name, value in fields.items() if value not in ("", None)}
+
+
+class _JinjaBody:
+    """A text part with defaults or conditions, rendered by the sandboxed Jinja2 template
+    (HTML-escaped by autoescape in the HTML part)."""
+
+    def __init__(self, part: Part) -> None:
+        assert part.jinja is not None
+        self.jinja = part.jinja
+        self.unique = part.names
+
+    def render(self, fields: Mapping[str, str]) -> tuple[bool, bytes]:
+        return _encode_text(self.jinja.render(_present(fields)))
+
+
+def _body(text: str, *, escape: bool) -> _Body | _JinjaBody:
+    part = analyse(text, html=escape)
+    return _Body(text, escape=escape) if part.plain else _JinjaBody(part)
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
 _CTE = {True: b"Content-Transfer-Encoding: 7bit\r\n\r\n",
         False: b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"}
 
@@ -263,18 +443,21 @@ class CompiledTemplate:
         head = [b"From: " + formataddr((from_name, from_addr), charset="utf-8").encode()
                 + b"\r\n"]
         self._head = b"".join(head)
+        subject = analyse(template.subject)
+        self._subject_jinja = subject.jinja
         self._subject_literals, self._subject_names = _split(template.subject)
-        self._subject = (None if self._subject_names
+        self._subject = (None if self._subject_names or subject.jinja is not None
                          else b"Subject: " + header_text(template.subject) + b"\r\n")
-        self._url_literals, self._url_names = _split(template.unsubscribe_url or "")
+        self._url_literals, self._url_names = _split(ascii_url(template.unsubscribe_url)
+                                                     if template.unsubscribe_url else "")
         tail = []
         if template.unsubscribe_url is None and template.unsubscribe_mailto:
             tail.append(b"List-Unsubscribe: <" + self._mailto() + b">\r\n")
         for name, value in template.headers:
             tail.append(name.encode("ascii") + b": " + header_text(value) + b"\r\n")
         tail.append(b"MIME-Version: 1.0\r\n")
-        self._text = _Body(template.text, escape=False)
-        self._html = _Body(template.html, escape=True) if template.html is not None else None
+        self._text = _body(template.text, escape=False)
+        self._html = _body(template.html, escape=True) if template.html is not None else None
         text_type = b'Content-Type: text/plain; charset="utf-8"\r\n'
         if self._html is None:
             self._tail = b"".join(tail) + text_type
@@ -290,16 +473,14 @@ class CompiledTemplate:
             self._end = b"\r\n--" + boundary + b"--\r\n"
 
     def _mailto(self) -> bytes:
-        mailto = self.template.unsubscribe_mailto or ""
-        if not mailto.startswith("mailto:"):
-            mailto = f"mailto:{mailto}"
-        if "?" not in mailto:
-            mailto += "?subject=unsubscribe"
-        return mailto.encode("ascii")
+        return _mailto_value(self.template.unsubscribe_mailto or "").encode("ascii")
 
     def subject(self, fields: Mapping[str, str]) -> bytes:
         if self._subject is not None:
             return self._subject
+        if self._subject_jinja is not None:  # values were checked at creation; be safe anyway
+            text = _CONTROL.sub(" ", self._subject_jinja.render(_present(fields)))
+            return b"Subject: " + header_text(text) + b"\r\n"
         out = [self._subject_literals[0]]
         for name, piece in zip(self._subject_names, self._subject_literals[1:], strict=True):
             out.append(str(fields.get(name, "")))

@@ -627,3 +627,26 @@ class PostgresStore:
         with self._tx() as cur:
             cur.execute("INSERT INTO kv (key, value) VALUES (%s,%s) "
                         "ON CONFLICT (key) DO UPDATE SET value=EXCLUDED.value", (key, value))
+
+    # -- one-off letters and listings -------------------------------------------------------
+    def charge(self, server: str, now: float) -> None:
+        with self._tx() as cur:
+            cur.execute("INSERT INTO ledger (server, at, letter_id, settled) VALUES "
+                        "(%s, %s, NULL, TRUE)", (server, now))
+
+    def letters(self, mailing_id: str, states: Sequence[str] | None = None, after: int = 0,
+                limit: int = 1000) -> list[LetterRecord]:
+        wanted = list(states) if states else None
+        with self._tx() as cur:
+            found = cur.execute("SELECT message_id_domain FROM mailings WHERE id=%s",
+                                (mailing_id,)).fetchone()
+            domain = found[0] if found else "invalid"
+            rows = cur.execute(
+                "SELECT seq, email, state, server, from_addr, attempts, last_error, sent_at "
+                "FROM letters WHERE mailing_id=%s AND seq>%s AND (%s::text[] IS NULL OR "
+                "state = ANY(%s::text[])) ORDER BY seq LIMIT %s",
+                (mailing_id, after, wanted, wanted, limit)).fetchall()
+        return [LetterRecord(f"{mailing_id}-{seq}", mailing_id, email, state, srv, frm,
+                             f"<{mailing_id}-{seq}@{domain}>", int(attempts), err,
+                             None if at is None else float(at))
+                for seq, email, state, srv, frm, attempts, err, at in rows]

@@ -521,3 +521,26 @@ class SqliteStore:
     def kv_set(self, key: str, value: str) -> None:
         with self._tx():
             self.db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?,?)", (key, value))
+
+    # -- one-off letters and listings -------------------------------------------------------
+    def charge(self, server: str, now: float) -> None:
+        with self._tx():
+            self.db.execute("INSERT INTO ledger (server, at, letter_id, settled) VALUES "
+                            "(?,?,NULL,1)", (server, now))
+
+    def letters(self, mailing_id: str, states: Sequence[str] | None = None, after: int = 0,
+                limit: int = 1000) -> list[LetterRecord]:
+        mailing = self.get_mailing(mailing_id)
+        domain = mailing.message_id_domain if mailing else "invalid"
+        wanted = json.dumps(list(states)) if states else None
+        rows = self.db.execute(
+            "SELECT seq, email, state, server, from_addr, attempts, last_error, sent_at FROM "
+            "letters WHERE mailing_id=? AND seq>? AND (? IS NULL OR state IN (SELECT value "
+            "FROM json_each(?))) ORDER BY seq LIMIT ?",
+            (mailing_id, after, wanted, wanted, limit)).fetchall()
+        return [LetterRecord(f"{mailing_id}-{seq}", mailing_id, str(email), str(state),
+                             None if srv is None else str(srv),
+                             None if frm is None else str(frm), f"<{mailing_id}-{seq}@{domain}>",
+                             int(attempts), None if err is None else str(err),
+                             None if at is None else float(at))
+                for seq, email, state, srv, frm, attempts, err, at in rows]

@@ -31,6 +31,9 @@ GMAIL = ProviderInfo(
     sender_rule=GMAIL_SENDER_RULE,
     alias_help=GMAIL_ALIAS_HELP,
     verp=False,
+    foreign_sender="rewritten",
+    # The seed's card: a server timeout over one minute, five recommended.
+    timeout=300.0,
     help_url="https://support.google.com/mail/answer/7126229",
 )
 
@@ -49,5 +52,8 @@ WORKSPACE = ProviderInfo(
     sender_rule=GMAIL_SENDER_RULE,
     alias_help=GMAIL_ALIAS_HELP,
     verp=False,
+    foreign_sender="rewritten",
+    # The seed's card: a server timeout over one minute, five recommended.
+    timeout=300.0,
     help_url="https://support.google.com/a/answer/166852",
 )

@@ -25,6 +25,7 @@ PROVIDER = ProviderInfo(
     auth=(),
     sender_substitution=True,
     verp=True,
+    timeout=30.0,
     kinds=("internal",),
     options=Options,
 )

@@ -28,6 +28,9 @@ PROVIDER = ProviderInfo(
     sender_rule=MAILRU_SENDER_RULE,
     envelope_sender="login",
     verp=False,
+    foreign_sender="refused",
+    sender_aliases=True,
+    timeout=60.0,
     help_url="https://help.mail.ru/mail/security/protection/external",
     options=Options,
 )

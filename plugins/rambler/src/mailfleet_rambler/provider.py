@@ -26,6 +26,9 @@ PROVIDER = ProviderInfo(
     sender_substitution=False,
     sender_rule=RAMBLER_SENDER_RULE,
     verp=False,
+    foreign_sender="refused",
+    sender_aliases=False,  # the From must match the login itself
+    timeout=60.0,
     help_url="https://help.rambler.ru/mail/mail-pochtovye-klienty/1275/",
 )
 

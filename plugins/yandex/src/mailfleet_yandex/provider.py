@@ -29,5 +29,8 @@ PROVIDER = ProviderInfo(
     sender_rule=YANDEX_SENDER_RULE,
     alias_help="list only the mailbox's own aliases in aliases = [...]",
     verp=False,
+    foreign_sender="refused",
+    sender_aliases=True,
+    timeout=60.0,
     help_url="https://yandex.com/support/mail/web/letter/create/send-many-letters.html",
 )
