@@ -182,22 +182,27 @@ class ProviderConformance:
     def test_a_letter_leaves_with_the_sender_the_rule_promises(
             self, plugins: Plugins, smtp: FakeSMTP, tls_certs: TLSCerts) -> None:
         info = self.info(plugins)
-        server = self.server(plugins, smtp, tls_certs, self.modes(plugins)[0])
+        # Substitution is opt-in per server (allow_sender_override); where the provider
+        # permits it, both the default and the opt-in are checked.
+        choices = (False, True) if info.sender_substitution else (False,)
         fleet = Fleet(Config(), plugins)
-        sent = asyncio.run(fleet.send_one(server, to="rcpt@example.org", subject="From?",
-                                          text="x", from_addr=FOREIGN))
-        [message] = smtp.wait_for_messages(1)
-        parsed = email.message_from_bytes(message.data, policy=email.policy.default)
-        from_addr = email.utils.parseaddr(str(parsed["From"]))[1]
-        assert from_addr == sent.sender.from_addr
-        assert message.mail_from == sent.sender.envelope_from
-        if info.sender_substitution:
-            assert from_addr == FOREIGN
-        else:
-            assert from_addr.lower() in {server.sender.lower(), *server.aliases}
-            assert sent.sender.substituted and sent.sender.reason
-        if info.envelope_sender == "login" and server.login:
-            assert message.mail_from == server.login
+        for count, opt_in in enumerate(choices, start=1):
+            server = self.server(plugins, smtp, tls_certs, self.modes(plugins)[0],
+                                 allow_sender_override=opt_in)
+            sent = asyncio.run(fleet.send_one(server, to="rcpt@example.org", subject="From?",
+                                              text="x", from_addr=FOREIGN))
+            message = smtp.wait_for_messages(count)[-1]
+            parsed = email.message_from_bytes(message.data, policy=email.policy.default)
+            from_addr = email.utils.parseaddr(str(parsed["From"]))[1]
+            assert from_addr == sent.sender.from_addr
+            assert message.mail_from == sent.sender.envelope_from
+            if opt_in:
+                assert from_addr == FOREIGN
+            else:
+                assert from_addr.lower() in {server.sender.lower(), *server.aliases}
+                assert sent.sender.substituted and sent.sender.reason
+            if info.envelope_sender == "login" and server.login:
+                assert message.mail_from == server.login
 
     def test_hook_implementations_match_the_specs(self) -> None:
         [entry] = [ep for ep in importlib.metadata.entry_points(group="mailfleet")
