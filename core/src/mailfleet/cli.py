@@ -212,6 +212,18 @@ def send_cmd(obj: Context, server_name: str, to: str, subject: str, text: str,
         + (f" ({sent.sender.reason})" if sent.sender.substituted else "")))
 
 
+def report_usage_error(exc: MailfleetError, as_json: bool) -> None:
+    """A bad config or usage: one line per problem on stderr, or one JSON object on stdout."""
+    problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+    if as_json:
+        kind = "config" if isinstance(exc, ConfigError) else "usage"
+        click.echo(json.dumps({"ok": False, "error": kind, "problems": problems},
+                              ensure_ascii=False))
+        return
+    for problem in problems:
+        click.echo(f"mailfleet: {' '.join(problem.splitlines())}", err=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line; configuration and usage errors exit with 2."""
     import mailfleet.bounce_cli
@@ -229,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         click.echo("aborted", err=True)
         sys.exit(EXIT_FAILURE)
     except (ConfigError, PluginError, AddressError, HeaderError) as exc:
-        click.echo(f"mailfleet: {exc}", err=True)
+        report_usage_error(exc, as_json="--json" in (sys.argv[1:] if argv is None else argv))
         sys.exit(EXIT_USAGE)
     except MailfleetError as exc:
         click.echo(f"mailfleet: {exc}", err=True)
