@@ -277,6 +277,16 @@ def _json_error(kind: str, message: str, problems: Sequence[str] = ()) -> None:
                            "problems": list(problems)}, ensure_ascii=False))
 
 
+def report_usage_error(exc: MailfleetError, as_json: bool) -> None:
+    """A bad config or input: one line per problem on stderr, or one JSON object on stdout."""
+    problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+    if as_json:
+        _json_error("config" if isinstance(exc, ConfigError) else "input", str(exc), problems)
+        return
+    for problem in problems:
+        click.echo(f"mailfleet: {' '.join(problem.splitlines())}", err=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line; configuration and usage errors exit with 2."""
     import mailfleet.bounce_cli
@@ -298,11 +308,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         click.echo("aborted", err=True)
         sys.exit(EXIT_FAILURE)
     except (ConfigError, PluginError, AddressError, HeaderError, TemplateError) as exc:
-        if as_json:
-            _json_error("config" if isinstance(exc, ConfigError) else "input", str(exc),
-                        exc.problems if isinstance(exc, ConfigError) else [str(exc)])
-        else:
-            click.echo(f"mailfleet: {exc}", err=True)
+        report_usage_error(exc, as_json)
         sys.exit(EXIT_USAGE)
     except MailfleetError as exc:
         if as_json:

@@ -9,22 +9,175 @@ from __future__ import annotations
 
 import difflib
 import enum
+import math
 import os
+import re
+import ssl
 import tomllib
+import unicodedata
+import zoneinfo
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.gen import make_dict_structure_fn
 
 from mailfleet.errors import ConfigError
 from mailfleet.providers import Limits, Security
 from mailfleet.retry import RetryPolicy
-from mailfleet.secrets import Secret, SecretRef
+from mailfleet.secrets import Secret, SecretRef, read_password_file
 
 CONFIG_ENV = "MAILFLEET_CONFIG"
 T = TypeVar("T")
+_MAX_CONFIG_BYTES = 4 * 1024 * 1024
+_MAX_CA_BYTES = 16 * 1024 * 1024
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+# -- value rules: each returns the problem with its fix, or None; None values are not checked
+
+Rule = Callable[[Any], str | None]
+
+
+class BadValues(ConfigError):
+    """Values of one table that are out of range: ``items`` holds (key, shown value, problem).
+
+    Raised when a config model is built with such values; the loader prefixes the table's path.
+    """
+
+    def __init__(self, items: list[tuple[str, str, str]]) -> None:
+        self.items = items
+        super().__init__([f"{key}: {problem} (got {shown})" for key, shown, problem in items])
+
+
+def _shown(value: Any) -> str:
+    """``value`` as it may appear in an error: a short repr (a Secret shows its mask)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long to print
+        return "a number too long to show"
+    return text if len(text) <= 80 else text[:60] + "...' (cut)"
+
+
+def check_values(obj: Any, rules: Mapping[str, Rule]) -> None:
+    """Raise BadValues listing every field of ``obj`` its rule refuses."""
+    bad = []
+    for key, rule in rules.items():
+        value = getattr(obj, key)
+        if value is not None and (problem := rule(value)) is not None:
+            bad.append((key, _shown(value), problem))
+    if bad:
+        raise BadValues(bad)
+
+
+def _number(low: float, high: float, unit: str, example: float, *,
+            above_low: bool = False) -> Rule:
+    """A finite number from ``low`` (or just above it) to ``high``."""
+    bound = f"over {low:g} and at most {high:g}" if above_low else f"from {low:g} to {high:g}"
+
+    def rule(value: float) -> str | None:
+        if math.isfinite(value) and (value > low if above_low else value >= low) \
+                and value <= high:
+            return None
+        return f"must be a finite number{' of ' + unit if unit else ''} {bound}; " \
+               f"write e.g. {example:g}"
+    return rule
+
+
+def _count(low: int, high: int, example: int, note: str = "") -> Rule:
+    def rule(value: int) -> str | None:
+        if low <= value <= high:
+            return None
+        return f"must be a whole number from {low} to {high}{note}; write e.g. {example}"
+    return rule
+
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _bad_character(value: str) -> str | None:
+    """The first control, line/paragraph separator or bidi control character in ``value``."""
+    for char in value:
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp", "Cs") or char in _BIDI_CONTROLS:
+            return f"U+{ord(char):04X}"
+    return None
+
+
+def _line(what: str, max_length: int, *, empty: bool = False) -> Rule:
+    """One line of text: no control characters, line or paragraph separators."""
+    def rule(value: str) -> str | None:
+        if not value.strip() and not (empty and value == ""):
+            return f"must not be empty; write {what}"
+        if (char := _bad_character(value)) is not None:
+            return (f"holds the control or line-break character {char}; write {what} on "
+                    f"one line, without control characters")
+        if len(value) > max_length:
+            return f"is longer than {max_length} characters; write {what}"
+        return None
+    return rule
+
+
+def _host(value: str) -> str | None:
+    if (problem := _line("a host name such as smtp.example.com", 253)(value)) is not None:
+        return problem
+    if any(c.isspace() or c in "/@" for c in value):
+        return "is not a bare host name (no spaces, scheme, path or @); write e.g. " \
+               "smtp.example.com"
+    return None
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_name(value: str) -> str | None:
+    if _ENV_NAME.fullmatch(value):
+        return None
+    hint = "the name without the $" if value.startswith("$") else "the variable's name"
+    return (f"is not an environment variable name (letters, digits and _, not starting with "
+            f"a digit); write {hint}, such as OFFICE_SMTP_PASSWORD")
+
+
+def _secret(value: Secret) -> str | None:
+    text = value.reveal()
+    if not text.strip():
+        return "is empty; write the password, or use password_env / password_file instead"
+    if any(c in text for c in "\r\n\x00"):
+        return "holds a line break or NUL; write the password on one line"
+    return None
+
+
+_ZONE_KEY = re.compile(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*")
+
+
+def _timezone(value: str) -> str | None:
+    fix = "use an IANA time zone name such as UTC or Europe/Moscow"
+    if not _ZONE_KEY.fullmatch(value) or len(value) > 64:
+        return f"is not a time zone name; {fix}"
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return f"is not a known time zone; {fix} (install tzdata if UTC is not found either)"
+    return None
+
+
+def _each(rule: Rule) -> Rule:
+    def each(values: tuple[Any, ...]) -> str | None:
+        for index, value in enumerate(values):
+            if (problem := rule(value)) is not None:
+                return f"item {index + 1} {problem}"
+        return None
+    return each
+
+
+_NAME = _line("a short name such as office", 64)
+_ADDRESS = _line("an address such as news@example.com", 320)
+_LOGIN = _line("the login (user name)", 320)
+_PATH = _line("a file path", 4096)
+_PROVIDER = _line("a provider id such as gmail", 64)
+_TIMEOUT = _number(0, 3600, "seconds", 30, above_low=True)
+_PORT = _count(1, 65535, 587)
 
 
 @attrs.frozen
@@ -41,6 +194,12 @@ class Deployment:
     locale: Literal["en", "ru"] = "en"
     lease_seconds: float = 15.0
     in_doubt: Literal["resend", "hold"] = "resend"
+
+    _RULES: ClassVar[Mapping[str, Rule]] = {
+        "store": _line("a SQLite file path or a postgresql:// URL", 4096)}
+
+    def __attrs_post_init__(self) -> None:
+        check_values(self, self._RULES)
 
 
 @attrs.frozen
@@ -72,6 +231,17 @@ class ServerConfig:
     operator_default: bool = False
     enabled: bool = True
     options: dict[str, Any] = attrs.field(factory=dict)
+
+    _RULES: ClassVar[Mapping[str, Rule]] = {
+        "name": _NAME, "sender": _ADDRESS, "provider": _PROVIDER,
+        "sender_name": _line("a display name such as Example News", 256, empty=True),
+        "host": _host, "port": _PORT, "login": _LOGIN, "password_env": _env_name,
+        "password_file": _PATH, "password": _secret, "timeout": _TIMEOUT,
+        "aliases": _each(_ADDRESS), "priority": _count(0, 1_000_000, 1, " (lower is tried first)"),
+        "connections": _count(1, 100, 2, " connections at once"), "ca_file": _PATH}
+
+    def __attrs_post_init__(self) -> None:
+        check_values(self, self._RULES)
 
     def secret_ref(self, where: str) -> SecretRef:
         return SecretRef(where, env=self.password_env, file=self.password_file,
@@ -108,6 +278,17 @@ class BouncesConfig:
     verp: bool = False
     auth: Literal["password", "xoauth2"] = "password"
 
+    _RULES: ClassVar[Mapping[str, Rule]] = {
+        "host": _host, "port": _PORT, "provider": _PROVIDER, "login": _LOGIN,
+        "password_env": _env_name, "password_file": _PATH, "password": _secret,
+        "folder": _line("a folder name such as INBOX", 255),
+        "move_to": _line("a folder name such as Processed", 255), "timeout": _TIMEOUT,
+        "ca_file": _PATH, "soft_bounce_limit": _count(1, 1000, 3),
+        "soft_bounce_window_days": _count(1, 3650, 30, " days")}
+
+    def __attrs_post_init__(self) -> None:
+        check_values(self, self._RULES)
+
     def secret_ref(self) -> SecretRef:
         return SecretRef("bounces", env=self.password_env, file=self.password_file,
                          inline=self.password)
@@ -122,6 +303,30 @@ class Config:
     bounces: BouncesConfig | None = None
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     source: str = attrs.field(default="<memory>", eq=False)
+
+    @property
+    def store_location(self) -> str:
+        """``deployment.store``; a relative path is taken from the config file's directory."""
+        location = self.deployment.store
+        if "://" in location or Path(location).is_absolute() or self.source.startswith("<"):
+            return location
+        return str(Path(self.source).resolve().parent / location)
+
+
+# Tables whose models live outside this module are checked when they are structured.
+_LIMIT = _count(1, 1_000_000_000, 100, "; leave the key out for no limit")
+_TABLE_RULES: dict[type, Mapping[str, Rule]] = {
+    Limits: {"per_minute": _LIMIT, "per_hour": _LIMIT, "per_day": _LIMIT,
+             "recipients_per_letter": _count(1, 100_000, 50, "; leave the key out for no limit"),
+             "timezone": _timezone},
+    RetryPolicy: {"max_attempts": _count(1, 100, 5), "connect_attempts": _count(1, 20, 3),
+                  "backoff_initial": _number(0, 604_800, "seconds", 60),
+                  "backoff_multiplier": _number(1, 100, "", 2),
+                  "backoff_max": _number(0, 604_800, "seconds", 3600),
+                  "connect_backoff": _number(0, 3600, "seconds", 1),
+                  "server_rest_seconds": _number(0, 604_800, "seconds", 300),
+                  "max_server_failures": _count(1, 10_000, 10)},
+}
 
 
 def _make_converter() -> cattrs.Converter:
@@ -143,7 +348,10 @@ def _make_converter() -> cattrs.Converter:
     def structure_float(value: Any, _: type) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError("expected a number")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ValueError("the number is far too large") from None
 
     def structure_bool(value: Any, _: type) -> bool:
         if not isinstance(value, bool):
@@ -171,6 +379,40 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(float, structure_float)
     conv.register_structure_hook(bool, structure_bool)
     conv.register_structure_hook(str, structure_str)
+
+    def table_hook(cls: type) -> Callable[[Any, type], Any]:
+        base: Callable[[Any, Any], Any] = make_dict_structure_fn(
+            cls, conv, _cattrs_forbid_extra_keys=True)
+        rules = _TABLE_RULES.get(cls)
+
+        def structure_table(value: Any, _: type) -> Any:
+            if not isinstance(value, dict):
+                raise ValueError("expected a table ([name] section or { key = value })")
+            obj = base(value, cls)
+            if rules:
+                check_values(obj, rules)
+            return obj
+        return structure_table
+
+    def is_tuple(t: Any) -> bool:
+        args = get_args(t)
+        return get_origin(t) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+    def structure_tuple(value: Any, t: Any) -> tuple[Any, ...]:
+        item = get_args(t)[0]
+        if not isinstance(value, list):
+            raise ValueError("expected an array of tables (one [[key]] section each)"
+                             if attrs.has(item) else "expected an array, such as [\"a\", \"b\"]")
+        return tuple(conv.structure(value, list[item]))  # type: ignore[valid-type]
+
+    def structure_options(value: Any, _: type) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise ValueError("expected a table ({ key = value })")
+        return dict(value)
+
+    conv.register_structure_hook_factory(attrs.has, table_hook)
+    conv.register_structure_hook_func(is_tuple, structure_tuple)
+    conv.register_structure_hook_func(lambda t: t == dict[str, Any], structure_options)
     return conv
 
 
@@ -179,6 +421,10 @@ converter = _make_converter()
 
 def _flatten(exc: BaseException, path: str, value: Any, out: list[str]) -> None:
     """Turn cattrs' exception groups into ``path: problem (got value)`` lines."""
+    if isinstance(exc, BadValues):
+        out.extend(f"{path}.{key}: {problem} (got {shown})".lstrip(".")
+                   for key, shown, problem in exc.items)
+        return
     if isinstance(exc, ForbiddenExtraKeysError):
         for key in sorted(exc.extra_fields):
             allowed = ", ".join(f.name for f in attrs.fields(exc.cl) if not f.name.startswith("_"))
@@ -206,7 +452,8 @@ def _flatten(exc: BaseException, path: str, value: Any, out: list[str]) -> None:
     reason = str(exc)
     if "not in literal" in reason:
         reason = "not one of the allowed values"
-    out.append(f"{path.lstrip('.')}: {reason} (got {value!r})")
+    shown = "a value, hidden" if path.endswith(".password") else _shown(value)
+    out.append(f"{path.lstrip('.')}: {reason} (got {shown})")
 
 
 def _enum_hint(problems: list[str]) -> list[str]:
@@ -227,11 +474,85 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
     """Structure a parsed TOML document into :class:`Config`, or raise ConfigError."""
     try:
         config = converter.structure(data, Config)
-    except (ClassValidationError, ForbiddenExtraKeysError) as exc:
+    except (ClassValidationError, ForbiddenExtraKeysError, ValueError, ConfigError) as exc:
         problems: list[str] = []
         _flatten(exc, "", data, problems)
         raise ConfigError([f"{source}: {p}" for p in _enum_hint(problems)]) from None
-    return attrs.evolve(config, source=source)
+    config = attrs.evolve(config, source=source)
+    if problems := check_files(config):
+        raise ConfigError([f"{source}: {p}" for p in problems])
+    return config
+
+
+def check_files(config: Config) -> list[str]:
+    """Every file the config names, checked now: the store's directory and format, each
+    ``ca_file`` (a readable PEM bundle) and each ``password_file`` that would be read."""
+    problems = _check_store(config.store_location)
+    tables: list[tuple[str, ServerConfig | BouncesConfig]] = [
+        (f"servers[{s.name}]", s) for s in config.servers]
+    if config.bounces is not None:
+        tables.append(("bounces", config.bounces))
+    for where, table in tables:
+        if table.ca_file:
+            problems.extend(_check_ca_file(table.ca_file, f"{where}.ca_file"))
+        if table.password_file and table.password is None and not table.password_env:
+            try:
+                read_password_file(table.password_file, f"{where}.password_file")
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+    return problems
+
+
+def _check_store(location: str) -> list[str]:
+    key = "deployment.store"
+    if "://" in location:
+        if location.startswith(("postgresql://", "postgres://")):
+            return []
+        return [f"{key}: unsupported URL {location.partition('://')[0]!r}://; use a SQLite "
+                f"file path or a postgresql:// URL"]
+    path = Path(location)
+    try:
+        if path.is_dir():
+            return [f"{key}: {location!r} is a directory; name a file in it, such as "
+                    f"store = \"{path / 'mailfleet.db'}\""]
+        if not path.parent.is_dir():
+            return [f"{key}: the directory {str(path.parent)!r} does not exist; create it, or "
+                    f"point store at a file in an existing directory"]
+        if not path.exists():
+            return []
+        if not path.is_file():
+            return [f"{key}: {location!r} is not a regular file; point store at a SQLite "
+                    f"database file"]
+        with path.open("rb") as handle:
+            head = handle.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        return [f"{key}: cannot read {location!r} ({exc.strerror or exc}); check the path and "
+                f"its permissions"]
+    if head and head != _SQLITE_MAGIC:
+        return [f"{key}: {location!r} is not a SQLite database; point store at the mailfleet "
+                f"database or at a new file name"]
+    return []
+
+
+def _check_ca_file(file: str, key: str) -> list[str]:
+    path = Path(file)
+    fix = "point it at the PEM file of the CA that signed the server's certificate"
+    try:
+        if not path.exists():
+            return [f"{key}: {file!r} does not exist; {fix}"]
+        if not path.is_file():
+            return [f"{key}: {file!r} is not a regular file; {fix}"]
+        if path.stat().st_size > _MAX_CA_BYTES:
+            return [f"{key}: {file!r} is over {_MAX_CA_BYTES // 2**20} MiB, not a certificate "
+                    f"file; {fix}"]
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(path))
+    except ssl.SSLError:
+        return [f"{key}: {file!r} holds no PEM certificate; {fix} (convert a DER one with "
+                f"openssl x509 -inform der -in CERT -out ca.pem)"]
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        return [f"{key}: cannot read {file!r} ({reason}); check the path and its permissions"]
+    return []
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -242,15 +563,56 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read and structure the TOML config file."""
     file = config_path(path)
+    return parse_config(_read_toml(file), str(file))
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    """The TOML document in ``file``, or a ConfigError saying what the file is and the fix."""
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
+        with file.open("rb") as handle:
+            data = handle.read(_MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(
             f"{file}: no such file; pass --config PATH or set {CONFIG_ENV}"
         ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{file}: is a directory; pass the config file itself, such as "
+                          f"--config {file / 'mailfleet.toml'}") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read ({exc.strerror or exc}); check the path and "
+                          f"its permissions") from None
+    if len(data) > _MAX_CONFIG_BYTES:
+        raise ConfigError(f"{file}: over {_MAX_CONFIG_BYTES // 2**20} MiB, not a config file; "
+                          f"pass the mailfleet.toml file")
+    if b"\x00" in data:
+        raise ConfigError(f"{file}: a binary file, not a TOML config; pass the mailfleet.toml "
+                          f"file")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{file}: not UTF-8 text (byte {data[exc.start]:#04x} on line "
+                          f"{line}){_encoding_hint(data)}") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-    return parse_config(data, str(file))
+    except ValueError:
+        raise ConfigError(f"{file}: not valid TOML: a number has too many digits") from None
+    except RecursionError:
+        raise ConfigError(f"{file}: not valid TOML: arrays or tables nested too deeply") \
+            from None
+
+
+def _encoding_hint(data: bytes) -> str:
+    try:
+        text = data.decode("cp1251")
+    except UnicodeDecodeError:
+        return "; save it as UTF-8"
+    if re.search("[\u0400-\u04ff]{3}", text):  # Russian words, not one stray letter
+        return ("; it looks like Windows-1251 (CP1251): save it as UTF-8, e.g. "
+                "iconv -f cp1251 -t utf-8")
+    return "; save it as UTF-8"
 
 
 def structure_section(data: Any, cls: type[T], path: str) -> T:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 import attrs
 
@@ -77,11 +76,7 @@ class Fleet:
     @property
     def store_location(self) -> str:
         """``deployment.store``; a relative path is taken from the config file's directory."""
-        location = self.config.deployment.store
-        source = self.config.source
-        if "://" in location or Path(location).is_absolute() or source.startswith("<"):
-            return location
-        return str(Path(source).resolve().parent / location)
+        return self.config.store_location
 
     def open_store(self) -> Store:
         """The store of this deployment (SQLite file or database URL)."""

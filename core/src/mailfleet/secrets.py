@@ -5,24 +5,54 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 from mailfleet.errors import ConfigError
 
+MASK = "***"
+_MAX_PASSWORD_FILE = 64 * 1024
 
-@attrs.frozen(repr=False)
+
 class Secret:
-    """A secret string whose repr and str never show it."""
+    """A secret string whose repr and str never show it.
 
-    _value: str = attrs.field(alias="value")
+    Deliberately not an attrs class: ``attrs.asdict``, ``attrs.astuple`` and any cattrs
+    converter see an opaque value (the shared converter unstructures it to ``"***"``), so no
+    generic walk over a config, a server or a mailbox's settings can pull the password out.
+    """
+
+    __slots__ = ("_value",)
+    _value: str
+
+    def __init__(self, value: str) -> None:
+        object.__setattr__(self, "_value", value)
 
     def reveal(self) -> str:
         """The secret itself, for the one place that must send it."""
         return self._value
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Secret is immutable")
+
+    def __reduce__(self) -> tuple[type[Secret], tuple[str]]:
+        return (Secret, (self._value,))
+
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+
     def __repr__(self) -> str:
-        return "Secret('***')"
+        return f"Secret('{MASK}')"
 
     __str__ = __repr__
 
@@ -44,7 +74,8 @@ class SecretRef:
         return bool(self.env or self.file or self.inline)
 
     def read(self) -> Secret | None:
-        """The secret, or ``None`` when none is configured; a missing source is a ConfigError."""
+        """The secret, or ``None`` when none is configured; a missing, unreadable or empty
+        source is a ConfigError naming the key and the fix."""
         if self.inline is not None:
             return self.inline
         if self.env:
@@ -54,21 +85,14 @@ class SecretRef:
                     f"{self.where}.password_env: the environment variable {self.env} is not set; "
                     f"export it or point password_file at a file holding the password"
                 )
-            if not value:
+            if not value.strip():
                 raise ConfigError(
                     f"{self.where}.password_env: the environment variable {self.env} is empty; "
-                    f"put the password in it (an empty password is never sent)"
+                    f"export the password in it (an empty password is never sent)"
                 )
             return Secret(value)
         if self.file:
-            path = Path(self.file).expanduser()
-            try:
-                return Secret(path.read_text(encoding="utf-8").rstrip("\r\n"))
-            except OSError as exc:
-                raise ConfigError(
-                    f"{self.where}.password_file: cannot read {str(path)!r} ({exc.strerror}); "
-                    f"check the path and its permissions"
-                ) from None
+            return Secret(read_password_file(self.file, f"{self.where}.password_file"))
         return None
 
 
@@ -82,3 +106,39 @@ def mask_secrets(text: str, secrets: Iterable[str]) -> str:
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text
+
+
+def read_password_file(file: str, key: str) -> str:
+    """The password held in ``file`` (one line, UTF-8, the final newline dropped), or a
+    ConfigError naming ``key``, the path and the fix; the content never enters the error."""
+    path = Path(file).expanduser()
+    shown = repr(str(path))
+    try:
+        if path.is_dir():
+            raise ConfigError(f"{key}: {shown} is a directory; point it at the file that "
+                              f"holds the password")
+        with path.open("rb") as handle:
+            data = handle.read(_MAX_PASSWORD_FILE + 1)
+    except OSError as exc:
+        raise ConfigError(
+            f"{key}: cannot read {shown} ({exc.strerror or exc}); check the path and its "
+            f"permissions"
+        ) from None
+    if len(data) > _MAX_PASSWORD_FILE:
+        raise ConfigError(f"{key}: {shown} is over {_MAX_PASSWORD_FILE // 1024} KiB, not a "
+                          f"password file; point it at the file that holds only the password")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{key}: {shown} is not UTF-8 text (byte {data[exc.start]:#04x} at offset "
+            f"{exc.start}); save the password file as UTF-8"
+        ) from None
+    value = text.rstrip("\r\n")
+    if not value.strip():
+        raise ConfigError(f"{key}: {shown} is empty; write the password in it (an empty "
+                          f"password is never sent)")
+    if any(c in value for c in "\r\n\x00"):
+        raise ConfigError(f"{key}: {shown} holds more than one line; the file must hold the "
+                          f"password alone, on one line")
+    return value
