@@ -29,7 +29,7 @@ from mailfleet.mailbox.settings import resolve_mailbox
 from mailfleet.providers import Limits
 from mailfleet.retry import RetryPolicy
 from mailfleet.secrets import Secret
-from mailfleet.testing.certs import TLSCerts
+from mailfleet_testing.certs import TLSCerts
 
 SERVER = '[[servers]]\nname = "x"\nsender = "a@example.com"\nhost = "smtp.example.com"\n'
 
@@ -304,7 +304,7 @@ RANGES: list[tuple[str, str, list[Any], Any]] = [
     ("deployment", "store", ["", NUL_LINE], "m.db"),
     ("servers[0]", "name", ["", " ", NUL_LINE, "a\u2028b", "n" * 65], "office"),
     ("servers[0]", "sender", ["", "a@example.com\r\nBcc: x@example.com"], "b@example.com"),
-    ("servers[0]", "provider", ["", NUL_LINE], "internal-smtp"),
+    ("servers[0]", "provider", ["", NUL_LINE], "internal_smtp"),
     ("servers[0]", "sender_name", ["\x1e", "a\u0085b", "\u202eevil", "n" * 257], "News"),
     ("servers[0]", "host", ["", "smtp example.com", "smtp://h.example.com", NUL_LINE],
      "mx.example.com"),
@@ -343,6 +343,9 @@ RANGES: list[tuple[str, str, list[Any], Any]] = [
     ("retry", "connect_attempts", [0, 21], 1),
     ("retry", "connect_backoff", [-0.5, 3601, math.nan], 0.5),
     ("retry", "server_rest_seconds", [-1, math.inf], 0),
+    ("retry", "breaker_seconds", [-1, math.nan, math.inf], 30),
+    ("retry", "server_rest_max", [-1, math.inf], 3600),
+    ("deployment", "lease_seconds", [0, 0.5, -1, math.nan, math.inf], 15),
     ("retry", "max_server_failures", [0, 10_001], 1),
 ]
 RANGE_CASES = [(t, k, bad) for t, k, bads, _ in RANGES for bad in bads]
@@ -442,7 +445,9 @@ def test_cli_prints_config_errors_as_json_under_json(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(capsys, "--config", str(tmp_path), "servers", "list", "--json")
     assert code == 2 and err == ""
-    assert json.loads(out) == {"ok": False, "error": "config", "problems": [
+    data = json.loads(out)
+    assert {k: data[k] for k in ("ok", "error", "problems")} == {
+        "ok": False, "error": "config", "problems": [
         f"{tmp_path}: is a directory; pass the config file itself, such as "
         f"--config {tmp_path / 'mailfleet.toml'}"]}
 

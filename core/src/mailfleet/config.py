@@ -196,7 +196,8 @@ class Deployment:
     in_doubt: Literal["resend", "hold"] = "resend"
 
     _RULES: ClassVar[Mapping[str, Rule]] = {
-        "store": _line("a SQLite file path or a postgresql:// URL", 4096)}
+        "store": _line("a SQLite file path or a postgresql:// URL", 4096),
+        "lease_seconds": _number(1, 86_400, "seconds", 15)}
 
     def __attrs_post_init__(self) -> None:
         check_values(self, self._RULES)
@@ -325,6 +326,8 @@ _TABLE_RULES: dict[type, Mapping[str, Rule]] = {
                   "backoff_max": _number(0, 604_800, "seconds", 3600),
                   "connect_backoff": _number(0, 3600, "seconds", 1),
                   "server_rest_seconds": _number(0, 604_800, "seconds", 300),
+                  "breaker_seconds": _number(0, 86_400, "seconds", 30),
+                  "server_rest_max": _number(0, 604_800, "seconds", 3600),
                   "max_server_failures": _count(1, 10_000, 10)},
 }
 
