@@ -320,3 +320,15 @@ def test_a_blocking_run_says_what_it_waits_for_before_it_sleeps(
     out, err = cli("mailing", "run", mailing)
     assert "1 letter(s) wait in the queue; sending resumes at " in err
     assert out.startswith("sent 1, failed 0") and len(servers[0].messages) == 1
+
+
+def test_status_of_a_mailing_not_yet_run_says_a_server_can_send_now(tmp_path: Path,
+                                                                    two_servers: Cli) -> None:
+    mailing = create(two_servers, tmp_path)
+    status = two_servers.json("mailing", "status", mailing)
+    assert status["can_send"] is True and status["servers"] == []
+    assert status["resume_at"] <= _iso(time.time() + 1)
+    text, _ = two_servers("mailing", "status", mailing)
+    assert f"5 letter(s) wait in the queue; a server can send now: run `mailfleet mailing " \
+           f"run {mailing}`" in text
+    assert "resumes at" not in text
