@@ -332,3 +332,19 @@ def test_status_of_a_mailing_not_yet_run_says_a_server_can_send_now(tmp_path: Pa
     assert f"5 letter(s) wait in the queue; a server can send now: run `mailfleet mailing " \
            f"run {mailing}`" in text
     assert "resumes at" not in text
+
+
+def test_a_mailbox_failure_of_bounces_fetch_is_json_with_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+    with socket.socket() as probe:  # a free port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = write_config(tmp_path, {"name": "e", "sender": "e@example.com",
+                                     "host": "smtp.example.com"})
+    config.write_text(config.read_text() + f'[bounces]\nprotocol = "pop3"\nhost = "127.0.0.1"\n'
+                      f'port = {port}\nsecurity = "ssl"\nlogin = "b@example.com"\n'
+                      f'password = "pw"\ntimeout = 2.0\n')
+    data = Cli(capsys, config).json("bounces", "fetch", code=1)
+    assert data["ok"] is False and data["error"] == "failure"
+    assert "bounce mailbox connect" in data["message"]

@@ -106,10 +106,7 @@ def bounces_fetch(obj: Context, as_json: bool) -> None:
     store = obj.fleet.open_store()
     try:
         summary = _summary(fetch_bounces(settings, _handler(obj, store)))
-    except MailboxError as exc:
-        click.echo(f"mailfleet: {exc}", err=True)
-        sys.exit(EXIT_FAILURE)
-    finally:
+    finally:  # a MailboxError exits 1 through main (as JSON with --json)
         store.close()
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
