@@ -348,3 +348,12 @@ def test_a_mailbox_failure_of_bounces_fetch_is_json_with_json(
     data = Cli(capsys, config).json("bounces", "fetch", code=1)
     assert data["ok"] is False and data["error"] == "failure"
     assert "bounce mailbox connect" in data["message"]
+
+
+def test_a_run_of_every_mailing_names_the_paused_ones_it_did_not_send(
+        tmp_path: Path, two_servers: Cli) -> None:
+    mailing = create(two_servers, tmp_path)
+    two_servers("mailing", "pause", mailing)
+    out, _ = two_servers("mailing", "run", "--until-idle")
+    assert "1 paused mailing(s) with 5 letter(s) waiting were not sent" in out
+    assert two_servers.json("mailing", "run", "--until-idle")["paused"] == [mailing]
