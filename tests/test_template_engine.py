@@ -36,8 +36,9 @@ def body(message: email.message.EmailMessage, kind: str = "plain") -> str:
 
 
 def test_plain_field_templates_keep_the_precompiled_path() -> None:
+    html = "<style>@media (max-width:600px){.x{width:100%}}</style><p>{{ name }}</p>"
     compiled = CompiledTemplate(Template(subject="Hi {{ name }}", text="Dear {{ name }}",
-                                         html="<p>{{ name }}</p>"), from_addr="n@example.net")
+                                         html=html), from_addr="n@example.net")
     assert isinstance(compiled._text, _Body) and isinstance(compiled._html, _Body)
     assert analyse("Dear {{ Имя }}").plain
 
@@ -64,7 +65,8 @@ def test_cyrillic_merge_fields_are_personalised() -> None:
 
 @pytest.mark.parametrize(("text", "where"), [("Hi {{ name }", "text: line 1"),
                                              ("Hi\n{% if x %}open", "text: line 2"),
-                                             ("{{ a b }}", "text: line 1")])
+                                             ("{{ a b }}", "text: line 1"),
+                                             ("a\n\nHi { name }}", "text: line 3")])
 def test_malformed_tags_are_refused_naming_key_and_line(text: str, where: str) -> None:
     with pytest.raises(TemplateError, match=where):
         Template.from_dict({"subject": "s", "text": text})

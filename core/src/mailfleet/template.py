@@ -38,8 +38,11 @@ from mailfleet.errors import AddressError, TemplateError
 from mailfleet.message import LETTER_ID_HEADER
 
 FIELD = re.compile(r"\{\{\s*([^\W\d]\w*(?:-\w+)*)\s*\}\}")
-#: What makes a part more than plain fields: any other tag, comment or stray delimiter.
-_TAGS = re.compile(r"\{[{%#]|[}%#]\}")
+#: What makes a part more than plain fields: any other tag or comment opener (a stray ``}}``,
+#: as in inline CSS, is literal text to Jinja2 too).
+_TAGS = re.compile(r"\{[{%#]")
+#: ``{ name }}``: a merge field that lost a brace (Jinja2 would send it literally).
+_HALF_FIELD = re.compile(r"(?<!\{)\{\s*[^\W\d][\w-]*\s*\}\}")
 _RESERVED = {"from", "to", "subject", "message-id", "date", "mime-version", "content-type",
              "content-transfer-encoding", "sender", "return-path", "list-unsubscribe",
              "list-unsubscribe-post", LETTER_ID_HEADER.lower()}
@@ -204,11 +207,16 @@ class Template:
                 out.append(f"headers.{name}: {problem}")
         for key, text, is_html in (("subject", self.subject, False), ("text", self.text, False),
                                    ("html", self.html, True)):
-            if text is not None:
-                try:
-                    analyse(text, html=is_html)
-                except TemplateError as exc:
-                    out.append(f"{key}: {exc}")
+            if text is None:
+                continue
+            try:
+                analyse(text, html=is_html)
+            except TemplateError as exc:
+                out.append(f"{key}: {exc}")
+            if half := _HALF_FIELD.search(text):
+                line = text.count("\n", 0, half.start()) + 1
+                out.append(f"{key}: line {line}: {half.group(0)!r} lacks an opening brace; "
+                           f"{_HOW}")
         if self.unsubscribe_url:
             if not self.unsubscribe_url.lower().startswith("https://"):
                 out.append("unsubscribe_url: RFC 8058 one-click unsubscribe needs an https:// "
