@@ -53,6 +53,14 @@ _MAX_RAW_LINE = 900
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
 _HOW = ('a merge field is {{ name }}; also {{ name | default("text") }} and '
         '{% if name %}...{% endif %}')
+#: What a mailing template may use beyond plain fields: output, ``if``/``elif``/``else``,
+#: tests and comparisons of fields and constants, and a few string filters. No loops, calls,
+#: attribute access or arithmetic: a template renders in time proportional to its length.
+_NODES = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.Const,
+          nodes.If, nodes.Filter, nodes.Test, nodes.Compare, nodes.Operand, nodes.And,
+          nodes.Or, nodes.Not, nodes.CondExpr, nodes.Concat, nodes.Keyword)
+_FILTERS = frozenset({"default", "d", "upper", "lower", "title", "capitalize", "trim",
+                      "escape", "e"})
 _ENV = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
 _HTML_ENV = SandboxedEnvironment(autoescape=True, keep_trailing_newline=True)
 
@@ -81,6 +89,13 @@ def analyse(text: str, *, html: bool = False) -> Part:
         compiled = env.from_string(tree)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"line {exc.lineno}: {exc.message}; {_HOW}") from None
+    for node in tree.find_all(nodes.Node):
+        if not isinstance(node, _NODES) or (isinstance(node, nodes.Filter)
+                                            and node.name not in _FILTERS):
+            what = f"the filter {node.name!r}" if isinstance(node, nodes.Filter) else (
+                f"{type(node).__name__.lower()} expressions")
+            raise TemplateError(f"line {node.lineno}: {what} cannot be used in a mailing "
+                                f"template; {_HOW} (filters: {', '.join(sorted(_FILTERS))})")
     used = frozenset(meta.find_undeclared_variables(tree))
     optional: set[str] = set()
     for node in tree.find_all(nodes.Filter):
