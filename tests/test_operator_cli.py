@@ -320,3 +320,40 @@ def test_a_blocking_run_says_what_it_waits_for_before_it_sleeps(
     out, err = cli("mailing", "run", mailing)
     assert "1 letter(s) wait in the queue; sending resumes at " in err
     assert out.startswith("sent 1, failed 0") and len(servers[0].messages) == 1
+
+
+def test_status_of_a_mailing_not_yet_run_says_a_server_can_send_now(tmp_path: Path,
+                                                                    two_servers: Cli) -> None:
+    mailing = create(two_servers, tmp_path)
+    status = two_servers.json("mailing", "status", mailing)
+    assert status["can_send"] is True and status["servers"] == []
+    assert status["resume_at"] <= _iso(time.time() + 1)
+    text, _ = two_servers("mailing", "status", mailing)
+    assert f"5 letter(s) wait in the queue; a server can send now: run `mailfleet mailing " \
+           f"run {mailing}`" in text
+    assert "resumes at" not in text
+
+
+def test_a_mailbox_failure_of_bounces_fetch_is_json_with_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+    with socket.socket() as probe:  # a free port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = write_config(tmp_path, {"name": "e", "sender": "e@example.com",
+                                     "host": "smtp.example.com"})
+    config.write_text(config.read_text() + f'[bounces]\nprotocol = "pop3"\nhost = "127.0.0.1"\n'
+                      f'port = {port}\nsecurity = "ssl"\nlogin = "b@example.com"\n'
+                      f'password = "pw"\ntimeout = 2.0\n')
+    data = Cli(capsys, config).json("bounces", "fetch", code=1)
+    assert data["ok"] is False and data["error"] == "failure"
+    assert "bounce mailbox connect" in data["message"]
+
+
+def test_a_run_of_every_mailing_names_the_paused_ones_it_did_not_send(
+        tmp_path: Path, two_servers: Cli) -> None:
+    mailing = create(two_servers, tmp_path)
+    two_servers("mailing", "pause", mailing)
+    out, _ = two_servers("mailing", "run", "--until-idle")
+    assert "1 paused mailing(s) with 5 letter(s) waiting were not sent" in out
+    assert two_servers.json("mailing", "run", "--until-idle")["paused"] == [mailing]

@@ -132,3 +132,11 @@ def test_files_that_cannot_be_read_are_refused_with_the_reason(
     path.write_bytes(content)
     with pytest.raises(TemplateError, match=reason):
         create_mailing(store(tmp_path), Template(subject="s", text="t"), path)
+
+
+def test_a_stray_quote_inside_an_unquoted_field_is_kept_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text('email;name\na@dest.test;ООО "Ромашка\nb@dest.test;B\n', encoding="utf-8")
+    rows = list(read_rows(path))
+    assert rows == [(2, {"email": "a@dest.test", "name": 'ООО "Ромашка'}),
+                    (3, {"email": "b@dest.test", "name": "B"})]

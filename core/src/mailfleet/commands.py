@@ -326,14 +326,22 @@ def mailing_run(obj: Context, mailing_id: str | None, until_idle: bool, as_json:
         data["waiting"] = status["waiting"]
         lines = outlook_lines(status, report.resume_at if status["state"] == "active"
                               else None, now)
-    elif report.waiting:
-        lines.append(f"{report.waiting} letter(s) wait in the queue; "
-                     + (f"sending resumes at {iso(report.resume_at)}" if report.resume_at
-                        else "no enabled server frees by itself (see `mailfleet quota`)"))
+    else:
+        if report.waiting:
+            lines.append(f"{report.waiting} letter(s) wait in the queue; "
+                         + (f"sending resumes at {iso(report.resume_at)}" if report.resume_at
+                            else "no enabled server frees by itself (see `mailfleet quota`)"))
+        paused = store.list_mailings(["paused"])
+        if paused:
+            held = sum(mailing_status(store, m.id)["waiting"] for m in paused)
+            data["paused"] = [m.id for m in paused]
+            lines.append(f"{len(paused)} paused mailing(s) with {held} letter(s) waiting were "
+                         f"not sent (`mailfleet mailing list --state paused`)")
 
     def table() -> None:
         click.echo(f"sent {report.sent}, failed {report.failed}, skipped {report.skipped}, "
-                   f"retry later {report.deferred}, waiting {data['waiting']}")
+                   f"waiting {data['waiting']}"
+                   + (f" ({report.deferred} deferred for a retry)" if report.deferred else ""))
         for line in lines:
             click.echo(line)
 

@@ -181,7 +181,27 @@ def _open(path: Path, encoding: str) -> IO[str]:
     return path.open(encoding=encoding, errors="surrogateescape", newline="")
 
 
-def _records(handle: IO[str]) -> Iterator[tuple[int, str | None, str]]:
+def _still_quoted(line: str, separator: str, quoted: bool) -> bool:
+    """Whether a quoted field is still open at the end of ``line``, read as the csv module
+    reads it: a quote opens a field only at its start, a doubled quote inside is a quote."""
+    start = not quoted
+    i = 0
+    while i < len(line):
+        char = line[i]
+        if quoted:
+            if char == '"':
+                if line[i + 1:i + 2] == '"':
+                    i += 1
+                else:
+                    quoted = False
+        elif char == '"' and start:
+            quoted = True
+        start = not quoted and char == separator
+        i += 1
+    return quoted
+
+
+def _records(handle: IO[str], separator: str) -> Iterator[tuple[int, str | None, str]]:
     """``(first line number, record text or None when too long, reason)``: physical lines
     joined while a quote is open; bounded by MAX_RECORD."""
     line_no = 0
@@ -212,8 +232,8 @@ def _records(handle: IO[str]) -> Iterator[tuple[int, str | None, str]]:
                 yield start, None, "long"
                 break
             parts.append(line)
-            if '"' in line:
-                quoted ^= line.count('"') % 2 == 1
+            if '"' in line and (quoted or line.count('"') % 2 == 1):  # else balanced
+                quoted = _still_quoted(line, separator, quoted)
             if not quoted and complete:
                 yield start, "".join(parts), ""
                 break
@@ -222,7 +242,7 @@ def _records(handle: IO[str]) -> Iterator[tuple[int, str | None, str]]:
 def _read_csv(path: Path, fmt: CsvFormat) -> Iterator[tuple[int, Mapping[str, Any]]]:
     with _open(path, fmt.encoding) as handle:
         handle.readline(MAX_RECORD)
-        for number, text, trouble in _records(handle):
+        for number, text, trouble in _records(handle, fmt.separator):
             number += 1  # the header is line 1
             if trouble == "unterminated":
                 raise TemplateError(

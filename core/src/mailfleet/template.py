@@ -38,8 +38,11 @@ from mailfleet.errors import AddressError, TemplateError
 from mailfleet.message import LETTER_ID_HEADER
 
 FIELD = re.compile(r"\{\{\s*([^\W\d]\w*(?:-\w+)*)\s*\}\}")
-#: What makes a part more than plain fields: any other tag, comment or stray delimiter.
-_TAGS = re.compile(r"\{[{%#]|[}%#]\}")
+#: What makes a part more than plain fields: any other tag or comment opener (a stray ``}}``,
+#: as in inline CSS, is literal text to Jinja2 too).
+_TAGS = re.compile(r"\{[{%#]")
+#: ``{ name }}``: a merge field that lost a brace (Jinja2 would send it literally).
+_HALF_FIELD = re.compile(r"(?<!\{)\{\s*[^\W\d][\w-]*\s*\}\}")
 _RESERVED = {"from", "to", "subject", "message-id", "date", "mime-version", "content-type",
              "content-transfer-encoding", "sender", "return-path", "list-unsubscribe",
              "list-unsubscribe-post", LETTER_ID_HEADER.lower()}
@@ -50,6 +53,14 @@ _MAX_RAW_LINE = 900
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
 _HOW = ('a merge field is {{ name }}; also {{ name | default("text") }} and '
         '{% if name %}...{% endif %}')
+#: What a mailing template may use beyond plain fields: output, ``if``/``elif``/``else``,
+#: tests and comparisons of fields and constants, and a few string filters. No loops, calls,
+#: attribute access or arithmetic: a template renders in time proportional to its length.
+_NODES = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.Const,
+          nodes.If, nodes.Filter, nodes.Test, nodes.Compare, nodes.Operand, nodes.And,
+          nodes.Or, nodes.Not, nodes.CondExpr, nodes.Concat, nodes.Keyword)
+_FILTERS = frozenset({"default", "d", "upper", "lower", "title", "capitalize", "trim",
+                      "escape", "e"})
 _ENV = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
 _HTML_ENV = SandboxedEnvironment(autoescape=True, keep_trailing_newline=True)
 
@@ -78,6 +89,13 @@ def analyse(text: str, *, html: bool = False) -> Part:
         compiled = env.from_string(tree)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"line {exc.lineno}: {exc.message}; {_HOW}") from None
+    for node in tree.find_all(nodes.Node):
+        if not isinstance(node, _NODES) or (isinstance(node, nodes.Filter)
+                                            and node.name not in _FILTERS):
+            what = f"the filter {node.name!r}" if isinstance(node, nodes.Filter) else (
+                f"{type(node).__name__.lower()} expressions")
+            raise TemplateError(f"line {node.lineno}: {what} cannot be used in a mailing "
+                                f"template; {_HOW} (filters: {', '.join(sorted(_FILTERS))})")
     used = frozenset(meta.find_undeclared_variables(tree))
     optional: set[str] = set()
     for node in tree.find_all(nodes.Filter):
@@ -204,11 +222,16 @@ class Template:
                 out.append(f"headers.{name}: {problem}")
         for key, text, is_html in (("subject", self.subject, False), ("text", self.text, False),
                                    ("html", self.html, True)):
-            if text is not None:
-                try:
-                    analyse(text, html=is_html)
-                except TemplateError as exc:
-                    out.append(f"{key}: {exc}")
+            if text is None:
+                continue
+            try:
+                analyse(text, html=is_html)
+            except TemplateError as exc:
+                out.append(f"{key}: {exc}")
+            if half := _HALF_FIELD.search(text):
+                line = text.count("\n", 0, half.start()) + 1
+                out.append(f"{key}: line {line}: {half.group(0)!r} lacks an opening brace; "
+                           f"{_HOW}")
         if self.unsubscribe_url:
             if not self.unsubscribe_url.lower().startswith("https://"):
                 out.append("unsubscribe_url: RFC 8058 one-click unsubscribe needs an https:// "
