@@ -153,7 +153,7 @@ class _JsonFetch:
             self.first = False
 
     def finish(self, error: MailboxError | None) -> None:
-        tail = self.summary.as_json()
+        tail = {"ok": error is None, **self.summary.as_json()}
         if error is not None:
             tail["error"] = _error_json(error)
         rest = json.dumps(tail, ensure_ascii=False)
