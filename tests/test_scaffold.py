@@ -43,6 +43,16 @@ def test_generated_plugin_installs_is_listed_and_passes_its_tests_in_a_fresh_ven
     assert tests.returncode == 0, tests.stdout + tests.stderr
     passed = int(tests.stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
     assert passed >= 10 and "failed" not in tests.stdout  # the whole conformance suite ran
+    # The same suite catches a release whose Russian next step is not Russian.
+    module = install_target(python) / "mailfleet_acmeisp" / "__init__.py"
+    source = module.read_text(encoding="utf-8")
+    broken = source.replace("проверьте логин и пароль (password_env или password_file)",
+                            "check the login")
+    assert broken != source
+    module.write_text(broken, encoding="utf-8")
+    caught = run(str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
+    assert caught.returncode == 1
+    assert "russian[wrong_password]" in caught.stdout and "1 failed" in caught.stdout
 
 
 @pytest.mark.parametrize("name", ["Acme", "1acme", "acme-isp", "a"])

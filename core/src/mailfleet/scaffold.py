@@ -127,12 +127,19 @@ def mailfleet_validate_server(server: Server) -> list[str] | None:
 _TEST = '''\
 """mailfleet's provider conformance suite, run against this plugin on local fixture servers."""
 
-from mailfleet_testing.conformance import ProviderConformance
+from typing import ClassVar
+
+from mailfleet_testing.conformance import ProviderConformance, Replies
 
 
 class Test{cls}Conformance(ProviderConformance):
     provider_id = "{name}"
     mailbox = "someone@{name}.example"
+    # The provider's own texts for the standard failures (the others use typical replies).
+    replies: ClassVar[Replies] = {{
+        "wrong_password": ("AUTH", "535 5.7.8 Authentication failed"),
+        "quota": ("MAIL", "550 5.4.5 Daily sending limit exceeded"),
+    }}
 '''
 
 _README = '''\
