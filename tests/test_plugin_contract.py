@@ -211,6 +211,20 @@ def test_validate_objections_of_every_plugin_are_reported_together() -> None:
     assert "priority: policy wants 1" in text and "timeout: policy wants 5" in text
 
 
+def test_hook_deprecated_with_warn_on_impl_warns_the_plugin_at_registration(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    class Observer:
+        @hookimpl
+        def mailfleet_event(self, event: DeliveryEvent) -> None:
+            return None
+
+    opts = dict(hookspecs.mailfleet_event.mailfleet_spec)  # type: ignore[attr-defined]
+    opts["warn_on_impl"] = DeprecationWarning("mailfleet_event goes; use mailfleet_observe")
+    monkeypatch.setattr(hookspecs.mailfleet_event, "mailfleet_spec", opts)
+    with pytest.warns(DeprecationWarning, match="use mailfleet_observe"):
+        load_plugins(extra=[("observer", Observer())], entry_points=False)
+
+
 # -- async hooks that can decline -------------------------------------------------------------
 
 def _decliner(hook: str, style: str) -> object:
