@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-MEMBERS := core testing plugins/gmail plugins/yandex plugins/mailru plugins/rambler plugins/internal_smtp
+MEMBERS := core testing plugins/gmail plugins/yandex plugins/mailru plugins/rambler plugins/internal_smtp \
+           examples/mailfleet-gmx
 PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(MEMBERS)) requirements-dev.txt
 
 .PHONY: demo test lint bench clean
@@ -21,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check core testing plugins tests bench
+	$(BIN)/ruff check core testing plugins examples tests bench
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -76,3 +76,10 @@ def test_every_spec_documents_its_arguments_and_what_none_means(name: str) -> No
 def test_no_section_documents_a_hook_that_does_not_exist() -> None:
     documented = set(re.findall(r"^## (mailfleet_\w+)\(", REFERENCE, re.M))
     assert documented == set(SPECS)
+
+
+def test_plugin_guide_draws_every_hook_on_the_path_of_a_letter() -> None:
+    guide = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    drawing = guide.split("## 5. The path of one letter through the hooks", 1)[1]
+    drawing = drawing.split("## 6.", 1)[0]
+    assert [name for name in SPECS if name not in drawing] == []

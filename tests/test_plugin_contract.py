@@ -211,6 +211,20 @@ def test_validate_objections_of_every_plugin_are_reported_together() -> None:
     assert "priority: policy wants 1" in text and "timeout: policy wants 5" in text
 
 
+def test_hook_deprecated_with_warn_on_impl_warns_the_plugin_at_registration(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    class Observer:
+        @hookimpl
+        def mailfleet_event(self, event: DeliveryEvent) -> None:
+            return None
+
+    opts = dict(hookspecs.mailfleet_event.mailfleet_spec)  # type: ignore[attr-defined]
+    opts["warn_on_impl"] = DeprecationWarning("mailfleet_event goes; use mailfleet_observe")
+    monkeypatch.setattr(hookspecs.mailfleet_event, "mailfleet_spec", opts)
+    with pytest.warns(DeprecationWarning, match="use mailfleet_observe"):
+        load_plugins(extra=[("observer", Observer())], entry_points=False)
+
+
 # -- async hooks that can decline -------------------------------------------------------------
 
 def _decliner(hook: str, style: str) -> object:
@@ -263,6 +277,40 @@ def test_async_oauth_token_can_decline_and_answer(style: str) -> None:
                            entry_points=False)
     token = asyncio.run(plugins.oauth_token(spool_server(plugins, auth="xoauth2")))
     assert token == "ya29.fresh"
+
+
+# -- bounce parsing --------------------------------------------------------------------------
+
+ACME_BOUNCE = (b"From: robot@acme.example\r\nSubject: undeliverable\r\n"
+               b"X-Acme-Bounce: gone@example.org\r\n\r\nYour letter could not be delivered.\r\n")
+
+
+def test_bounce_parser_plugin_answers_its_format_before_the_core_parser() -> None:
+    class AcmeBounces:
+        @hookimpl
+        def mailfleet_parse_bounce(self, message: Any, raw: bytes) -> api.BounceReport | None:
+            if message["X-Acme-Bounce"] is None:
+                return None
+            return api.BounceReport(kind="bounce", parser="acme", recipients=(
+                api.FailedRecipient(str(message["X-Acme-Bounce"]), hard=True),))
+
+    plugins = load_plugins(extra=[("acme", AcmeBounces())])
+    report = plugins.parse_bounce(ACME_BOUNCE)
+    assert (report.kind, report.parser) == ("bounce", "acme")
+    assert [r.address for r in report.recipients] == ["gone@example.org"]
+    other = plugins.parse_bounce(b"Subject: hello\r\n\r\nnot a bounce\r\n")
+    assert (other.kind, other.parser) == ("not-bounce", "core")  # declined: the core answered
+
+
+def test_a_failing_bounce_parser_plugin_falls_back_to_the_core_parser(
+        caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        @hookimpl
+        def mailfleet_parse_bounce(self, message: Any, raw: bytes) -> None:
+            raise RuntimeError("parser bug")
+
+    report = load_plugins(extra=[("broken", Broken())]).parse_bounce(ACME_BOUNCE)
+    assert report.parser == "core" and "parser bug" in caplog.text
 
 
 # -- hooks that compose -----------------------------------------------------------------------

@@ -92,6 +92,23 @@ def plugins_cmd(as_json: bool) -> None:
         ["id", "distribution", "version", "domains", "hooks"]))
 
 
+@cli.group("plugin")
+def plugin_group() -> None:
+    """Write provider plugins (see docs/plugins.md)."""
+
+
+@plugin_group.command("new")
+@click.argument("name")
+@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False),
+              help="Where to create the project (default: the current directory).")
+def plugin_new(name: str, directory: str) -> None:
+    """Create a ready provider-plugin project mailfleet-NAME (pyproject, hook stubs, tests)."""
+    from mailfleet.scaffold import plugin_project
+
+    root = plugin_project(name, Path(directory))
+    click.echo(f"created {root}: pip install -e \"{root}[test]\", then python -m pytest {root}")
+
+
 @cli.group("servers")
 def servers_group() -> None:
     """Inspect and check the configured SMTP servers."""

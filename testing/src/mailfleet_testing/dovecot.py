@@ -2,17 +2,24 @@
 
 Users: ``bounces@test.local`` (password ``bounces-pw``, passwd-file) and *any other name* with the
 password ``ANY_USER_PASSWORD`` (static passdb), so every fresh name is a fresh, empty mailbox.
+Any user also logs in with XOAUTH2 and a token from :meth:`DovecotServer.oauth2_token` (a JWT
+that Dovecot checks locally against the instance's own key).
 As root the mail files belong to the system user ``mailtest`` (created if missing: Dovecot refuses
 uid 0); as another user everything runs as that user. Teardown kills the process group.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import grp
+import hashlib
+import hmac
+import json
 import os
 import poplib
 import pwd
+import secrets
 import ssl
 import subprocess
 import time
@@ -169,6 +176,19 @@ class DovecotServer(PrivateServer):
         self.imap_port = self.imaps_port = self.pop3_port = self.pop3s_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.version = ""
+        self._oauth2_key = secrets.token_bytes(32)
+
+    def oauth2_token(self, login: str, lifetime: float = 600) -> str:
+        """An OAuth2 access token (a JWT signed with this instance's key) that Dovecot takes
+        for ``login`` over IMAP ``AUTHENTICATE XOAUTH2`` and POP3 ``AUTH XOAUTH2``."""
+        def part(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+        now = int(time.time())
+        head = part(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        body = part(json.dumps({"sub": login, "iat": now, "nbf": now,
+                                "exp": now + int(lifetime)}).encode())
+        mac = hmac.new(self._oauth2_key, f"{head}.{body}".encode(), hashlib.sha256).digest()
+        return f"{head}.{body}.{part(mac)}"
 
     @property
     def config_file(self) -> Path:
@@ -290,6 +310,15 @@ class DovecotServer(PrivateServer):
             first_uid = uid
         passwd = d / "passwd"
         passwd.write_text(f"{BOUNCES_LOGIN}:{{PLAIN}}{BOUNCES_PASSWORD}::::::\n")
+        # XOAUTH2: tokens are JWTs checked locally against this instance's HS256 key.
+        keys = d / "oauth2-keys"
+        (keys / "default" / "HS256").mkdir(parents=True, exist_ok=True)
+        (keys / "default" / "HS256" / "default").write_text(
+            base64.b64encode(self._oauth2_key).decode())
+        oauth2 = d / "oauth2.conf.ext"
+        oauth2.write_text(f"introspection_mode = local\n"
+                          f"local_validation_key_dict = fs:posix:prefix={keys}/\n"
+                          f"username_attribute = sub\n")
         sasl = ""
         if is_root() and user_ids("postfix") is not None:
             sasl = ("service auth {\n  unix_listener auth-postfix {\n    mode = 0660\n"
@@ -312,9 +341,14 @@ ssl_cert = <{self.tls.cert_file}
 ssl_key = <{self.tls.key_file}
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login xoauth2
 auth_verbose = yes
 auth_failure_delay = 0
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2
+  args = {oauth2}
+}}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {passwd}

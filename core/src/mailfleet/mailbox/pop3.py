@@ -105,8 +105,12 @@ class Pop3Reader:
             if s.auth == "xoauth2":  # RFC 5034 AUTH with the XOAUTH2 initial response
                 token = base64.b64encode(
                     f"user={s.login}\x01auth=Bearer {s.oauth_token()}\x01\x01".encode())
-                # poplib has no public AUTH command; _shortcmd sends one line, checks +OK
-                client._shortcmd(f"AUTH XOAUTH2 {token.decode()}")  # type: ignore[attr-defined]
+                # poplib has no public AUTH command; _shortcmd sends one line and raises on
+                # -ERR. A refused token first gets a "+ <error>" challenge: answering it with
+                # an empty line makes the server say -ERR.
+                shortcmd = client._shortcmd  # type: ignore[attr-defined]
+                if not shortcmd(f"AUTH XOAUTH2 {token.decode()}").startswith(b"+OK"):
+                    shortcmd("")
             else:
                 client.user(s.login)
                 client.pass_(s.password().reveal())
