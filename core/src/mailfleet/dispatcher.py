@@ -99,12 +99,19 @@ class _Run:
         self.tasks: set[asyncio.Task[None]] = set()
         self.revivals: dict[str, asyncio.TimerHandle] = {}
         self.recovered = Recovery()
+        self.errors: list[BaseException] = []
 
     def track(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` as a task of this pass (the pass ends when none is left)."""
+        """Run ``work`` as a task of this pass (the pass ends when none is left; the first
+        task that fails ends it with that error)."""
         task = asyncio.ensure_future(work)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.errors.append(task.exception())  # type: ignore[arg-type]
 
     def my_turn(self, server: Server) -> bool:
         return all(self.status[s.name] != "open" for s in self.servers
@@ -172,7 +179,10 @@ class _Journal:
                     async with asyncio.timeout(self.linger):
                         await self._urgent.wait()
             await asyncio.sleep(0)  # let the other connections add theirs
-            self.commit()
+            try:
+                self.commit()
+            except Exception:  # the waiters got the error; the letters stay in the store
+                log.exception("the store could not record letter outcomes")
 
     def commit(self) -> None:
         sending, self._sending = self._sending, []
@@ -327,8 +337,10 @@ class Dispatcher:
             self._spawn(run, server)
         beat = asyncio.ensure_future(self._heartbeat(run))
         try:
-            while run.tasks:
-                await asyncio.wait(list(run.tasks))
+            while run.tasks and not run.errors:
+                await asyncio.wait(list(run.tasks), return_when=asyncio.FIRST_COMPLETED)
+            if run.errors:
+                raise run.errors[0]
         finally:
             beat.cancel()
             for handle in run.revivals.values():
@@ -386,8 +398,12 @@ class Dispatcher:
         jump). Letters taken back mid-pass wake the connections that went idle."""
         while True:
             await asyncio.sleep(self.heartbeat_seconds)
-            self.store.register_dispatcher(self.id, self.clock.now())
-            found = self._recover(run)
+            try:
+                self.store.register_dispatcher(self.id, self.clock.now())
+                found = self._recover(run)
+            except Exception:  # a store hiccup: the next beat tries again
+                log.exception("the dispatcher's heartbeat failed")
+                continue
             if run is not None and (found.requeued or found.resent):
                 for server in run.servers:
                     if run.status[server.name] == "idle" and run.workers[server.name] == 0:
