@@ -209,10 +209,12 @@ def test_status_says_who_holds_letters_and_quota_shows_the_open_breaker(
     store.server_failed("a", now, "connection broke: dropped in DATA", lambda n: 60.0)
 
     def run(*args: str) -> Any:
+        code = 0
         try:
             main(["--config", str(config), *args, "--json"])
         except SystemExit as exit_:
-            assert not exit_.code
+            code = int(exit_.code or 0)
+        assert code == 0
         return json.loads(capsys.readouterr().out)
 
     [holder] = run("mailing", "status", created.id)["holders"]
