@@ -143,7 +143,7 @@ class _Journal:
         self.linger = linger
         self._sending: list[int] = []
         self._outcomes: list[Outcome] = []
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[tuple[asyncio.Future[None], Callable[[], None]]] = []
         self._pending = asyncio.Event()
         self._urgent = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -159,10 +159,12 @@ class _Journal:
             self._task = None
         self.commit()
 
-    async def data_starting(self, letter: int) -> None:
+    async def data_starting(self, letter: int, write: Callable[[], None]) -> None:
+        """Mark ``letter`` as ``sending`` and, right after the commit, ``write`` its message
+        (no await between the two: a crash in between is as unlikely as can be)."""
         waiter = asyncio.get_running_loop().create_future()
         self._sending.append(letter)
-        self._waiters.append(waiter)
+        self._waiters.append((waiter, write))
         self._pending.set()
         self._urgent.set()
         await waiter
@@ -193,12 +195,18 @@ class _Journal:
         try:
             self.store.record(sending, outcomes, self.clock.now())
         except BaseException as exc:
-            for waiter in waiters:
+            for waiter, _ in waiters:
                 if not waiter.done():
                     waiter.set_exception(exc)
             raise
-        for waiter in waiters:
-            if not waiter.done():
+        for waiter, write in waiters:
+            if waiter.done():  # its session was cancelled meanwhile
+                continue
+            try:
+                write()
+            except Exception as exc:  # a closed session: the waiting client sees why
+                waiter.set_exception(exc)
+            else:
                 waiter.set_result(None)
 
 
@@ -220,11 +228,13 @@ class _Batch:
         self.unattempted: set[str] = set()
         self.accepted = 0
 
-    async def data_starting(self, envelope: Envelope) -> None:
+    async def data_starting(self, envelope: Envelope, write: Callable[[], None]) -> None:
         found = self.by_id.get(envelope.letter_id or "")
-        if found is not None:
-            self.started.add(found[0].letter_id)
-            await self.dispatcher._journal_for().data_starting(found[0].id)
+        if found is None:  # not a letter of this batch (a plugin's own): nothing to record
+            write()
+            return
+        self.started.add(found[0].letter_id)
+        await self.dispatcher._journal_for().data_starting(found[0].id, write)
 
     def replied(self, result: SendResult) -> None:
         found = self.by_id.get(result.envelope.letter_id or "")
