@@ -23,7 +23,6 @@ lease and checks the others').
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -144,54 +143,47 @@ class _Journal:
         self._sending: list[int] = []
         self._outcomes: list[Outcome] = []
         self._waiters: list[tuple[asyncio.Future[None], Callable[[], None]]] = []
-        self._pending = asyncio.Event()
-        self._urgent = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
+        self._flush: asyncio.Handle | None = None
+        self._soon = False
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
         self.commit()
 
     async def data_starting(self, letter: int, write: Callable[[], None]) -> None:
         """Mark ``letter`` as ``sending`` and, right after the commit, ``write`` its message
         (no await between the two: a crash in between is as unlikely as can be)."""
-        waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
         self._sending.append(letter)
         self._waiters.append((waiter, write))
-        self._pending.set()
-        self._urgent.set()
+        if not self._soon:  # the next turn of the loop: every connection ready by then joins
+            if self._flush is not None:
+                self._flush.cancel()
+            self._flush = loop.call_soon(self._commit_logged)
+            self._soon = True
         await waiter
 
     def outcome(self, outcome: Outcome) -> None:
         self._outcomes.append(outcome)
-        self._pending.set()
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(self.linger,
+                                                                self._commit_logged)
 
-    async def _run(self) -> None:
-        while True:
-            await self._pending.wait()
-            if not self._waiters:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.linger):
-                        await self._urgent.wait()
-            await asyncio.sleep(0)  # let the other connections add theirs
-            try:
-                self.commit()
-            except Exception:  # the waiters got the error; the letters stay in the store
-                log.exception("the store could not record letter outcomes")
+    def _commit_logged(self) -> None:
+        try:
+            self.commit()
+        except Exception:  # the waiters got the error; the letters stay in the store
+            log.exception("the store could not record letter outcomes")
 
     def commit(self) -> None:
+        """Commit every entry now (one store transaction), then write the waiting messages."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        self._soon = False
         sending, self._sending = self._sending, []
         outcomes, self._outcomes = self._outcomes, []
         waiters, self._waiters = self._waiters, []
-        self._pending.clear()
-        self._urgent.clear()
         try:
             self.store.record(sending, outcomes, self.clock.now())
         except BaseException as exc:
@@ -342,7 +334,6 @@ class Dispatcher:
         run = _Run(servers)
         self._recover(run)
         self._journal = _Journal(self.store, self.clock)
-        self._journal.start()
         for server in servers:
             self._spawn(run, server)
         beat = asyncio.ensure_future(self._heartbeat(run))
