@@ -223,3 +223,17 @@ def test_status_says_who_holds_letters_and_quota_shows_the_open_breaker(
     [row] = run("quota")
     assert row["breaker"] == {"state": "open", "failures": 1}
     assert "dropped in DATA" in row["blocked_reason"]
+
+
+def test_a_lease_that_is_not_a_sane_number_of_seconds_is_refused_naming_the_key() -> None:
+    import pytest
+
+    from mailfleet.config import parse_config
+    from mailfleet.errors import ConfigError
+
+    for bad in (0, -1, float("nan"), 1e9):
+        with pytest.raises(ConfigError, match="lease_seconds"):
+            parse_config({"deployment": {"lease_seconds": bad}})
+    assert parse_config({"deployment": {"lease_seconds": 5}}).deployment.lease_seconds == 5
+    with pytest.raises(ConfigError, match="in_doubt"):
+        parse_config({"deployment": {"in_doubt": "maybe"}})

@@ -25,6 +25,12 @@ from mailfleet.secrets import Secret, SecretRef
 CONFIG_ENV = "MAILFLEET_CONFIG"
 
 
+def _lease_seconds(value: float) -> None:
+    if not 0.5 <= value < 86_400:  # also refuses nan
+        raise ValueError(f"lease_seconds = {value!r}: expected seconds between 0.5 and "
+                         f"86400, e.g. 15")
+
+
 @attrs.frozen
 class Deployment:
     """``saas``: user servers on port 25 are refused; ``store``: SQLite path or postgresql:// URL;
@@ -37,7 +43,8 @@ class Deployment:
     saas: bool = False
     store: str = "mailfleet.db"
     locale: Literal["en", "ru"] = "en"
-    lease_seconds: float = 15.0
+    lease_seconds: float = attrs.field(default=15.0, validator=lambda _, __, value: (
+        _lease_seconds(value)))
     in_doubt: Literal["resend", "hold"] = "resend"
 
 
