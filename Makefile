@@ -7,7 +7,7 @@ MEMBERS := core testing plugins/gmail plugins/yandex plugins/mailru plugins/ramb
            examples/mailfleet-gmx
 PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(MEMBERS)) requirements-dev.txt
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench chaos clean
 
 $(STAMP): $(PYPROJECTS)
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/send_rate.py
 	$(BIN)/python bench/bounce_fetch.py
 	$(BIN)/python bench/template_render.py
+
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache

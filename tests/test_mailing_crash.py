@@ -17,8 +17,10 @@ import test_mailing_support as support
 from test_mailing_support import dispatcher, make_fleet, new_mailing, server_entry
 
 from mailfleet.clock import FakeClock
+from mailfleet.store import open_store
 from mailfleet.store.sqlite import SqliteStore
 from mailfleet_testing.certs import TLSCerts
+from mailfleet_testing.chaos import kill_loop, quota_used, start_run, write_config
 from mailfleet_testing.smtpd import FakeSMTP
 
 CHILD = """
@@ -111,3 +113,78 @@ def test_letters_caught_inside_data_are_held_for_review_when_the_mailing_says_so
     assert report.recovered.held == sending == counts.get("held", 0)
     assert counts.get("sent", 0) + counts.get("held", 0) == 60
     assert store.release_held(mailing_id) == sending
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "chaos.db")
+    return str(request.getfixturevalue("pg_dsn"))
+
+
+def plain_entry(name: str, smtp: FakeSMTP, **extra: object) -> dict[str, object]:
+    return {"name": name, "sender": f"{name}@example.org", "host": "127.0.0.1",
+            "port": smtp.port, "security": "none", "auth": "none", "timeout": 10.0, **extra}
+
+
+def test_kill_9_in_a_loop_loses_nothing_duplicates_only_letters_in_data_and_keeps_quota_exact(
+        tmp_path: Path, servers: list[FakeSMTP], store_location: str) -> None:
+    a, b, _ = servers
+    count, limit = 240, 100
+    config = write_config(tmp_path / "chaos.toml", store_location, [
+        plain_entry("a", a, connections=4, priority=1, limits={"per_hour": limit}),
+        plain_entry("b", b, connections=2, priority=2)], deployment={"lease_seconds": 3.0})
+    store = open_store(store_location)
+    created = new_mailing(store, count, FakeClock())  # type: ignore[arg-type]
+    report = kill_loop(config, store, created.id, [a, b], ["a", "b"], kills=10, letters=count,
+                       most_between=15)
+    assert report.kills == 10
+    assert report.lost == 0 and report.failed == 0
+    assert report.duplicates <= report.in_data_at_kills
+    assert store.counts(created.id) == {"sent": count}
+    # fill-first held through every crash: a is spent exactly, never beyond
+    used_a = quota_used(store, ["a"])
+    assert used_a == limit and len(a.messages) <= limit
+    # every charge is a letter a server was handed (one in doubt may not have arrived)
+    assert report.copies <= report.quota_used <= report.copies + report.in_data_at_kills
+    store.close()
+
+
+def test_a_survivor_finishes_a_killed_dispatchers_letters_within_the_lease(
+        tmp_path: Path, servers: list[FakeSMTP]) -> None:
+    smtp = servers[0]
+    smtp.add_rule("DATA", "250 2.0.0 Ok: queued slowly", delay=0.01)
+    db = str(tmp_path / "two.db")
+    lease = 3.0
+    config = write_config(tmp_path / "two.toml", db, [plain_entry("a", smtp, connections=2)],
+                          deployment={"lease_seconds": lease})
+    store = open_store(db)
+    created = new_mailing(store, 200, FakeClock())  # type: ignore[arg-type]
+    victim, survivor = start_run(config, created.id), start_run(config, created.id)
+    try:
+        deadline = time.monotonic() + 60
+        while len(delivered(smtp)) < 20:
+            assert time.monotonic() < deadline and victim.poll() is None
+            time.sleep(0.005)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(10)
+        killed_at = time.monotonic()
+        held = [h for h in store.holders(created.id, time.time())
+                if h.pid == victim.pid]
+        # the victim's letters come back without any restart, at the survivor's next beat
+        while any(h.pid == victim.pid for h in store.holders(created.id, time.time())):
+            assert time.monotonic() - killed_at < lease, "not taken back within the lease"
+            time.sleep(0.02)
+        survivor.wait(60)
+    finally:
+        for child in (victim, survivor):
+            if child.poll() is None:
+                child.kill()
+                child.wait(10)
+    assert survivor.returncode == 0
+    assert store.counts(created.id) == {"sent": 200}
+    assert all(h.alive is False for h in held)  # status sees a stopped holder
+    kept = Counter(letter for letter, _ in delivered(smtp))
+    assert set(kept) == {f"{created.id}-{i}" for i in range(1, 201)}
+    assert sum(kept.values()) - 200 <= sum(h.sending for h in held)
+    store.close()

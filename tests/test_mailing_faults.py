@@ -185,3 +185,55 @@ def test_a_live_dispatcher_takes_back_the_letters_of_a_dead_one_while_it_runs(
     assert report.sent == 30 and store.counts(created.id) == {"sent": 30}
     assert (report.recovered.requeued, report.recovered.resent) == (8, 2)
     assert store.holders(created.id, SystemClock().now()) == []
+
+
+def test_status_says_who_holds_letters_and_quota_shows_the_open_breaker(
+        tmp_path: Path, servers: list[FakeSMTP], capsys: Any) -> None:
+    import json
+
+    from mailfleet.cli import main
+    from mailfleet_testing.chaos import write_config
+
+    a = servers[0]
+    db = tmp_path / "status.db"
+    config = write_config(tmp_path / "c.toml", str(db), [
+        {"name": "a", "sender": "a@example.org", "host": "127.0.0.1", "port": a.port,
+         "security": "none", "auth": "none"}], deployment={"lease_seconds": 20.0})
+    store = SqliteStore(db)
+    created = new_mailing(store, 4, FakeClock())
+    now = SystemClock().now()
+    store.host, host = "another-machine", store.host
+    store.register_dispatcher("far", now)
+    store.host = host
+    store.claim("far", "a", Limits(), 3, now)
+    store.server_failed("a", now, "connection broke: dropped in DATA", lambda n: 60.0)
+
+    def run(*args: str) -> Any:
+        code = 0
+        try:
+            main(["--config", str(config), *args, "--json"])
+        except SystemExit as exit_:
+            code = int(exit_.code or 0)
+        assert code == 0
+        return json.loads(capsys.readouterr().out)
+
+    [holder] = run("mailing", "status", created.id)["holders"]
+    assert (holder["dispatcher"], holder["alive"], holder["claimed"]) == ("far", None, 3)
+    assert holder["taken_back_at"] is not None  # when its 20 s lease runs out
+    [row] = run("quota")
+    assert row["breaker"] == {"state": "open", "failures": 1}
+    assert "dropped in DATA" in row["blocked_reason"]
+
+
+def test_a_lease_that_is_not_a_sane_number_of_seconds_is_refused_naming_the_key() -> None:
+    import pytest
+
+    from mailfleet.config import parse_config
+    from mailfleet.errors import ConfigError
+
+    for bad in (0, -1, float("nan"), 1e9):
+        with pytest.raises(ConfigError, match="lease_seconds"):
+            parse_config({"deployment": {"lease_seconds": bad}})
+    assert parse_config({"deployment": {"lease_seconds": 5}}).deployment.lease_seconds == 5
+    with pytest.raises(ConfigError, match="in_doubt"):
+        parse_config({"deployment": {"in_doubt": "maybe"}})

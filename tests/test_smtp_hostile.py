@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 from fleet_config import fleet_for, server_entry
@@ -81,8 +82,9 @@ class Observer:
     def __init__(self) -> None:
         self.log: list[str] = []
 
-    async def data_starting(self, envelope: Envelope) -> None:
+    async def data_starting(self, envelope: Envelope, write: Callable[[], None]) -> None:
         self.log.append(f"data {envelope.letter_id}")
+        write()
 
     def replied(self, result: SendResult) -> None:
         self.log.append(f"{'ok' if result.ok else 'refused'} {result.envelope.letter_id}")

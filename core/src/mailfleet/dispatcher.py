@@ -23,7 +23,6 @@ lease and checks the others').
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -99,12 +98,19 @@ class _Run:
         self.tasks: set[asyncio.Task[None]] = set()
         self.revivals: dict[str, asyncio.TimerHandle] = {}
         self.recovered = Recovery()
+        self.errors: list[BaseException] = []
 
     def track(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` as a task of this pass (the pass ends when none is left)."""
+        """Run ``work`` as a task of this pass (the pass ends when none is left; the first
+        task that fails ends it with that error)."""
         task = asyncio.ensure_future(work)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.errors.append(task.exception())  # type: ignore[arg-type]
 
     def my_turn(self, server: Server) -> bool:
         return all(self.status[s.name] != "open" for s in self.servers
@@ -136,59 +142,63 @@ class _Journal:
         self.linger = linger
         self._sending: list[int] = []
         self._outcomes: list[Outcome] = []
-        self._waiters: list[asyncio.Future[None]] = []
-        self._pending = asyncio.Event()
-        self._urgent = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
+        self._waiters: list[tuple[asyncio.Future[None], Callable[[], None]]] = []
+        self._flush: asyncio.Handle | None = None
+        self._soon = False
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
         self.commit()
 
-    async def data_starting(self, letter: int) -> None:
-        waiter = asyncio.get_running_loop().create_future()
+    async def data_starting(self, letter: int, write: Callable[[], None]) -> None:
+        """Mark ``letter`` as ``sending`` and, right after the commit, ``write`` its message
+        (no await between the two: a crash in between is as unlikely as can be)."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
         self._sending.append(letter)
-        self._waiters.append(waiter)
-        self._pending.set()
-        self._urgent.set()
+        self._waiters.append((waiter, write))
+        if not self._soon:  # the next turn of the loop: every connection ready by then joins
+            if self._flush is not None:
+                self._flush.cancel()
+            self._flush = loop.call_soon(self._commit_logged)
+            self._soon = True
         await waiter
 
     def outcome(self, outcome: Outcome) -> None:
         self._outcomes.append(outcome)
-        self._pending.set()
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(self.linger,
+                                                                self._commit_logged)
 
-    async def _run(self) -> None:
-        while True:
-            await self._pending.wait()
-            if not self._waiters:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.linger):
-                        await self._urgent.wait()
-            await asyncio.sleep(0)  # let the other connections add theirs
+    def _commit_logged(self) -> None:
+        try:
             self.commit()
+        except Exception:  # the waiters got the error; the letters stay in the store
+            log.exception("the store could not record letter outcomes")
 
     def commit(self) -> None:
+        """Commit every entry now (one store transaction), then write the waiting messages."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        self._soon = False
         sending, self._sending = self._sending, []
         outcomes, self._outcomes = self._outcomes, []
         waiters, self._waiters = self._waiters, []
-        self._pending.clear()
-        self._urgent.clear()
         try:
             self.store.record(sending, outcomes, self.clock.now())
         except BaseException as exc:
-            for waiter in waiters:
+            for waiter, _ in waiters:
                 if not waiter.done():
                     waiter.set_exception(exc)
             raise
-        for waiter in waiters:
-            if not waiter.done():
+        for waiter, write in waiters:
+            if waiter.done():  # its session was cancelled meanwhile
+                continue
+            try:
+                write()
+            except Exception as exc:  # a closed session: the waiting client sees why
+                waiter.set_exception(exc)
+            else:
                 waiter.set_result(None)
 
 
@@ -210,11 +220,13 @@ class _Batch:
         self.unattempted: set[str] = set()
         self.accepted = 0
 
-    async def data_starting(self, envelope: Envelope) -> None:
+    async def data_starting(self, envelope: Envelope, write: Callable[[], None]) -> None:
         found = self.by_id.get(envelope.letter_id or "")
-        if found is not None:
-            self.started.add(found[0].letter_id)
-            await self.dispatcher._journal_for().data_starting(found[0].id)
+        if found is None:  # not a letter of this batch (a plugin's own): nothing to record
+            write()
+            return
+        self.started.add(found[0].letter_id)
+        await self.dispatcher._journal_for().data_starting(found[0].id, write)
 
     def replied(self, result: SendResult) -> None:
         found = self.by_id.get(result.envelope.letter_id or "")
@@ -322,13 +334,14 @@ class Dispatcher:
         run = _Run(servers)
         self._recover(run)
         self._journal = _Journal(self.store, self.clock)
-        self._journal.start()
         for server in servers:
             self._spawn(run, server)
         beat = asyncio.ensure_future(self._heartbeat(run))
         try:
-            while run.tasks:
-                await asyncio.wait(list(run.tasks))
+            while run.tasks and not run.errors:
+                await asyncio.wait(list(run.tasks), return_when=asyncio.FIRST_COMPLETED)
+            if run.errors:
+                raise run.errors[0]
         finally:
             beat.cancel()
             for handle in run.revivals.values():
@@ -386,8 +399,12 @@ class Dispatcher:
         jump). Letters taken back mid-pass wake the connections that went idle."""
         while True:
             await asyncio.sleep(self.heartbeat_seconds)
-            self.store.register_dispatcher(self.id, self.clock.now())
-            found = self._recover(run)
+            try:
+                self.store.register_dispatcher(self.id, self.clock.now())
+                found = self._recover(run)
+            except Exception:  # a store hiccup: the next beat tries again
+                log.exception("the dispatcher's heartbeat failed")
+                continue
             if run is not None and (found.requeued or found.resent):
                 for server in run.servers:
                     if run.status[server.name] == "idle" and run.workers[server.name] == 0:

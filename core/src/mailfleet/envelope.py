@@ -46,9 +46,10 @@ class SendObserver(Protocol):
     """Told by a session, letter by letter, what the server has: set it as the session's
     ``observer`` attribute (sessions without one are observed per batch only)."""
 
-    async def data_starting(self, envelope: Envelope) -> None:
-        """The letter's message is about to be written: from here on it may be delivered.
-        The session waits for this to return (the caller makes the fact durable)."""
+    async def data_starting(self, envelope: Envelope, write: Callable[[], None]) -> None:
+        """The letter's message is ready to go: make "it may be delivered from here on"
+        durable, then call ``write`` at once (it puts the message on the wire), then return.
+        Until ``write`` is called the server has nothing of the message."""
         ...
 
     def replied(self, result: SendResult) -> None:

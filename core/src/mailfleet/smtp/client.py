@@ -237,10 +237,14 @@ class SmtpClient:
             for rest in envelopes[len(results):]]
         return results
 
-    async def _data_starting(self, envelope: Envelope) -> None:
-        if self.observer is not None:
-            await self.observer.data_starting(envelope)
+    async def _write_data(self, envelope: Envelope, data: bytes) -> None:
+        """Write ``data``, which carries ``envelope``'s message: through the observer, which
+        writes it the moment it has made "this letter may be delivered" durable."""
         self._in_data = envelope
+        if self.observer is not None:
+            await self.observer.data_starting(envelope, functools.partial(self._write, data))
+        else:
+            self._write(data)
 
     def _replied(self, result: SendResult) -> SendResult:
         self._in_data = None
@@ -266,10 +270,8 @@ class SmtpClient:
             await self._rset()
             return self._replied(SendResult(envelope, self._reply_error(Stage.DATA, reply),
                                             refused))
-        body = dot_stuff(envelope.data)
-        await self._data_starting(envelope)
         deadline = self._deadline()
-        self._write(body)
+        await self._write_data(envelope, dot_stuff(envelope.data))
         reply = await self._read(Stage.DATA, deadline)
         if reply.code != 250:
             return self._replied(SendResult(envelope, self._reply_error(Stage.DATA, reply),
@@ -286,8 +288,9 @@ class SmtpClient:
             group += [f"RCPT TO:<{r}>\r\n".encode() for r in envelope.rcpt_to]
             group.append(b"DATA\r\n")
             if pending is not None:
-                await self._data_starting(pending[0])
-            self._write(body + b"".join(group))
+                await self._write_data(pending[0], body + b"".join(group))
+            else:
+                self._write(b"".join(group))
             if pending is not None:
                 results.append(await self._finish_data(*pending))
                 pending = None
@@ -320,8 +323,7 @@ class SmtpClient:
             if stops(results[-1]):
                 return
         if pending is not None:
-            await self._data_starting(pending[0])
-            self._write(body)
+            await self._write_data(pending[0], body)
             results.append(await self._finish_data(*pending))
 
     async def _finish_data(self, envelope: Envelope, refused: dict[str, SmtpError]) -> SendResult:
