@@ -151,24 +151,29 @@ def part_text(part: Message) -> str:
 
 
 def content_type(part: Message) -> str:
-    """The part's content type in lower case (``text/plain`` when unreadable)."""
-    try:
-        return part.get_content_type().lower()
-    except Exception:
-        return "text/plain"
+    """The part's content type in lower case (``Message.get_content_type``'s rules, read
+    from the header index: its default when absent, ``text/plain`` when malformed)."""
+    values = raw_headers(part, "content-type")
+    if not values:
+        try:
+            return part.get_default_type()
+        except Exception:
+            return "text/plain"
+    ctype = values[0].split(";", 1)[0].strip().lower()
+    return ctype if ctype.count("/") == 1 else "text/plain"
 
 
-def walk(msg: Message) -> Iterator[tuple[Message, int, bool]]:
-    """Yield ``(part, depth, inside_returned_message)`` with part and depth limits."""
+def walk(msg: Message) -> Iterator[tuple[Message, str, bool]]:
+    """Yield ``(part, content_type, inside_returned_message)`` with part and depth limits."""
     count = 0
 
-    def _walk(part: Message, depth: int, inside: bool) -> Iterator[tuple[Message, int, bool]]:
+    def _walk(part: Message, depth: int, inside: bool) -> Iterator[tuple[Message, str, bool]]:
         nonlocal count
         if count >= MAX_PARTS or depth > MAX_DEPTH:
             return
         count += 1
-        yield part, depth, inside
         ctype = content_type(part)
+        yield part, ctype, inside
         try:
             payload = part.get_payload()
         except Exception:

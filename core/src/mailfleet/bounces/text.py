@@ -16,6 +16,7 @@ import re
 import attrs
 
 from mailfleet.bounces.codes import ADDR_RE, addresses_in, clean_address, is_system_address
+from mailfleet.bounces.prefilter import Phrases
 
 _I = re.IGNORECASE | re.MULTILINE
 MAX_RECIPIENTS = 200
@@ -51,7 +52,7 @@ _HEADERISH = re.compile(
     r"Reporting-MTA|Received-From-MTA|Arrival-Date)[ \t]*:",
     re.IGNORECASE,
 )
-_HEADINGS = re.compile(
+_HEADINGS = Phrases(
     r"following (?:e-?mail )?(?:address|recipient|user|destination)|"
     r"address(?:es)? (?:failed|to which)|could not be delivered to|not (?:be )?delivered to|"
     r"could not be (?:reached|delivered)|failed permanently|has been delayed|"
@@ -97,16 +98,19 @@ _RECEIVED_TAIL = re.compile(
     r"^[ \t]*+(?:(?:from|by)[ \t]++\S++[ \t]++\(|\(envelope-from|for <)", re.I)
 _GENERATED = re.compile(
     r"\((?:generated|expanded) from:?[ \t]*+<?([^<>\s)@]{1,256}@[^<>\s)]{1,256})>?\)", re.I)
-_URL = re.compile(r"(?:https?|ftp)://\S+|mailto:", re.IGNORECASE)
-_MSGID = re.compile(r"(?:message-?id|id|mid|queue)[ \t]*+(?:[:=][ \t]*+)?<[^<>\n]{0,256}>",
-                    re.IGNORECASE)
+_URL = Phrases(r"(?:https?|ftp)://\S+|mailto:", re.IGNORECASE)
+# a message/queue id in angle brackets ("Message-ID: <...>", "queue id <...>"): found from
+# each bracketed value (a fast literal search), then the words just before it
+_ANGLED = re.compile(r"<[^<>\n]{0,256}>")
+_MSGID_BEFORE = re.compile(r"(?:message-?id|id|mid|queue)[ \t]*+(?:[:=][ \t]*+)?\Z",
+                           re.IGNORECASE)
 _SUPPRESS = re.compile(
     r"(?:contact|please (?:contact|write)|send (?:an? )?e?-?mail to|report (?:details )?to|"
     r"helpdesk|postmaster|abuse|administrator|support|questions|"
     r"envelope-from|sender|from\b|по адресу)[^\n@]{0,60}$",
     re.IGNORECASE,
 )
-_WARNING = re.compile(
+_WARNING = Phrases(
     r"this is a warning|has not yet been delivered|not yet been delivered|will (?:continue|keep) "
     r"(?:to )?(?:try|trying|attempt)|delivery attempts will continue|will be retried|"
     r"message will be retried|still (?:trying|being retried)|you do not need to resend|"
@@ -169,7 +173,11 @@ class _Spans:
 
 def _excluded_spans(region: str) -> _Spans:
     spans = [(m.start(), m.end()) for m in _URL.finditer(region)]
-    spans += [(m.start(), m.end()) for m in _MSGID.finditer(region)]
+    for angled in _ANGLED.finditer(region):
+        before = region[max(0, angled.start() - 24):angled.start()]
+        word = _MSGID_BEFORE.search(before)
+        if word:
+            spans.append((angled.start() - len(before) + word.start(), angled.end()))
     offset = 0
     for line in region.split("\n"):
         headerish = bool(_HEADERISH.match(line)) and not _LONE_TO.match(line)

@@ -1,0 +1,98 @@
+"""Cheap necessary conditions for the phrase patterns (speed, same results).
+
+Python's regex engine tries every alternative of a long phrase list at every position of the
+text. Most texts contain none of a rule's words, so each pattern is given the literal words
+one of which any match must contain (read from the compiled pattern's syntax tree); the
+pattern runs only when ``str`` containment, which is fast, finds one of them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+_sre_parse: Any = getattr(re, "_parser", None)  # the standard library's own regex parser
+if _sre_parse is not None:
+    LITERAL, SUBPATTERN, BRANCH = _sre_parse.LITERAL, _sre_parse.SUBPATTERN, _sre_parse.BRANCH
+    _REPEATS = (_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT, _sre_parse.POSSESSIVE_REPEAT)
+
+_MIN_WORD = 3
+"""Literals shorter than this filter too little to be worth a check."""
+
+
+def _needed(items: Any) -> list[str] | None:
+    """Literals one of which every match of the sequence ``items`` contains, or None."""
+    best: list[str] | None = None
+    run: list[str] = []
+
+    def consider(words: list[str] | None) -> None:
+        nonlocal best
+        if words and all(len(w) >= _MIN_WORD for w in words) and (
+                best is None or min(map(len, words)) > min(map(len, best))):
+            best = words
+
+    for op, arg in items:
+        if op is LITERAL:
+            run.append(chr(arg))
+            continue
+        consider(["".join(run)] if run else None)
+        run = []
+        if op is SUBPATTERN:
+            consider(_needed(arg[-1]))
+        elif op is BRANCH:
+            options = [_needed(branch) for branch in arg[1]]
+            if all(options):
+                consider([w for option in options if option for w in option])
+        elif op in _REPEATS and arg[0] >= 1:
+            consider(_needed(arg[2]))
+    consider(["".join(run)] if run else None)
+    return best
+
+
+def needed_words(pattern: str) -> tuple[str, ...] | None:
+    """Lower-case words one of which every match of ``pattern`` contains (None: unknown)."""
+    if _sre_parse is None:
+        return None
+    try:
+        tree = _sre_parse.parse(pattern)
+    except (re.error, RecursionError):
+        return None
+    words = _needed(list(tree))
+    return tuple(sorted({w.lower() for w in words})) if words else None
+
+
+class Phrases:
+    """A compiled phrase pattern searched only when one of its needed words occurs.
+
+    A case-insensitive pattern written in lower case is run without IGNORECASE on the
+    lower-cased text (several times faster; positions are the same when lower-casing keeps
+    the length, else the case-insensitive form runs on the text itself)."""
+
+    __slots__ = ("folded", "lowered", "words")
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        self.folded = re.compile(pattern, flags)
+        lowered = bool(flags & re.IGNORECASE) and pattern == pattern.lower()
+        self.lowered = re.compile(pattern, flags & ~re.IGNORECASE) if lowered else None
+        self.words = needed_words(pattern)
+
+    def search(self, text: str, pos: int = 0, *, low: str | None = None) -> re.Match[str] | None:
+        """``pattern.search(text, pos)``; ``low`` is ``text.lower()`` when the caller has it."""
+        if low is None:
+            low = text.lower()
+        if self.words is not None and not any(w in low for w in self.words):
+            return None
+        if self.lowered is not None and len(low) == len(text):
+            return self.lowered.search(low, pos)
+        return self.folded.search(text, pos)
+
+    def finditer(self, text: str, *, low: str | None = None) -> Iterator[re.Match[str]]:
+        """``pattern.finditer(text)`` (match positions are positions in ``text``)."""
+        if low is None:
+            low = text.lower()
+        if self.words is not None and not any(w in low for w in self.words):
+            return iter(())
+        if self.lowered is not None and len(low) == len(text):
+            return self.lowered.finditer(low)
+        return self.folded.finditer(text)
