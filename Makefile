@@ -26,6 +26,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/send_rate.py
+	$(BIN)/python bench/bounce_parse.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache

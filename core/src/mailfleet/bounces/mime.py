@@ -10,6 +10,8 @@ import weakref
 from collections.abc import Iterator
 from email.message import Message
 
+from mailfleet.bounces.split import split_message
+
 MAX_BYTES = 512 * 1024
 """The input budget: only this much of a message is parsed (the report comes first; the
 rest is the returned original). The same cap for the mailbox readers, tests and bench."""
@@ -40,9 +42,15 @@ def limit_input(raw: bytes, size: int | None = None) -> tuple[bytes, str | None]
 
 
 def parse_raw(raw: bytes) -> Message:
-    """Parse ``raw`` (already within the budget) with the ``compat32`` policy: header
-    values stay raw strings until :func:`header` reads one (no header objects)."""
-    return email.message_from_bytes(raw, policy=email.policy.compat32)
+    """Parse ``raw`` (already within the budget) into the tree ``email`` builds with the
+    ``compat32`` policy (header values stay raw strings until :func:`header` reads one),
+    with the fast splitter; the email package itself if the splitter fails."""
+    try:
+        return split_message(raw)
+    except RecursionError:
+        raise
+    except Exception:  # a case the splitter does not handle: the reference parser
+        return email.message_from_bytes(raw, policy=email.policy.compat32)
 
 
 def parse_flat(raw: bytes) -> Message:

@@ -62,8 +62,8 @@ _MSGID_RE = re.compile(r"^[ \t>]*Message-I[Dd][ \t]*:[ \t]*(?:\r?\n[ \t]+)?(<[^<
                        re.MULTILINE | re.IGNORECASE)
 _MTA_RE = Phrases(
     r"(?:at host|program at|agent at|mail system at(?: host)?|system at|server at|"
-    r"Message from|delivery agent at|Reporting-MTA:[ \t]*dns;)\s++\[?"
-    r"([A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,20}\.[A-Za-z]{2,63})",
+    r"message from|delivery agent at|reporting-mta:[ \t]*dns;)\s++\[?"
+    r"([a-z0-9\-]{1,63}(?:\.[a-z0-9\-]{1,63}){0,20}\.[a-z]{2,63})",
     re.IGNORECASE,
 )
 _TAG_RE = re.compile(r"<[^<>]{1,4000}>")

@@ -62,37 +62,102 @@ def needed_words(pattern: str) -> tuple[str, ...] | None:
     return tuple(sorted({w.lower() for w in words})) if words else None
 
 
-class Phrases:
-    """A compiled phrase pattern searched only when one of its needed words occurs.
+def alternatives(pattern: str) -> list[str]:
+    """The top-level alternatives of ``pattern`` (split at ``|`` outside groups and sets)."""
+    out: list[str] = []
+    depth, in_set, start, i = 0, False, 0, 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 2
+            continue
+        if in_set:
+            in_set = char != "]"
+        elif char == "[":
+            in_set = True
+            if pattern.startswith(("[]", "[^]"), i):
+                i += 2 if pattern.startswith("[]", i) else 3
+                continue
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            out.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    out.append(pattern[start:])
+    return out
 
-    A case-insensitive pattern written in lower case is run without IGNORECASE on the
-    lower-cased text (several times faster; positions are the same when lower-casing keeps
-    the length, else the case-insensitive form runs on the text itself)."""
 
+class _Alternative:
     __slots__ = ("folded", "lowered", "words")
 
-    def __init__(self, pattern: str, flags: int = 0) -> None:
+    def __init__(self, pattern: str, flags: int) -> None:
         self.folded = re.compile(pattern, flags)
         lowered = bool(flags & re.IGNORECASE) and pattern == pattern.lower()
         self.lowered = re.compile(pattern, flags & ~re.IGNORECASE) if lowered else None
         self.words = needed_words(pattern)
 
+
+class Phrases:
+    """A phrase pattern searched only where it can match.
+
+    Each top-level alternative is compiled on its own with the literal words one of which
+    its matches must contain; an alternative runs only when ``str`` containment (fast)
+    finds one of them. A case-insensitive alternative written in lower case runs without
+    IGNORECASE on the lower-cased text (several times faster; positions are the same when
+    lower-casing keeps the length, else the case-insensitive form runs on the text)."""
+
+    __slots__ = ("_parts", "_whole")
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        self._whole = _Alternative(pattern, flags)
+        pieces = alternatives(pattern)
+        self._parts = [_Alternative(p, flags) for p in pieces] if len(pieces) > 1 else [
+            self._whole]
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        """The whole pattern, compiled as given."""
+        return self._whole.folded
+
+    @staticmethod
+    def _run(part: _Alternative, text: str, low: str, pos: int) -> re.Match[str] | None:
+        if part.words is not None and not any(w in low for w in part.words):
+            return None
+        if part.lowered is not None and len(low) == len(text):
+            return part.lowered.search(low, pos)
+        return part.folded.search(text, pos)
+
     def search(self, text: str, pos: int = 0, *, low: str | None = None) -> re.Match[str] | None:
-        """``pattern.search(text, pos)``; ``low`` is ``text.lower()`` when the caller has it."""
+        """The leftmost match, as ``pattern.search(text, pos)`` would give it (its start
+        and end; groups are numbered within the alternative that matched); ``low`` is
+        ``text.lower()`` when the caller has it."""
         if low is None:
             low = text.lower()
-        if self.words is not None and not any(w in low for w in self.words):
-            return None
-        if self.lowered is not None and len(low) == len(text):
-            return self.lowered.search(low, pos)
-        return self.folded.search(text, pos)
+        best: re.Match[str] | None = None
+        for part in self._parts:
+            match = self._run(part, text, low, pos)
+            if match and (best is None or match.start() < best.start()):
+                best = match
+                if best.start() == pos:
+                    break
+        return best
+
+    def hit(self, text: str, *, low: str | None = None) -> bool:
+        """Whether the pattern matches anywhere in ``text``."""
+        if low is None:
+            low = text.lower()
+        return any(self._run(part, text, low, 0) for part in self._parts)
 
     def finditer(self, text: str, *, low: str | None = None) -> Iterator[re.Match[str]]:
         """``pattern.finditer(text)`` (match positions are positions in ``text``)."""
         if low is None:
             low = text.lower()
-        if self.words is not None and not any(w in low for w in self.words):
+        whole = self._whole
+        if whole.words is not None and not any(w in low for w in whole.words):
             return iter(())
-        if self.lowered is not None and len(low) == len(text):
-            return self.lowered.finditer(low)
-        return self.folded.finditer(text)
+        if whole.lowered is not None and len(low) == len(text):
+            return whole.lowered.finditer(low)
+        return whole.folded.finditer(text)

@@ -301,7 +301,7 @@ def _by_text(low: str, detail: str) -> tuple[str | None, bool]:
     """The first matching reason and whether it came from the specific (not weak) rules."""
     for strong, rules in ((True, _COMPILED), (False, _WEAK)):
         for reason, rx in rules:
-            if rx.search(low):
+            if rx.hit(low, low=low):
                 if reason == "spamdetected" and detail.startswith("1."):
                     continue
                 return reason, strong

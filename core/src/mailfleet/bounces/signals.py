@@ -47,17 +47,17 @@ _AUTOREPLY_SUBJECT = Phrases(
 def looks_like_bounce_sender(msg: Message) -> bool:
     """The From or Return-Path says a mail system wrote it."""
     sender = header(msg, "From")
-    return bool(_BOUNCE_FROM.search(sender))
+    return _BOUNCE_FROM.hit(sender)
 
 
 def looks_like_bounce_subject(msg: Message) -> bool:
     """The Subject reads like a non-delivery report."""
-    return bool(_BOUNCE_SUBJECT.search(header(msg, "Subject")))
+    return _BOUNCE_SUBJECT.hit(header(msg, "Subject"))
 
 
 def looks_like_bounce_text(text: str) -> bool:
     """The body text reads like a non-delivery report."""
-    return bool(_BOUNCE_BODY.search(text[:20000]))
+    return _BOUNCE_BODY.hit(text[:20000])
 
 
 def is_autoreply(msg: Message) -> bool:
@@ -71,4 +71,4 @@ def is_autoreply(msg: Message) -> bool:
             return True
     if header(msg, "Precedence").lower() in {"auto_reply", "auto-reply"}:
         return True
-    return bool(_AUTOREPLY_SUBJECT.search(header(msg, "Subject")))
+    return _AUTOREPLY_SUBJECT.hit(header(msg, "Subject"))

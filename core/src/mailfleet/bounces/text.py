@@ -149,7 +149,7 @@ def report_region(text: str) -> str:
 
 def is_warning(text: str) -> bool:
     """True when the report text says the message is only delayed."""
-    return bool(_WARNING.search(text[:20000]))
+    return _WARNING.hit(text[:20000])
 
 
 class _Spans:
@@ -187,17 +187,15 @@ def _excluded_spans(region: str) -> _Spans:
     return _Spans(spans)
 
 
-def _structured(region: str, spans: _Spans) -> list[tuple[str, int]]:
+def _structured(region: str, spans: _Spans,
+                heading: re.Match[str] | None) -> list[tuple[str, int]]:
     found: list[tuple[str, int]] = []
     for rx in (_LINE_ADDR, _FIELD_ADDR):
         for match in itertools.islice(rx.finditer(region), _MAX_FOUND):
             addr = clean_address(match.group(1))
             if addr and not spans.inside(match.start()):
                 found.append((addr, match.start()))
-    if found:
-        return found
-    heading = _HEADINGS.search(region)
-    if not heading:
+    if found or not heading:
         return found
     tail_start = heading.start()
     for match in itertools.islice(_EXIM_ADDR.finditer(region, tail_start), _MAX_FOUND):
@@ -211,8 +209,8 @@ def _structured(region: str, spans: _Spans) -> list[tuple[str, int]]:
     return found
 
 
-def _generic(region: str, spans: _Spans) -> list[tuple[str, int]]:
-    heading = _HEADINGS.search(region)
+def _generic(region: str, spans: _Spans,
+             heading: re.Match[str] | None) -> list[tuple[str, int]]:
     found = _generic_from(region, spans, heading.start() if heading else 0)
     if not found and heading:
         # "User's mailbox is full: <addr>" above an "Unable to deliver mail." line
@@ -258,10 +256,11 @@ def find_recipients(region: str, exclude: set[str],
     them are the failed ones (the others are contacts, suggestions, aliases).
     """
     spans = _excluded_spans(region)
-    found = _structured(region, spans)
+    heading = _HEADINGS.search(region)
+    found = _structured(region, spans, heading)
     structured = bool(found)
     if not found:
-        found = _generic(region, spans)
+        found = _generic(region, spans, heading)
         keys = {a.lower() for a, _ in found} - exclude
         if prefer and len(keys) > 1 and keys & prefer:
             found = [(a, pos) for a, pos in found
