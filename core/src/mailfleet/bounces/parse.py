@@ -222,14 +222,15 @@ def _recipient(address: str, status: str | None, reply: str | None, diagnostic: 
         return FailedRecipient(address, action or "delivered", status or "2.0.0", reply,
                                "delivered", False, diag_text)
     provider_rule = False
-    reason = classify(status, strip_addresses(diag_text or ""), temporary=kind == "delay",
-                      context=strip_addresses(context), remote=remote)
+    plain = strip_addresses(diag_text or "")
+    command = smtp_command(diag_text) or smtp_command(context)
+    reason = classify(status, plain, temporary=kind == "delay",
+                      context=strip_addresses(context), remote=remote, command=command)
     if diag_text:
         # the receiving provider's own codes and texts (sisimai's per-host rules)
         hosts = (remote_mta or remote_host(diag_text) or remote_host(context),
                  address.rpartition("@")[2], reporter)
-        ruled = by_host(hosts, diag_text, status,
-                        smtp_command(diag_text) or smtp_command(context))
+        ruled = by_host(hosts, diag_text, status, command)
         if ruled:
             reason = ruled
             provider_rule = True
@@ -252,7 +253,7 @@ def _recipient(address: str, status: str | None, reply: str | None, diagnostic: 
         else:
             status = "5.0.0"
     # a temporary (4xx) failure never proves the address dead
-    hard = is_hard(reason, status, strip_addresses(diag_text or ""), provider=provider_rule)
+    hard = is_hard(reason, status, plain, provider=provider_rule)
     return FailedRecipient(address, action, status, reply, reason, hard, diag_text)
 
 

@@ -28,8 +28,10 @@ def _needed(items: Any) -> list[str] | None:
 
     def consider(words: list[str] | None) -> None:
         nonlocal best
+        # the most selective choice: fewest words, then the longest shortest word
         if words and all(len(w) >= _MIN_WORD for w in words) and (
-                best is None or min(map(len, words)) > min(map(len, best))):
+                best is None or (len(words), -min(map(len, words)))
+                < (len(best), -min(map(len, best)))):
             best = words
 
     for op, arg in items:
@@ -161,3 +163,40 @@ class Phrases:
         if whole.lowered is not None and len(low) == len(text):
             return whole.lowered.finditer(low)
         return whole.folded.finditer(text)
+
+
+class RuleSet:
+    """Ordered ``(label, pattern)`` rules over lower-case text, where the first rule that
+    matches anywhere wins: every needed word is looked up once per text, and only the
+    alternatives whose words occur (or that have none) are run, in rule order."""
+
+    __slots__ = ("_alternatives", "_always", "_words", "labels")
+
+    def __init__(self, rules: tuple[tuple[str, str], ...]) -> None:
+        self.labels = tuple(label for label, _ in rules)
+        self._alternatives: list[tuple[int, re.Pattern[str]]] = []
+        self._always: list[int] = []
+        index: dict[str, list[int]] = {}
+        for number, (_label, pattern) in enumerate(rules):
+            for piece in alternatives(pattern):
+                position = len(self._alternatives)
+                self._alternatives.append((number, re.compile(piece)))
+                words = needed_words(piece)
+                if words is None:
+                    self._always.append(position)
+                for word in words or ():
+                    index.setdefault(word, []).append(position)
+        self._words = tuple((word, tuple(found)) for word, found in index.items())
+
+    def matching(self, low: str) -> Iterator[int]:
+        """Numbers of the rules that match ``low``, in rule order."""
+        candidates = set(self._always)
+        for word, found in self._words:
+            if word in low:
+                candidates.update(found)
+        done = -1
+        for position in sorted(candidates):
+            number, pattern = self._alternatives[position]
+            if number != done and pattern.search(low):
+                done = number
+                yield number

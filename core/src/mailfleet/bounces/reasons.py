@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from mailfleet.bounces.prefilter import Phrases
+from mailfleet.bounces.prefilter import Phrases, RuleSet
 
 HARD_REASONS = frozenset({"userunknown", "hostunknown", "hasmoved"})
 
@@ -216,8 +216,8 @@ _WEAK_RULES: tuple[tuple[str, str], ...] = (
     ("blocked", r"access denied|denied"),
     ("contenterror", r"content|mime|attachment|encoding|8bit|illegal character"),
 )
-_COMPILED = tuple((reason, Phrases(rx)) for reason, rx in _TEXT_RULES)
-_WEAK = tuple((reason, Phrases(rx)) for reason, rx in _WEAK_RULES)
+_STRONG_SET = RuleSet(_TEXT_RULES)
+_WEAK_SET = RuleSet(_WEAK_RULES)
 # The SMTP command a refusal answered, as the MTAs name it: Postfix "(in reply to RCPT TO
 # command)", Exim "SMTP error from remote mail server after RCPT TO:<..>", Sendmail
 # transcripts ">>> RCPT To:<..>", Yahoo "[RCPT_TO]", "did not like our RCPT TO", qmail
@@ -299,17 +299,18 @@ def _subject_detail(status: str) -> str:
 
 def _by_text(low: str, detail: str) -> tuple[str | None, bool]:
     """The first matching reason and whether it came from the specific (not weak) rules."""
-    for strong, rules in ((True, _COMPILED), (False, _WEAK)):
-        for reason, rx in rules:
-            if rx.hit(low, low=low):
-                if reason == "spamdetected" and detail.startswith("1."):
-                    continue
-                return reason, strong
+    for strong, rules in ((True, _STRONG_SET), (False, _WEAK_SET)):
+        for number in rules.matching(low):
+            reason = rules.labels[number]
+            if reason == "spamdetected" and detail.startswith("1."):
+                continue
+            return reason, strong
     return None, False
 
 
 def classify(status: str | None, text: str | None, *, temporary: bool = False,
-             context: str | None = None, remote: bool = False) -> str:
+             context: str | None = None, remote: bool = False,
+             command: str | None = None) -> str:
     """Return the reason word for an RFC 3463 ``status`` and diagnostic ``text``.
 
     ``context`` is the surrounding report text: with ``text`` it tells the SMTP command that
@@ -324,7 +325,7 @@ def classify(status: str | None, text: str | None, *, temporary: bool = False,
     # continuation prefixes ("550-5.7.1 ") split phrases of multi-line replies
     low = " ".join(_CONTINUATION.sub(" ", (text or "").lower()).split())
     reason, strong = _by_text(low, detail) if low else (None, False)
-    command = smtp_command(text) or smtp_command(context)
+    command = command or smtp_command(text) or smtp_command(context)
     if command in {"HELO", "CONN"} and reason != "networkerror":
         return "blocked"  # refused before any envelope: the sending host itself
     if command == "MAIL" and (not strong or reason in {
