@@ -260,9 +260,9 @@ def _recipient(address: str, status: str | None, reply: str | None, diagnostic: 
 _VAGUE_REASONS = frozenset({"networkerror", "systemerror", "onhold", "undefined"})
 _RCPT_HEADERS = ("To", "Cc", "Bcc", "Delivered-To", "X-Original-To", "Envelope-To",
                  "X-Envelope-To", "X-Rcpt-To")
-_TEXT_RCPT_RE = re.compile(r"^>?[ \t]*(?:To|Cc|Delivered-To|X-Original-To|Envelope-To)[ \t]*:"
-                           r"[ \t]*(.+(?:\r?\n[ \t]+.+)*)", re.IGNORECASE | re.MULTILINE)
-_FOR_RE = re.compile(r"\bfor[ \t]++<([^<>\s@]{1,256}@[^<>\s]{1,256})>", re.IGNORECASE)
+_TEXT_RCPT_RE = Phrases(r"^>?[ \t]*(?:to|cc|delivered-to|x-original-to|envelope-to)[ \t]*:"
+                        r"[ \t]*(.+(?:\r?\n[ \t]+.+)*)", re.IGNORECASE | re.MULTILINE)
+_FOR_RE = Phrases(r"\bfor[ \t]++<([^<>\s@]{1,256}@[^<>\s]{1,256})>", re.IGNORECASE)
 
 
 def _original_recipients(parts: _Parts, tail: str) -> list[str]:
@@ -273,11 +273,12 @@ def _original_recipients(parts: _Parts, tail: str) -> list[str]:
         for name in _RCPT_HEADERS:
             found += addresses_in(header(original, name))
         for received in _received_fields(original):
-            found += [m.group(1) for m in _FOR_RE.finditer(received)]
+            found += _FOR_RE.groups(received)
     for text in [*parts.original_headers, tail[:50_000]]:
-        for match in _TEXT_RCPT_RE.finditer(text):
-            found += addresses_in(match.group(1))
-        found += [m.group(1) for m in _FOR_RE.finditer(text)]
+        low = text.lower()
+        for value in _TEXT_RCPT_RE.groups(text, low=low):
+            found += addresses_in(value)
+        found += _FOR_RE.groups(text, low=low)
     seen: set[str] = set()
     out: list[str] = []
     for addr in found:
@@ -319,8 +320,7 @@ def _feedback_recipients(msg: Message, parts: _Parts, fb_text: str) -> list[str]
                 return found
         received = _received_fields(original)
         if received:
-            found = [m.group(1) for m in _FOR_RE.finditer(received[0])
-                     if m.group(1).lower() not in own]
+            found = [a for a in _FOR_RE.groups(received[0]) if a.lower() not in own]
             if found:
                 return found
     return []
@@ -340,7 +340,7 @@ def _last_hop_recipients(parts: _Parts) -> list[str]:
     for original in parts.originals:
         received = _received_fields(original)
         if received:
-            found += [m.group(1) for m in _FOR_RE.finditer(received[0])]
+            found += _FOR_RE.groups(received[0])
         if not found:
             for name in ("To", "Cc"):
                 found += addresses_in(header(original, name))
@@ -348,7 +348,7 @@ def _last_hop_recipients(parts: _Parts) -> list[str]:
         head = text.split("\n\n", 1)[0]
         top = re.search(r"^Received:.*(?:\r?\n[ \t]+.*)*", head, re.MULTILINE)
         if top:
-            found += [m.group(1) for m in _FOR_RE.finditer(top.group(0))]
+            found += _FOR_RE.groups(top.group(0))
         if not found:
             for match in re.finditer(r"^(?:To|Cc)[ \t]*:[ \t]*(.+(?:\r?\n[ \t]+.+)*)", head,
                                      re.IGNORECASE | re.MULTILINE):

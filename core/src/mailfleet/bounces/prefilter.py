@@ -153,6 +153,11 @@ class Phrases:
             low = text.lower()
         return any(self._run(part, text, low, 0) for part in self._parts)
 
+    def groups(self, text: str, group: int = 1, *, low: str | None = None) -> list[str]:
+        """Group ``group`` of every :meth:`finditer` match, as written in ``text``."""
+        return [text[m.start(group):m.end(group)]
+                for m in self.finditer(text, low=low) if m.start(group) >= 0]
+
     def finditer(self, text: str, *, low: str | None = None) -> Iterator[re.Match[str]]:
         """``pattern.finditer(text)`` (match positions are positions in ``text``)."""
         if low is None:

@@ -45,12 +45,12 @@ _HEADER_LINE = re.compile(
     r"ARC-[A-Za-z\-]+|Delivered-To|References|In-Reply-To):[ \t]",
     re.IGNORECASE,
 )
-_HEADERISH = re.compile(
+_HEADERISH_LINES = re.compile(
     r"^[ \t]*+(?:>[ \t]*+)?(?:To|Cc|Bcc|From|Sender|Reply-To|Return-Path|Received|Subject|"
     r"Sent|Date|Message-I[dD]|In-Reply-To|References|Delivered-To|Envelope-From|X-[\w\-]+|"
     r"Auto-Submitted|List-[\w\-]+|De|Para|Enviado el|Asunto|Von|An|Betreff|"
     r"Reporting-MTA|Received-From-MTA|Arrival-Date)[ \t]*:",
-    re.IGNORECASE,
+    re.IGNORECASE | re.MULTILINE,
 )
 _HEADINGS = Phrases(
     r"following (?:e-?mail )?(?:address|recipient|user|destination)|"
@@ -93,9 +93,10 @@ _FIELD_ADDR = re.compile(
 _EXIM_ADDR = re.compile(
     r"^[ \t]{0,8}+<?([^<>\s:@]{1,256}@[^<>\s:]{1,256}?)>?(?::|[ \t]*$|[ \t]+on[ \t]+\w)",
     re.MULTILINE)
-_LONE_TO = re.compile(r"^[ \t]*+(?:To|An|Para)[ \t]*+:[ \t]*+<?[^\s@]++@\S++[ \t\r]*$")
-_RECEIVED_TAIL = re.compile(
-    r"^[ \t]*+(?:(?:from|by)[ \t]++\S++[ \t]++\(|\(envelope-from|for <)", re.I)
+_LONE_TO_LINE = re.compile(r"^[ \t]*+(?:To|An|Para)[ \t]*+:[ \t]*+<?[^\s@]++@\S++[ \t\r]*$",
+                           re.MULTILINE)
+_RECEIVED_LINES = re.compile(
+    r"^[ \t]*+(?:(?:from|by)[ \t]++\S++[ \t]++\(|\(envelope-from|for <)", re.I | re.M)
 _GENERATED = re.compile(
     r"\((?:generated|expanded) from:?[ \t]*+<?([^<>\s)@]{1,256}@[^<>\s)]{1,256})>?\)", re.I)
 _URL = Phrases(r"(?:https?|ftp)://\S+|mailto:", re.IGNORECASE)
@@ -178,12 +179,15 @@ def _excluded_spans(region: str) -> _Spans:
         word = _MSGID_BEFORE.search(before)
         if word:
             spans.append((angled.start() - len(before) + word.start(), angled.end()))
-    offset = 0
-    for line in region.split("\n"):
-        headerish = bool(_HEADERISH.match(line)) and not _LONE_TO.match(line)
-        if headerish or _RECEIVED_TAIL.match(line):
-            spans.append((offset, offset + len(line)))
-        offset += len(line) + 1
+    # whole lines that are header fields ("To:" alone with an address is not: a Domino
+    # "To: <addr>" names the failed recipient) or Received continuations
+    for lines in (_HEADERISH_LINES, _RECEIVED_LINES):
+        for match in lines.finditer(region):
+            start = match.start()
+            if lines is _HEADERISH_LINES and _LONE_TO_LINE.match(region, start):
+                continue
+            end = region.find("\n", start)
+            spans.append((start, len(region) if end < 0 else end))
     return _Spans(spans)
 
 
