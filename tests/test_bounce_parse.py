@@ -676,3 +676,62 @@ def test_new_generic_phrases() -> None:
     assert _reason(_postfix("500 Line limit exceeded")) == "mesgtoobig"
     assert _reason(_postfix("450 service permits 2 unverifyable sending IPs (in reply to "
                             "MAIL FROM command)")) == "requireptr"
+
+
+def _arf(enclosed: str, fields: str = "") -> bytes:
+    return (
+        "From: fbl@isp.example\r\nTo: fbl-reports@sender.example\r\nSubject: Abuse Report\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=feedback-report; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n"
+        "--B\r\nContent-Type: message/feedback-report\r\n\r\n"
+        "Feedback-Type: abuse\r\nVersion: 1\r\n" + fields + "\r\n"
+        "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n" + enclosed + "\r\n--B--\r\n"
+    ).encode()
+
+
+def test_arf_complainant_from_microsoft_jmrp_header_of_the_enclosed_message() -> None:
+    report = parse_bounce(_arf("From: news@sender.example\r\nTo: undisclosed-recipients:;\r\n"
+                               "X-HmXmrOriginalRecipient: <ann@hotmail.example>\r\n"))
+    assert [r.address for r in report.recipients] == ["ann@hotmail.example"]
+
+
+def test_arf_with_redacted_to_takes_the_delivering_mta_header() -> None:
+    report = parse_bounce(_arf("Delivered-To: bob@isp.example\r\nFrom: news@sender.example\r\n"
+                               'To: "undisclosed"\r\n'))
+    assert [r.address for r in report.recipients] == ["bob@isp.example"]
+
+
+def test_arf_original_rcpt_to_wins_over_the_enclosed_to() -> None:
+    report = parse_bounce(_arf("To: list@sender.example\r\n",
+                               "Original-Rcpt-To: carol@isp.example\r\n"))
+    assert [r.address for r in report.recipients] == ["carol@isp.example"]
+
+
+def _text_bounce(reply: str) -> bytes:
+    return ("From: MAILER-DAEMON@mx.example.net\r\nTo: news@sender.example\r\n"
+            "Subject: Undelivered Mail Returned to Sender\r\n\r\n"
+            f"<dan@example.org>: host mx.example.org[192.0.2.1] said: {reply}\r\n").encode()
+
+
+def test_hard_only_when_the_code_or_a_specific_text_says_the_address_is_dead() -> None:
+    cases = {
+        "550 5.1.1 <dan@example.org>: Recipient address rejected: User unknown "
+        "(in reply to RCPT TO command)": True,
+        "550 5.1.10 RESOLVER.ADR.RecipientNotFound; not found by SMTP address lookup": True,
+        "556 5.1.10 Recipient address has null MX": True,
+        "550 User unknown (in reply to RCPT TO command)": True,
+        # refused, but nothing says the mailbox does not exist
+        "550 5.7.1 <dan@example.org>: Recipient address rejected: Access denied": False,
+        "550 Recipient address rejected (in reply to RCPT TO command)": False,
+        "550 5.7.1 User unknown (in reply to end of DATA command)": False,
+        "452 4.1.1 <dan@example.org>: mailbox temporarily unknown": False,
+        "550 5.2.1 mailbox disabled, not accepting messages": False,
+    }
+    got = {reply: parse_bounce(_text_bounce(reply)).recipients[0].hard for reply in cases}
+    assert got == cases
+
+
+def test_null_mx_code_gives_notaccept() -> None:
+    [rcpt] = parse_bounce(_text_bounce("556 5.1.10 Recipient address has null MX")).recipients
+    assert (rcpt.status, rcpt.reason, rcpt.hard) == ("5.1.10", "notaccept", True)

@@ -10,6 +10,8 @@ import weakref
 from collections.abc import Iterator
 from email.message import Message
 
+from mailfleet.bounces.split import split_message
+
 MAX_BYTES = 512 * 1024
 """The input budget: only this much of a message is parsed (the report comes first; the
 rest is the returned original). The same cap for the mailbox readers, tests and bench."""
@@ -40,9 +42,15 @@ def limit_input(raw: bytes, size: int | None = None) -> tuple[bytes, str | None]
 
 
 def parse_raw(raw: bytes) -> Message:
-    """Parse ``raw`` (already within the budget) with the ``compat32`` policy: header
-    values stay raw strings until :func:`header` reads one (no header objects)."""
-    return email.message_from_bytes(raw, policy=email.policy.compat32)
+    """Parse ``raw`` (already within the budget) into the tree ``email`` builds with the
+    ``compat32`` policy (header values stay raw strings until :func:`header` reads one),
+    with the fast splitter; the email package itself if the splitter fails."""
+    try:
+        return split_message(raw)
+    except RecursionError:
+        raise
+    except Exception:  # a case the splitter does not handle: the reference parser
+        return email.message_from_bytes(raw, policy=email.policy.compat32)
 
 
 def parse_flat(raw: bytes) -> Message:
@@ -151,24 +159,29 @@ def part_text(part: Message) -> str:
 
 
 def content_type(part: Message) -> str:
-    """The part's content type in lower case (``text/plain`` when unreadable)."""
-    try:
-        return part.get_content_type().lower()
-    except Exception:
-        return "text/plain"
+    """The part's content type in lower case (``Message.get_content_type``'s rules, read
+    from the header index: its default when absent, ``text/plain`` when malformed)."""
+    values = raw_headers(part, "content-type")
+    if not values:
+        try:
+            return part.get_default_type()
+        except Exception:
+            return "text/plain"
+    ctype = values[0].split(";", 1)[0].strip().lower()
+    return ctype if ctype.count("/") == 1 else "text/plain"
 
 
-def walk(msg: Message) -> Iterator[tuple[Message, int, bool]]:
-    """Yield ``(part, depth, inside_returned_message)`` with part and depth limits."""
+def walk(msg: Message) -> Iterator[tuple[Message, str, bool]]:
+    """Yield ``(part, content_type, inside_returned_message)`` with part and depth limits."""
     count = 0
 
-    def _walk(part: Message, depth: int, inside: bool) -> Iterator[tuple[Message, int, bool]]:
+    def _walk(part: Message, depth: int, inside: bool) -> Iterator[tuple[Message, str, bool]]:
         nonlocal count
         if count >= MAX_PARTS or depth > MAX_DEPTH:
             return
         count += 1
-        yield part, depth, inside
         ctype = content_type(part)
+        yield part, ctype, inside
         try:
             payload = part.get_payload()
         except Exception:

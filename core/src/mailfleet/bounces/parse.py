@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from email import policy
 from email.message import Message
-from email.parser import BytesParser
+from email.parser import BytesParser, HeaderParser
 
 import attrs
 
@@ -20,7 +20,7 @@ from mailfleet.bounces.codes import (
 )
 from mailfleet.bounces.dsn import DSN_HINT_RE, DsnRecipient, parse_dsn
 from mailfleet.bounces.mime import (
-    content_type,
+    MAX_TEXT,
     header,
     headers_text,
     limit_input,
@@ -30,6 +30,7 @@ from mailfleet.bounces.mime import (
     raw_headers,
     walk,
 )
+from mailfleet.bounces.prefilter import Phrases
 from mailfleet.bounces.reasons import classify, is_hard, smtp_command
 from mailfleet.bounces.report import BounceReport, FailedRecipient, Kind
 from mailfleet.bounces.rhost import by_host, remote_host
@@ -52,15 +53,17 @@ from mailfleet.bounces.text import (
 LETTER_ID_RE = re.compile(
     r"X-Mailfleet-Letter-Id:[ \t]*(?:\r?\n[ \t]+)?<?([A-Za-z0-9._:=\-]{1,128})",
                           re.IGNORECASE)
+_LETTER_ID = Phrases(LETTER_ID_RE.pattern, re.IGNORECASE)
+_LETTER_HEADER = b"x-mailfleet-letter-id"
 VERP_RE = re.compile(r"\+mf-([A-Za-z0-9._=\-]{1,128})@", re.IGNORECASE)
 _VERP_HEADERS = ("To", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To",
                  "X-Rcpt-To", "Original-Recipient", "Return-Path", "X-Failed-Recipients-To")
 _MSGID_RE = re.compile(r"^[ \t>]*Message-I[Dd][ \t]*:[ \t]*(?:\r?\n[ \t]+)?(<[^<>\s]+>)",
                        re.MULTILINE | re.IGNORECASE)
-_MTA_RE = re.compile(
+_MTA_RE = Phrases(
     r"(?:at host|program at|agent at|mail system at(?: host)?|system at|server at|"
-    r"Message from|delivery agent at|Reporting-MTA:[ \t]*dns;)\s++\[?"
-    r"([A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,20}\.[A-Za-z]{2,63})",
+    r"message from|delivery agent at|reporting-mta:[ \t]*dns;)\s++\[?"
+    r"([a-z0-9\-]{1,63}(?:\.[a-z0-9\-]{1,63}){0,20}\.[a-z]{2,63})",
     re.IGNORECASE,
 )
 _TAG_RE = re.compile(r"<[^<>]{1,4000}>")
@@ -92,8 +95,7 @@ def _collect(msg: Message) -> _Parts:
         parts.report_type = str(msg.get_param("report-type", "") or "").lower()
     except Exception:
         parts.report_type = ""
-    for part, _depth, inside in walk(msg):
-        ctype = content_type(part)
+    for part, ctype, inside in walk(msg):
         if inside:
             continue
         if ctype.endswith("delivery-status"):
@@ -171,12 +173,13 @@ def _raw_body(msg: Message) -> str:
 def _letter_id(msg: Message, raw: bytes, parts: _Parts) -> str | None:
     sources = [*(headers_text(o) for o in parts.originals), *parts.original_headers, *parts.texts]
     for text in sources:
-        match = LETTER_ID_RE.search(text)
+        match = _LETTER_ID.search(text)
         if match:
             return match.group(1)
-    match = LETTER_ID_RE.search(raw[:1_000_000].decode("latin-1"))
-    if match:
-        return match.group(1)
+    if _LETTER_HEADER in raw.lower():
+        match = LETTER_ID_RE.search(raw.decode("latin-1"))
+        if match:
+            return match.group(1)
     for name in _VERP_HEADERS:
         verp = VERP_RE.search(header(msg, name))
         if verp:
@@ -201,9 +204,8 @@ def _original_message_id(msg: Message, parts: _Parts, tail: str) -> str | None:
     return None
 
 
-def _reporting_mta(msg: Message, dsn_mta: str | None, text: str) -> str | None:
-    if dsn_mta:
-        return dsn_mta
+def _reporting_mta(msg: Message, text: str) -> str | None:
+    """The reporting MTA named in the report text, else the domain of its From."""
     match = _MTA_RE.search(text[:5000])
     if match:
         return match.group(1).rstrip(".").lower()
@@ -219,16 +221,19 @@ def _recipient(address: str, status: str | None, reply: str | None, diagnostic: 
     if kind == "delivered":
         return FailedRecipient(address, action or "delivered", status or "2.0.0", reply,
                                "delivered", False, diag_text)
-    reason = classify(status, strip_addresses(diag_text or ""), temporary=kind == "delay",
-                      context=strip_addresses(context), remote=remote)
+    provider_rule = False
+    plain = strip_addresses(diag_text or "")
+    command = smtp_command(diag_text) or smtp_command(context)
+    reason = classify(status, plain, temporary=kind == "delay",
+                      context=strip_addresses(context), remote=remote, command=command)
     if diag_text:
         # the receiving provider's own codes and texts (sisimai's per-host rules)
         hosts = (remote_mta or remote_host(diag_text) or remote_host(context),
                  address.rpartition("@")[2], reporter)
-        ruled = by_host(hosts, diag_text, status,
-                        smtp_command(diag_text) or smtp_command(context))
+        ruled = by_host(hosts, diag_text, status, command)
         if ruled:
             reason = ruled
+            provider_rule = True
         elif reason == "networkerror" and _ZOHO.search(reporter or "") and \
                 _HOST_UNREACHABLE.search(diag_text):
             reason = "expired"  # Zoho's own "Host not reachable" retry notices
@@ -248,16 +253,16 @@ def _recipient(address: str, status: str | None, reply: str | None, diagnostic: 
         else:
             status = "5.0.0"
     # a temporary (4xx) failure never proves the address dead
-    hard = is_hard(reason) and not status.startswith("4")
+    hard = is_hard(reason, status, plain, provider=provider_rule)
     return FailedRecipient(address, action, status, reply, reason, hard, diag_text)
 
 
 _VAGUE_REASONS = frozenset({"networkerror", "systemerror", "onhold", "undefined"})
 _RCPT_HEADERS = ("To", "Cc", "Bcc", "Delivered-To", "X-Original-To", "Envelope-To",
                  "X-Envelope-To", "X-Rcpt-To")
-_TEXT_RCPT_RE = re.compile(r"^>?[ \t]*(?:To|Cc|Delivered-To|X-Original-To|Envelope-To)[ \t]*:"
-                           r"[ \t]*(.+(?:\r?\n[ \t]+.+)*)", re.IGNORECASE | re.MULTILINE)
-_FOR_RE = re.compile(r"\bfor[ \t]++<([^<>\s@]{1,256}@[^<>\s]{1,256})>", re.IGNORECASE)
+_TEXT_RCPT_RE = Phrases(r"^>?[ \t]*(?:to|cc|delivered-to|x-original-to|envelope-to)[ \t]*:"
+                        r"[ \t]*(.+(?:\r?\n[ \t]+.+)*)", re.IGNORECASE | re.MULTILINE)
+_FOR_RE = Phrases(r"\bfor[ \t]++<([^<>\s@]{1,256}@[^<>\s]{1,256})>", re.IGNORECASE)
 
 
 def _original_recipients(parts: _Parts, tail: str) -> list[str]:
@@ -268,11 +273,12 @@ def _original_recipients(parts: _Parts, tail: str) -> list[str]:
         for name in _RCPT_HEADERS:
             found += addresses_in(header(original, name))
         for received in _received_fields(original):
-            found += [m.group(1) for m in _FOR_RE.finditer(received)]
+            found += _FOR_RE.groups(received)
     for text in [*parts.original_headers, tail[:50_000]]:
-        for match in _TEXT_RCPT_RE.finditer(text):
-            found += addresses_in(match.group(1))
-        found += [m.group(1) for m in _FOR_RE.finditer(text)]
+        low = text.lower()
+        for value in _TEXT_RCPT_RE.groups(text, low=low):
+            found += addresses_in(value)
+        found += _FOR_RE.groups(text, low=low)
     seen: set[str] = set()
     out: list[str] = []
     for addr in found:
@@ -281,6 +287,43 @@ def _original_recipients(parts: _Parts, tail: str) -> list[str]:
             seen.add(clean.lower())
             out.append(clean)
     return out
+
+
+_FEEDBACK_FIELDS = re.compile(r"^(?:Original-Rcpt-To|Removal-Recipient)[ \t]*:[ \t]*(.+)$",
+                             re.IGNORECASE | re.MULTILINE)
+# Where the complained-about recipient sits in the enclosed message when the report has no
+# Original-Rcpt-To (RFC 5965 makes it optional): Microsoft's JMRP header, To, and when the
+# provider redacted To ("undisclosed"), the headers a delivering MTA adds.
+_FEEDBACK_HEADERS = ("X-HmXmrOriginalRecipient", "To", "X-Original-To", "Delivered-To",
+                     "Envelope-To", "X-Envelope-To", "X-Rcpt-To")
+
+
+def _feedback_recipients(msg: Message, parts: _Parts, fb_text: str) -> list[str]:
+    """The complainants of an ARF report: its Original-Rcpt-To / Removal-Recipient
+    fields, else the enclosed message's recipient headers, else the ``for <addr>`` of its
+    topmost Received field; never the report's own addresses or a role address."""
+    found = [a for a in (clean_address(v) for v in _FEEDBACK_FIELDS.findall(fb_text)) if a]
+    if found:
+        return found
+    own = {a.lower() for name in ("To", "From") for a in addresses_in(header(msg, name))}
+    enclosed = list(parts.originals)
+    for text in parts.original_headers:
+        try:
+            enclosed.append(HeaderParser(policy=policy.compat32).parsestr(text[:MAX_TEXT]))
+        except Exception:  # noqa: S112 - unreadable headers name nobody
+            continue
+    for original in enclosed:
+        for name in _FEEDBACK_HEADERS:
+            found = [a for a in addresses_in(header(original, name))
+                     if not is_system_address(a) and a.lower() not in own]
+            if found:
+                return found
+        received = _received_fields(original)
+        if received:
+            found = [a for a in _FOR_RE.groups(received[0]) if a.lower() not in own]
+            if found:
+                return found
+    return []
 
 
 def _received_fields(msg: Message) -> list[str]:
@@ -297,7 +340,7 @@ def _last_hop_recipients(parts: _Parts) -> list[str]:
     for original in parts.originals:
         received = _received_fields(original)
         if received:
-            found += [m.group(1) for m in _FOR_RE.finditer(received[0])]
+            found += _FOR_RE.groups(received[0])
         if not found:
             for name in ("To", "Cc"):
                 found += addresses_in(header(original, name))
@@ -305,7 +348,7 @@ def _last_hop_recipients(parts: _Parts) -> list[str]:
         head = text.split("\n\n", 1)[0]
         top = re.search(r"^Received:.*(?:\r?\n[ \t]+.*)*", head, re.MULTILINE)
         if top:
-            found += [m.group(1) for m in _FOR_RE.finditer(top.group(0))]
+            found += _FOR_RE.groups(top.group(0))
         if not found:
             for match in re.finditer(r"^(?:To|Cc)[ \t]*:[ \t]*(.+(?:\r?\n[ \t]+.+)*)", head,
                                      re.IGNORECASE | re.MULTILINE):
@@ -414,6 +457,7 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
     region = report_region(full_text)
     tail = full_text[len(region):]
     letter_id = _letter_id(msg, raw, parts)
+    text_mta = _reporting_mta(msg, full_text)
     original_id = _original_message_id(msg, parts, tail)
     subject = header(msg, "Subject")
 
@@ -421,23 +465,12 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
                msg_id: str | None = None) -> BounceReport:
         return BounceReport(kind=kind, recipients=tuple(recipients),
                             original_message_id=msg_id or original_id, letter_id=letter_id,
-                            reporting_mta=_reporting_mta(msg, mta, full_text))
+                            reporting_mta=mta or text_mta)
 
     # RFC 5965 feedback reports
     if parts.feedback or parts.report_type == "feedback-report":
         fb_text = "\n".join(parts.feedback)
-        fb_addrs = [a for a in (clean_address(v) for v in re.findall(
-            r"^(?:Original-Rcpt-To|Removal-Recipient)[ \t]*:[ \t]*(.+)$", fb_text,
-            re.I | re.M)) if a]
-        if not fb_addrs:
-            for original in parts.originals:
-                fb_addrs += [a for a in addresses_in(header(original, "To"))
-                          if not is_system_address(a)]
-            for text in parts.original_headers:
-                match = re.search(r"^To[ \t]*:[ \t]*(.+)$", text, re.I | re.M)
-                if match:
-                    fb_addrs += [a for a in addresses_in(match.group(1))
-                              if not is_system_address(a)]
+        fb_addrs = _feedback_recipients(msg, parts, fb_text)
         seen: set[str] = set()
         fb = []
         for a in fb_addrs:
@@ -474,7 +507,7 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
     text_rcpts = {r.address.lower(): r.diagnostic for r in found}
     if dsn_recipients:
         kind, rcpts = _from_dsn(dsn_recipients, warning, region, text_rcpts,
-                                _reporting_mta(msg, dsn_mta, full_text))
+                                dsn_mta or text_mta)
         return report(kind, rcpts, dsn_mta)
 
     failed_header = header(msg, "X-Failed-Recipients")
@@ -518,7 +551,7 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
         rcpts.append(_recipient(addr, find_status(diag), find_reply_code(diag), diag,
                                 action="delayed" if kind == "delay" else "failed", kind=kind,
                                 exim_retry=exim_layout,
-                                reporter=_reporting_mta(msg, None, full_text)))
+                                reporter=text_mta))
     return report(kind, rcpts)
 
 

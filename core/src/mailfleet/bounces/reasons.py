@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from mailfleet.bounces.prefilter import Phrases, RuleSet
+
 HARD_REASONS = frozenset({"userunknown", "hostunknown", "hasmoved"})
 
 # Ordered: the first matching pattern wins. Texts are matched lower-cased, spaces collapsed.
@@ -214,28 +216,27 @@ _WEAK_RULES: tuple[tuple[str, str], ...] = (
     ("blocked", r"access denied|denied"),
     ("contenterror", r"content|mime|attachment|encoding|8bit|illegal character"),
 )
-_COMPILED = tuple((reason, re.compile(rx)) for reason, rx in _TEXT_RULES)
-_WEAK = tuple((reason, re.compile(rx)) for reason, rx in _WEAK_RULES)
+_STRONG_SET = RuleSet(_TEXT_RULES)
+_WEAK_SET = RuleSet(_WEAK_RULES)
 # The SMTP command a refusal answered, as the MTAs name it: Postfix "(in reply to RCPT TO
 # command)", Exim "SMTP error from remote mail server after RCPT TO:<..>", Sendmail
 # transcripts ">>> RCPT To:<..>", Yahoo "[RCPT_TO]", "did not like our RCPT TO", qmail
 # "Connected to .. but sender was rejected". The last one named wins; explicit forms
 # (after/in reply to/>>>) are preferred to a bare command word.
-_CMD_WORDS = (("RCPT", r"rcpt(?:[ _]to)?", "rcpt"), ("MAIL", r"mail from", "mail from"),
-              ("DATA", r"(?:end of )?data", "data"), ("HELO", r"helo|ehlo", "lo"))
-# (command, pattern, a lower-case word the pattern cannot match without: a cheap filter)
-_EXPLICIT: tuple[tuple[str, re.Pattern[str], str], ...] = (
-    *((name, re.compile(r"(?:>>>|\bafter|\bin reply to|\bdid not like our|\[)\s*+" + word
-                        + r"\b", re.IGNORECASE), key) for name, word, key in _CMD_WORDS),
-    ("RCPT", re.compile(r"recipient was rejected", re.I), "recipient was"),
-    ("MAIL", re.compile(r"sender was rejected", re.I), "sender was"),
-    ("HELO", re.compile(r"my name was rejected", re.I), "my name"),
-    ("CONN", re.compile(r"after initial connection|smtp greeting|banner", re.I), ""),
+_CMD_WORDS = (("RCPT", r"rcpt(?:[ _]to)?"), ("MAIL", r"mail from"),
+              ("DATA", r"(?:end of )?data"), ("HELO", r"helo|ehlo"))
+_EXPLICIT: tuple[tuple[str, Phrases], ...] = (
+    *((name, Phrases(r"(?:>>>|\bafter|\bin reply to|\bdid not like our|\[)\s*+" + word
+                     + r"\b", re.IGNORECASE)) for name, word in _CMD_WORDS),
+    ("RCPT", Phrases(r"recipient was rejected", re.I)),
+    ("MAIL", Phrases(r"sender was rejected", re.I)),
+    ("HELO", Phrases(r"my name was rejected", re.I)),
+    ("CONN", Phrases(r"after initial connection|smtp greeting|banner", re.I)),
 )
-_BARE: tuple[tuple[str, re.Pattern[str], str], ...] = (
-    ("RCPT", re.compile(r"\bRCPT(?:\b|_)"), "rcpt"),
-    ("MAIL", re.compile(r"\bMAIL FROM\b"), "mail from"),
-    ("DATA", re.compile(r"\bDATA\b|end of data", re.I), "data"),
+_BARE: tuple[tuple[str, Phrases], ...] = (
+    ("RCPT", Phrases(r"\bRCPT(?:\b|_)")),
+    ("MAIL", Phrases(r"\bMAIL FROM\b")),
+    ("DATA", Phrases(r"\bDATA\b|end of data", re.I)),
 )
 
 
@@ -246,10 +247,8 @@ def smtp_command(text: str | None) -> str | None:
     low = text.lower()
     for table in (_EXPLICIT, _BARE):
         best: tuple[int, str] | None = None
-        for name, rx, key in table:
-            if key not in low:
-                continue
-            for match in rx.finditer(text):
+        for name, rx in table:
+            for match in rx.finditer(text, low=low):
                 if best is None or match.start() >= best[0]:
                     best = (match.start(), name)
         if best:
@@ -286,7 +285,9 @@ _STATUS_RULES: dict[str, str] = {
     "7.708": "blocked", "7.750": "blocked",
 }
 # Codes whose meaning is precise enough to trust over the free text.
-_DECISIVE = frozenset({"1.1", "1.2", "1.6", "1.10", "1.7", "1.8", "2.2", "2.3", "3.4",
+# X.1.10 is not: RFC 7505 gave it to null MX (notaccept), Exchange uses it for an unknown
+# recipient; the text tells which (both are hard).
+_DECISIVE = frozenset({"1.1", "1.2", "1.6", "1.7", "1.8", "2.2", "2.3", "3.4",
                        "7.26", "7.27", "7.28", "7.30",
                        "7.32", "7.509", "7.515", "7.23", "7.25", "7.54", "7.606", "7.13"})
 
@@ -298,17 +299,18 @@ def _subject_detail(status: str) -> str:
 
 def _by_text(low: str, detail: str) -> tuple[str | None, bool]:
     """The first matching reason and whether it came from the specific (not weak) rules."""
-    for strong, rules in ((True, _COMPILED), (False, _WEAK)):
-        for reason, rx in rules:
-            if rx.search(low):
-                if reason == "spamdetected" and detail.startswith("1."):
-                    continue
-                return reason, strong
+    for strong, rules in ((True, _STRONG_SET), (False, _WEAK_SET)):
+        for number in rules.matching(low):
+            reason = rules.labels[number]
+            if reason == "spamdetected" and detail.startswith("1."):
+                continue
+            return reason, strong
     return None, False
 
 
 def classify(status: str | None, text: str | None, *, temporary: bool = False,
-             context: str | None = None, remote: bool = False) -> str:
+             context: str | None = None, remote: bool = False,
+             command: str | None = None) -> str:
     """Return the reason word for an RFC 3463 ``status`` and diagnostic ``text``.
 
     ``context`` is the surrounding report text: with ``text`` it tells the SMTP command that
@@ -323,7 +325,7 @@ def classify(status: str | None, text: str | None, *, temporary: bool = False,
     # continuation prefixes ("550-5.7.1 ") split phrases of multi-line replies
     low = " ".join(_CONTINUATION.sub(" ", (text or "").lower()).split())
     reason, strong = _by_text(low, detail) if low else (None, False)
-    command = smtp_command(text) or smtp_command(context)
+    command = command or smtp_command(text) or smtp_command(context)
     if command in {"HELO", "CONN"} and reason != "networkerror":
         return "blocked"  # refused before any envelope: the sending host itself
     if command == "MAIL" and (not strong or reason in {
@@ -349,6 +351,33 @@ def classify(status: str | None, text: str | None, *, temporary: bool = False,
     return "onhold" if low else "undefined"
 
 
-def is_hard(reason: str) -> bool:
-    """True when the reason means the address itself is dead."""
-    return reason in HARD_REASONS
+# RFC 3463 / RFC 5248 codes that say the address itself is dead: X.1.1 bad destination
+# mailbox, X.1.2 bad destination system (no such domain), X.1.6 mailbox moved with no
+# forwarding address, X.1.10 null MX (RFC 7505).
+_DEAD_CODES = frozenset({"1.1", "1.2", "1.6", "1.10"})
+# Codes too vague to say anything about the address: then only the text can.
+_GENERIC_CODES = frozenset({"", "0.0", "1.0", "5.0", "2.0", "4.0", "3.0"})
+
+
+def is_hard(reason: str, status: str | None, text: str | None, *,
+            provider: bool = False) -> bool:
+    """True only on evidence that the address itself is dead: a permanent (5.x.x) failure
+    with a dead-address code (5.1.1, 5.1.2, 5.1.6, 5.1.10), or a generic or addressing
+    code (5.0.0, 5.5.0, none, 5.1.x, 5.2.1) with a text that says so in a specific phrase
+    ("user unknown", "no such domain"), or a receiving provider's own rule (``provider``)
+    saying so outside a policy refusal (5.7.x). Anything else (5.7.1 with "user unknown",
+    4.x.x, a bare "recipient rejected") is soft and counts toward the soft-bounce limit."""
+    if not status or status[0] != "5":
+        return False
+    detail = _subject_detail(status)
+    if detail in _DEAD_CODES:
+        return reason in HARD_REASONS or (detail == "1.10" and reason == "notaccept")
+    if reason not in HARD_REASONS:
+        return False
+    if provider:
+        return not detail.startswith("7.")
+    if detail not in _GENERIC_CODES and not detail.startswith("1.") and detail != "2.1":
+        return False
+    low = " ".join(_CONTINUATION.sub(" ", (text or "").lower()).split())
+    found, strong = _by_text(low, detail)
+    return strong and found == reason

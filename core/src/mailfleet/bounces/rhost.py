@@ -13,9 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from mailfleet.bounces.prefilter import Phrases
+
 _Rule = Callable[[str, str, str | None], str | None]
 
-_HOST_IN_TEXT = re.compile(
+_HOST_IN_TEXT = Phrases(
     r"(?:\bhost\s+|while talking to\s+|remote system:\s*dns;\s*|\[)"
     r"([a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)+\.[a-z]{2,})\b", re.IGNORECASE)
 

@@ -6,14 +6,15 @@ import re
 from email.message import Message
 
 from mailfleet.bounces.mime import header
+from mailfleet.bounces.prefilter import Phrases
 
-_BOUNCE_FROM = re.compile(
+_BOUNCE_FROM = Phrases(
     r"mailer-?daemon|postmaster|mail ?delivery|delivery ?(subsystem|system|status)|"
     r"\bmdaemon\b|mail ?administrator|system administrator|\bmail ?system\b|"
     r"\bnetmail\b|smtp ?gateway|\bndr\b|\bbounce|mail\.delivery",
     re.IGNORECASE,
 )
-_BOUNCE_SUBJECT = re.compile(
+_BOUNCE_SUBJECT = Phrases(
     r"undeliver|undelivered|delivery (status|failure|failed|notification|problem|report)|"
     r"returned mail|failure notice|mail delivery|non[- ]?delivery|could not be delivered|"
     r"not (been )?delivered|delivery has failed|mail error|failed mail|delivery failed|"
@@ -22,7 +23,7 @@ _BOUNCE_SUBJECT = re.compile(
     r"не может быть доставлено|unzustellbar|non remis|no entregado|不能|失败|エラー",
     re.IGNORECASE,
 )
-_BOUNCE_BODY = re.compile(
+_BOUNCE_BODY = Phrases(
     r"could not be delivered|couldn.t be delivered|was not delivered|not be delivered|"
     r"undeliverable|delivery (to the following|has failed|failed|status notification)|"
     r"permanent (fatal )?error|following address(es)? failed|unable to deliver|"
@@ -34,7 +35,7 @@ _BOUNCE_BODY = re.compile(
     r"не может быть доставлено|не удалось доставить|не было доставлено|недоставлен",
     re.IGNORECASE,
 )
-_AUTOREPLY_SUBJECT = re.compile(
+_AUTOREPLY_SUBJECT = Phrases(
     r"^(auto(matic)?[ _-]?(reply|response|answer|antwort)|out of (the )?office|"
     r"vacation|abwesenheit|absence|away from|автоответ|отпуск|autoreply|auto:|"
     r"réponse automatique|respuesta automática|risposta automatica)|"
@@ -46,17 +47,17 @@ _AUTOREPLY_SUBJECT = re.compile(
 def looks_like_bounce_sender(msg: Message) -> bool:
     """The From or Return-Path says a mail system wrote it."""
     sender = header(msg, "From")
-    return bool(_BOUNCE_FROM.search(sender))
+    return _BOUNCE_FROM.hit(sender)
 
 
 def looks_like_bounce_subject(msg: Message) -> bool:
     """The Subject reads like a non-delivery report."""
-    return bool(_BOUNCE_SUBJECT.search(header(msg, "Subject")))
+    return _BOUNCE_SUBJECT.hit(header(msg, "Subject"))
 
 
 def looks_like_bounce_text(text: str) -> bool:
     """The body text reads like a non-delivery report."""
-    return bool(_BOUNCE_BODY.search(text[:20000]))
+    return _BOUNCE_BODY.hit(text[:20000])
 
 
 def is_autoreply(msg: Message) -> bool:
@@ -70,4 +71,4 @@ def is_autoreply(msg: Message) -> bool:
             return True
     if header(msg, "Precedence").lower() in {"auto_reply", "auto-reply"}:
         return True
-    return bool(_AUTOREPLY_SUBJECT.search(header(msg, "Subject")))
+    return _AUTOREPLY_SUBJECT.hit(header(msg, "Subject"))

@@ -16,6 +16,7 @@ import re
 import attrs
 
 from mailfleet.bounces.codes import ADDR_RE, addresses_in, clean_address, is_system_address
+from mailfleet.bounces.prefilter import Phrases
 
 _I = re.IGNORECASE | re.MULTILINE
 MAX_RECIPIENTS = 200
@@ -44,14 +45,14 @@ _HEADER_LINE = re.compile(
     r"ARC-[A-Za-z\-]+|Delivered-To|References|In-Reply-To):[ \t]",
     re.IGNORECASE,
 )
-_HEADERISH = re.compile(
+_HEADERISH_LINES = re.compile(
     r"^[ \t]*+(?:>[ \t]*+)?(?:To|Cc|Bcc|From|Sender|Reply-To|Return-Path|Received|Subject|"
     r"Sent|Date|Message-I[dD]|In-Reply-To|References|Delivered-To|Envelope-From|X-[\w\-]+|"
     r"Auto-Submitted|List-[\w\-]+|De|Para|Enviado el|Asunto|Von|An|Betreff|"
     r"Reporting-MTA|Received-From-MTA|Arrival-Date)[ \t]*:",
-    re.IGNORECASE,
+    re.IGNORECASE | re.MULTILINE,
 )
-_HEADINGS = re.compile(
+_HEADINGS = Phrases(
     r"following (?:e-?mail )?(?:address|recipient|user|destination)|"
     r"address(?:es)? (?:failed|to which)|could not be delivered to|not (?:be )?delivered to|"
     r"could not be (?:reached|delivered)|failed permanently|has been delayed|"
@@ -92,21 +93,25 @@ _FIELD_ADDR = re.compile(
 _EXIM_ADDR = re.compile(
     r"^[ \t]{0,8}+<?([^<>\s:@]{1,256}@[^<>\s:]{1,256}?)>?(?::|[ \t]*$|[ \t]+on[ \t]+\w)",
     re.MULTILINE)
-_LONE_TO = re.compile(r"^[ \t]*+(?:To|An|Para)[ \t]*+:[ \t]*+<?[^\s@]++@\S++[ \t\r]*$")
-_RECEIVED_TAIL = re.compile(
-    r"^[ \t]*+(?:(?:from|by)[ \t]++\S++[ \t]++\(|\(envelope-from|for <)", re.I)
+_LONE_TO_LINE = re.compile(r"^[ \t]*+(?:To|An|Para)[ \t]*+:[ \t]*+<?[^\s@]++@\S++[ \t\r]*$",
+                           re.MULTILINE)
+_RECEIVED_LINES = re.compile(
+    r"^[ \t]*+(?:(?:from|by)[ \t]++\S++[ \t]++\(|\(envelope-from|for <)", re.I | re.M)
 _GENERATED = re.compile(
     r"\((?:generated|expanded) from:?[ \t]*+<?([^<>\s)@]{1,256}@[^<>\s)]{1,256})>?\)", re.I)
-_URL = re.compile(r"(?:https?|ftp)://\S+|mailto:", re.IGNORECASE)
-_MSGID = re.compile(r"(?:message-?id|id|mid|queue)[ \t]*+(?:[:=][ \t]*+)?<[^<>\n]{0,256}>",
-                    re.IGNORECASE)
+_URL = Phrases(r"(?:https?|ftp)://\S+|mailto:", re.IGNORECASE)
+# a message/queue id in angle brackets ("Message-ID: <...>", "queue id <...>"): found from
+# each bracketed value (a fast literal search), then the words just before it
+_ANGLED = re.compile(r"<[^<>\n]{0,256}>")
+_MSGID_BEFORE = re.compile(r"(?:message-?id|id|mid|queue)[ \t]*+(?:[:=][ \t]*+)?\Z",
+                           re.IGNORECASE)
 _SUPPRESS = re.compile(
     r"(?:contact|please (?:contact|write)|send (?:an? )?e?-?mail to|report (?:details )?to|"
     r"helpdesk|postmaster|abuse|administrator|support|questions|"
     r"envelope-from|sender|from\b|по адресу)[^\n@]{0,60}$",
     re.IGNORECASE,
 )
-_WARNING = re.compile(
+_WARNING = Phrases(
     r"this is a warning|has not yet been delivered|not yet been delivered|will (?:continue|keep) "
     r"(?:to )?(?:try|trying|attempt)|delivery attempts will continue|will be retried|"
     r"message will be retried|still (?:trying|being retried)|you do not need to resend|"
@@ -145,7 +150,7 @@ def report_region(text: str) -> str:
 
 def is_warning(text: str) -> bool:
     """True when the report text says the message is only delayed."""
-    return bool(_WARNING.search(text[:20000]))
+    return _WARNING.hit(text[:20000])
 
 
 class _Spans:
@@ -169,27 +174,32 @@ class _Spans:
 
 def _excluded_spans(region: str) -> _Spans:
     spans = [(m.start(), m.end()) for m in _URL.finditer(region)]
-    spans += [(m.start(), m.end()) for m in _MSGID.finditer(region)]
-    offset = 0
-    for line in region.split("\n"):
-        headerish = bool(_HEADERISH.match(line)) and not _LONE_TO.match(line)
-        if headerish or _RECEIVED_TAIL.match(line):
-            spans.append((offset, offset + len(line)))
-        offset += len(line) + 1
+    for angled in _ANGLED.finditer(region):
+        before = region[max(0, angled.start() - 24):angled.start()]
+        word = _MSGID_BEFORE.search(before)
+        if word:
+            spans.append((angled.start() - len(before) + word.start(), angled.end()))
+    # whole lines that are header fields ("To:" alone with an address is not: a Domino
+    # "To: <addr>" names the failed recipient) or Received continuations
+    for lines in (_HEADERISH_LINES, _RECEIVED_LINES):
+        for match in lines.finditer(region):
+            start = match.start()
+            if lines is _HEADERISH_LINES and _LONE_TO_LINE.match(region, start):
+                continue
+            end = region.find("\n", start)
+            spans.append((start, len(region) if end < 0 else end))
     return _Spans(spans)
 
 
-def _structured(region: str, spans: _Spans) -> list[tuple[str, int]]:
+def _structured(region: str, spans: _Spans,
+                heading: re.Match[str] | None) -> list[tuple[str, int]]:
     found: list[tuple[str, int]] = []
     for rx in (_LINE_ADDR, _FIELD_ADDR):
         for match in itertools.islice(rx.finditer(region), _MAX_FOUND):
             addr = clean_address(match.group(1))
             if addr and not spans.inside(match.start()):
                 found.append((addr, match.start()))
-    if found:
-        return found
-    heading = _HEADINGS.search(region)
-    if not heading:
+    if found or not heading:
         return found
     tail_start = heading.start()
     for match in itertools.islice(_EXIM_ADDR.finditer(region, tail_start), _MAX_FOUND):
@@ -203,8 +213,8 @@ def _structured(region: str, spans: _Spans) -> list[tuple[str, int]]:
     return found
 
 
-def _generic(region: str, spans: _Spans) -> list[tuple[str, int]]:
-    heading = _HEADINGS.search(region)
+def _generic(region: str, spans: _Spans,
+             heading: re.Match[str] | None) -> list[tuple[str, int]]:
     found = _generic_from(region, spans, heading.start() if heading else 0)
     if not found and heading:
         # "User's mailbox is full: <addr>" above an "Unable to deliver mail." line
@@ -250,10 +260,11 @@ def find_recipients(region: str, exclude: set[str],
     them are the failed ones (the others are contacts, suggestions, aliases).
     """
     spans = _excluded_spans(region)
-    found = _structured(region, spans)
+    heading = _HEADINGS.search(region)
+    found = _structured(region, spans, heading)
     structured = bool(found)
     if not found:
-        found = _generic(region, spans)
+        found = _generic(region, spans, heading)
         keys = {a.lower() for a, _ in found} - exclude
         if prefer and len(keys) > 1 and keys & prefer:
             found = [(a, pos) for a, pos in found

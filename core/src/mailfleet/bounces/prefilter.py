@@ -1,0 +1,207 @@
+"""Cheap necessary conditions for the phrase patterns (speed, same results).
+
+Python's regex engine tries every alternative of a long phrase list at every position of the
+text. Most texts contain none of a rule's words, so each pattern is given the literal words
+one of which any match must contain (read from the compiled pattern's syntax tree); the
+pattern runs only when ``str`` containment, which is fast, finds one of them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+_sre_parse: Any = getattr(re, "_parser", None)  # the standard library's own regex parser
+if _sre_parse is not None:
+    LITERAL, SUBPATTERN, BRANCH = _sre_parse.LITERAL, _sre_parse.SUBPATTERN, _sre_parse.BRANCH
+    _REPEATS = (_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT, _sre_parse.POSSESSIVE_REPEAT)
+
+_MIN_WORD = 3
+"""Literals shorter than this filter too little to be worth a check."""
+
+
+def _needed(items: Any) -> list[str] | None:
+    """Literals one of which every match of the sequence ``items`` contains, or None."""
+    best: list[str] | None = None
+    run: list[str] = []
+
+    def consider(words: list[str] | None) -> None:
+        nonlocal best
+        # the most selective choice: fewest words, then the longest shortest word
+        if words and all(len(w) >= _MIN_WORD for w in words) and (
+                best is None or (len(words), -min(map(len, words)))
+                < (len(best), -min(map(len, best)))):
+            best = words
+
+    for op, arg in items:
+        if op is LITERAL:
+            run.append(chr(arg))
+            continue
+        consider(["".join(run)] if run else None)
+        run = []
+        if op is SUBPATTERN:
+            consider(_needed(arg[-1]))
+        elif op is BRANCH:
+            options = [_needed(branch) for branch in arg[1]]
+            if all(options):
+                consider([w for option in options if option for w in option])
+        elif op in _REPEATS and arg[0] >= 1:
+            consider(_needed(arg[2]))
+    consider(["".join(run)] if run else None)
+    return best
+
+
+def needed_words(pattern: str) -> tuple[str, ...] | None:
+    """Lower-case words one of which every match of ``pattern`` contains (None: unknown)."""
+    if _sre_parse is None:
+        return None
+    try:
+        tree = _sre_parse.parse(pattern)
+    except (re.error, RecursionError):
+        return None
+    words = _needed(list(tree))
+    return tuple(sorted({w.lower() for w in words})) if words else None
+
+
+def alternatives(pattern: str) -> list[str]:
+    """The top-level alternatives of ``pattern`` (split at ``|`` outside groups and sets)."""
+    out: list[str] = []
+    depth, in_set, start, i = 0, False, 0, 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 2
+            continue
+        if in_set:
+            in_set = char != "]"
+        elif char == "[":
+            in_set = True
+            if pattern.startswith(("[]", "[^]"), i):
+                i += 2 if pattern.startswith("[]", i) else 3
+                continue
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            out.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    out.append(pattern[start:])
+    return out
+
+
+class _Alternative:
+    __slots__ = ("folded", "lowered", "words")
+
+    def __init__(self, pattern: str, flags: int) -> None:
+        self.folded = re.compile(pattern, flags)
+        lowered = bool(flags & re.IGNORECASE) and pattern == pattern.lower()
+        self.lowered = re.compile(pattern, flags & ~re.IGNORECASE) if lowered else None
+        self.words = needed_words(pattern)
+
+
+class Phrases:
+    """A phrase pattern searched only where it can match.
+
+    Each top-level alternative is compiled on its own with the literal words one of which
+    its matches must contain; an alternative runs only when ``str`` containment (fast)
+    finds one of them. A case-insensitive alternative written in lower case runs without
+    IGNORECASE on the lower-cased text (several times faster; positions are the same when
+    lower-casing keeps the length, else the case-insensitive form runs on the text)."""
+
+    __slots__ = ("_parts", "_whole")
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        self._whole = _Alternative(pattern, flags)
+        pieces = alternatives(pattern)
+        self._parts = [_Alternative(p, flags) for p in pieces] if len(pieces) > 1 else [
+            self._whole]
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        """The whole pattern, compiled as given."""
+        return self._whole.folded
+
+    @staticmethod
+    def _run(part: _Alternative, text: str, low: str, pos: int) -> re.Match[str] | None:
+        if part.words is not None and not any(w in low for w in part.words):
+            return None
+        if part.lowered is not None and len(low) == len(text):
+            return part.lowered.search(low, pos)
+        return part.folded.search(text, pos)
+
+    def search(self, text: str, pos: int = 0, *, low: str | None = None) -> re.Match[str] | None:
+        """The leftmost match, as ``pattern.search(text, pos)`` would give it (its start
+        and end; groups are numbered within the alternative that matched); ``low`` is
+        ``text.lower()`` when the caller has it."""
+        if low is None:
+            low = text.lower()
+        best: re.Match[str] | None = None
+        for part in self._parts:
+            match = self._run(part, text, low, pos)
+            if match and (best is None or match.start() < best.start()):
+                best = match
+                if best.start() == pos:
+                    break
+        return best
+
+    def hit(self, text: str, *, low: str | None = None) -> bool:
+        """Whether the pattern matches anywhere in ``text``."""
+        if low is None:
+            low = text.lower()
+        return any(self._run(part, text, low, 0) for part in self._parts)
+
+    def groups(self, text: str, group: int = 1, *, low: str | None = None) -> list[str]:
+        """Group ``group`` of every :meth:`finditer` match, as written in ``text``."""
+        return [text[m.start(group):m.end(group)]
+                for m in self.finditer(text, low=low) if m.start(group) >= 0]
+
+    def finditer(self, text: str, *, low: str | None = None) -> Iterator[re.Match[str]]:
+        """``pattern.finditer(text)`` (match positions are positions in ``text``)."""
+        if low is None:
+            low = text.lower()
+        whole = self._whole
+        if whole.words is not None and not any(w in low for w in whole.words):
+            return iter(())
+        if whole.lowered is not None and len(low) == len(text):
+            return whole.lowered.finditer(low)
+        return whole.folded.finditer(text)
+
+
+class RuleSet:
+    """Ordered ``(label, pattern)`` rules over lower-case text, where the first rule that
+    matches anywhere wins: every needed word is looked up once per text, and only the
+    alternatives whose words occur (or that have none) are run, in rule order."""
+
+    __slots__ = ("_alternatives", "_always", "_words", "labels")
+
+    def __init__(self, rules: tuple[tuple[str, str], ...]) -> None:
+        self.labels = tuple(label for label, _ in rules)
+        self._alternatives: list[tuple[int, re.Pattern[str]]] = []
+        self._always: list[int] = []
+        index: dict[str, list[int]] = {}
+        for number, (_label, pattern) in enumerate(rules):
+            for piece in alternatives(pattern):
+                position = len(self._alternatives)
+                self._alternatives.append((number, re.compile(piece)))
+                words = needed_words(piece)
+                if words is None:
+                    self._always.append(position)
+                for word in words or ():
+                    index.setdefault(word, []).append(position)
+        self._words = tuple((word, tuple(found)) for word, found in index.items())
+
+    def matching(self, low: str) -> Iterator[int]:
+        """Numbers of the rules that match ``low``, in rule order."""
+        candidates = set(self._always)
+        for word, found in self._words:
+            if word in low:
+                candidates.update(found)
+        done = -1
+        for position in sorted(candidates):
+            number, pattern = self._alternatives[position]
+            if number != done and pattern.search(low):
+                done = number
+                yield number

@@ -1,0 +1,226 @@
+"""A fast MIME splitter that builds the same ``Message`` tree as ``email``'s feed parser.
+
+The standard library's parser reads a message line by line through layers of generators
+(about 0.25 ms for a 4 KB report, more than the rest of bounce parsing). This one finds
+header blocks and boundary lines with ``str.find`` and builds ``email.message.Message``
+objects (``compat32``) with the feed parser's rules: headers until the first line that is
+not a header, boundaries only as whole lines, the line end before a boundary belonging to
+the boundary, any ``message/*`` part parsed as an enclosed message, ``message/delivery-status``
+as blocks of fields, ``multipart/digest`` parts defaulting to ``message/rfc822``, the preamble
+as payload when no boundary is found. Each step is linear in the text it looks at.
+"""
+
+from __future__ import annotations
+
+import re
+from email.message import Message
+
+_HEADER = re.compile(r"From |[\041-\071\073-\176]*:|[\t ]")
+_EOLS = ("\r\n", "\r", "\n")
+
+
+def _line_end(text: str, pos: int, stop: int) -> int:
+    """The index just after the line starting at ``pos`` (its line end included)."""
+    nl = text.find("\n", pos, stop)
+    cr = text.find("\r", pos, nl if nl >= 0 else stop)
+    if cr >= 0:
+        return cr + 2 if text.startswith("\n", cr + 1) and cr + 2 <= stop else cr + 1
+    return nl + 1 if nl >= 0 else stop
+
+
+def _strip_eol(text: str) -> str:
+    for eol in _EOLS:
+        if text.endswith(eol):
+            return text[:-len(eol)]
+    return text
+
+
+def _lines(text: str, pos: int, stop: int) -> tuple[list[str], list[int]]:
+    """The header candidate lines from ``pos`` (up to the first blank line), with their
+    starts; split at ``\n`` when no lone ``\r`` is there (the common case), else one by
+    one (``\r`` alone also ends a line for the feed parser)."""
+    blank = text.find("\n\n", pos, stop)
+    crlf = text.find("\n\r\n", pos, blank if blank >= 0 else stop)
+    end = min(x for x in (blank, crlf, stop) if x >= 0)
+    end = stop if end == stop else end + 1
+    if text.startswith(("\n", "\r\n"), pos):
+        end = pos  # the body starts with a blank line: no headers
+    block = text[pos:end]
+    lines: list[str] = []
+    starts: list[int] = []
+    if block.count("\r") == block.count("\r\n"):
+        at = pos
+        for line in block.split("\n"):
+            if line:
+                lines.append(line + "\n" if at + len(line) < end else line)
+                starts.append(at)
+            at += len(line) + 1
+        if lines and end < stop and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        return lines, starts
+    at = pos
+    while at < end:
+        line_end = _line_end(text, at, end)
+        lines.append(text[at:line_end])
+        starts.append(at)
+        at = line_end
+    return lines, starts
+
+
+def _headers(msg: Message, text: str, pos: int, stop: int, *, keep_blank: bool = False) -> int:
+    """Read the header block at ``pos`` into ``msg``; return where the body starts (after
+    the blank separator line, or at it with ``keep_blank``)."""
+    lines, starts = _lines(text, pos, stop)
+    count = len(lines)
+    for index, line in enumerate(lines):
+        if not _HEADER.match(line):
+            count = index
+            break
+    body = starts[count] if count < len(lines) else (
+        starts[-1] + len(lines[-1]) if lines else pos)
+    if count < len(lines) and lines[count] in _EOLS:
+        if not keep_blank:
+            body += len(lines[count])  # the blank separator line is consumed
+    elif count == len(lines) and body < stop and not keep_blank:
+        blank_end = _line_end(text, body, stop)
+        if text[body:blank_end] in _EOLS:
+            body = blank_end  # the blank separator line is consumed
+    current: list[str] = []
+    for index in range(count):
+        line = lines[index]
+        if line[0] in " \t":
+            if current:
+                current.append(line)
+            continue
+        if current:
+            msg.set_raw(*_field(current))
+            current = []
+        if line.startswith("From "):
+            if index == 0:
+                msg.set_unixfrom(_strip_eol(line))
+            elif index == count - 1:
+                return starts[index]  # a "From " line ending the block starts the body
+            continue
+        if line.find(":") > 0:
+            current = [line]
+    if current:
+        msg.set_raw(*_field(current))
+    return body
+
+
+def _field(lines: list[str]) -> tuple[str, str]:
+    """``compat32.header_source_parse``: the name, and the value with its folding."""
+    name, value = lines[0].split(":", 1)
+    value = value.lstrip(" \t") + "".join(lines[1:])
+    return name, value.rstrip("\r\n")
+
+
+def _boundary_lines(text: str, sep: str, pos: int, stop: int) -> list[tuple[int, int, bool]]:
+    """``(start, end, closing)`` of each whole line ``--boundary[--][ \\t]*`` in range."""
+    found: list[tuple[int, int, bool]] = []
+    first = pos
+    while True:
+        i = text.find(sep, pos, stop)
+        if i < 0:
+            return found
+        pos = i + 1
+        if i != first and text[i - 1] not in "\r\n":
+            continue
+        j = i + len(sep)
+        closing = text.startswith("--", j) and j + 2 <= stop
+        for k in ((j + 2, j) if closing else (j,)):
+            while k < stop and text[k] in " \t":
+                k += 1
+            if k == stop or text[k] in "\r\n":
+                found.append((i, _line_end(text, k, stop) if k < stop else k,
+                              closing and k > j + 1))
+                break
+
+
+def _body(msg: Message, text: str, pos: int, stop: int) -> None:
+    ctype = msg.get_content_type()
+    if ctype == "message/delivery-status":
+        _status_blocks(msg, text, pos, stop)
+        return
+    if msg.get_content_maintype() == "message":
+        sub = Message()
+        body = _headers(sub, text, pos, stop)
+        _body(sub, text, body, stop)
+        msg.attach(sub)
+        return
+    boundary = msg.get_boundary() if msg.get_content_maintype() == "multipart" else None
+    if boundary is None:
+        msg.set_payload(text[pos:stop])
+        return
+    lines = _boundary_lines(text, "--" + boundary, pos, stop)
+    if not lines:
+        msg.set_payload(text[pos:stop])  # no start boundary: the preamble is the payload
+        return
+    msg.preamble = _strip_eol(text[pos:lines[0][0]]) if lines[0][0] > pos else None
+    msg.set_payload([])
+    digest = ctype == "multipart/digest"
+    for (_start, end, closing), following in zip(lines, [*lines[1:], None], strict=True):
+        if closing:
+            msg.epilogue = text[end:stop]
+            return
+        part_stop = following[0] if following else stop
+        if part_stop == end and following is not None:
+            continue  # consecutive boundary lines hold no part
+        part = Message()
+        if digest:
+            part.set_default_type("message/rfc822")
+        body = _headers(part, text, end, part_stop)
+        _body(part, text, body, part_stop)
+        _trim_last(part)
+        msg.attach(part)
+    msg.epilogue = None
+
+
+def _trim_last(part: Message) -> None:
+    """The line end before a boundary belongs to the boundary: the feed parser removes it
+    from the last message it finished (the part, or the one it encloses)."""
+    while True:
+        if part.get_content_maintype() == "multipart":
+            if part.epilogue == "":
+                part.epilogue = None
+            elif part.epilogue is not None:
+                part.epilogue = _strip_eol(part.epilogue)
+            return
+        payload = vars(part).get("_payload")  # not get_payload(): it decodes 8-bit text
+        if isinstance(payload, list) and payload:
+            part = payload[-1]
+            continue
+        if isinstance(payload, str):
+            part.set_payload(_strip_eol(payload))
+        return
+
+
+def _status_blocks(msg: Message, text: str, pos: int, stop: int) -> None:
+    """``message/delivery-status``: one field block per enclosed message."""
+    msg.set_payload([])
+    while True:
+        block = Message()
+        body = _headers(block, text, pos, stop, keep_blank=True)
+        # the block's body runs to the next blank line (pushed back, not consumed)
+        end = body
+        while end < stop:
+            line_end = _line_end(text, end, stop)
+            if text[end:line_end] in _EOLS:
+                break
+            end = line_end
+        block.set_payload(text[body:end])
+        msg.attach(block)
+        if end >= stop:
+            return
+        pos = _line_end(text, end, stop)  # the blank line between blocks
+        if pos >= stop:
+            return
+
+
+def split_message(raw: bytes) -> Message:
+    """``email.message_from_bytes(raw, policy=compat32)``, faster."""
+    text = raw.decode("ascii", "surrogateescape")
+    msg = Message()
+    body = _headers(msg, text, 0, len(text))
+    _body(msg, text, body, len(text))
+    return msg
