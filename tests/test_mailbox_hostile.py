@@ -254,6 +254,18 @@ def test_imap_refusal_that_echoes_the_password_never_shows_it(password: str) -> 
     assert "hunter2" not in text and "quoted" not in text and "\\xd0" not in text
 
 
+def test_imap_message_the_server_will_not_fetch_is_set_aside_and_the_others_read() -> None:
+    aside: list[SetAsideMessage] = []
+    with HostileImap([report(1), report(2), report(3)], unfetchable=frozenset({2})) as server:
+        got: list[Fetched] = []
+        reader = ImapReader(plain(server, "imap", "pw"), MemoryState())
+        reader.read(got.append, aside.append)
+        assert [m.id for m in got] == ["1", "3"] and got[1].raw == report(3)
+        assert [m.id for m in aside] == ["2"] and "could not be read" in aside[0].reason
+        assert b"$MailfleetSetAside" in server.flags[2]
+        assert b"$MailfleetProcessed" in server.flags[1] | server.flags[3]
+
+
 def test_imap_server_sending_an_endless_line_is_a_clean_read_error() -> None:
     with HostileImap(huge_line=2_000_000) as server:
         reader = ImapReader(plain(server, "imap", "pw"), MemoryState(), attempts=1)
