@@ -5,6 +5,7 @@ path, scripted servers (mailfleet.testing.hostile) for the misbehaving ones."""
 from __future__ import annotations
 
 import os
+import resource
 import time
 from email.message import EmailMessage
 from pathlib import Path
@@ -47,6 +48,7 @@ def dsn(n: int) -> bytes:
 
 STALL = b"X-Test-Parser: stall"
 DIE = b"X-Test-Parser: die"
+GREEDY = b"X-Test-Parser: greedy"
 
 
 class HostileParser:
@@ -60,6 +62,11 @@ class HostileParser:
                 pass
         if DIE in raw:
             os._exit(3)
+        if GREEDY in raw:  # more than the worker may have: refused at once, nothing touched
+            limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+            if limit == resource.RLIM_INFINITY:
+                os._exit(4)  # not capped: fail the test rather than fill the machine
+            bytearray(limit)
 
 
 def hostile(marker: bytes) -> bytes:
@@ -282,3 +289,23 @@ def test_parse_worker_sets_aside_a_stalled_message_and_parses_the_next_in_a_new_
         report_after = worker.parse(dsn(7))
     assert isinstance(report_after, BounceReport)
     assert [r.address for r in report_after.recipients] == ["gone7@dest.test"]
+
+
+def parse_or_reason(worker: ParseWorker, raw: bytes) -> str:
+    """The report's kind, or why the message was set aside."""
+    try:
+        return worker.parse(raw).kind
+    except SetAside as exc:
+        return exc.reason
+
+
+def test_parse_worker_memory_is_capped_so_a_greedy_message_fails_alone() -> None:
+    plugins = load_plugins(extra=[("hostile", HostileParser())])
+    with ParseWorker(plugins.parse_bounce, budget=5) as worker:
+        started = time.monotonic()
+        outcome = parse_or_reason(worker, hostile(GREEDY))
+        assert time.monotonic() - started < 5  # refused at once, no memory was filled
+        # the core parser takes over from the plugin that failed, or the message is set aside
+        assert outcome == "not-bounce" or "MemoryError" in outcome, outcome
+        assert [r.address for r in worker.parse(dsn(8)).recipients] == ["gone8@dest.test"]
+    assert resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY  # not here
