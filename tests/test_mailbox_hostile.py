@@ -103,6 +103,7 @@ def test_imap_message_that_stalls_the_parser_is_set_aside_and_the_next_one_proce
     assert recipients(handled) == ["gone1@dest.test", "gone2@dest.test", "gone3@dest.test"]
     assert [m.id for m in aside] == ["2", "4"]
     assert "longer than 1 s" in aside[0].reason and "died" in aside[1].reason
+    assert "exit code 3" in aside[1].reason
     with mailbox.imap() as client:
         client.select_folder("INBOX")
         flags = client.get_flags(client.search("ALL"))

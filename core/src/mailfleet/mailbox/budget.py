@@ -83,7 +83,10 @@ class ParseWorker:
         try:
             status, value = conn.recv()
         except (EOFError, OSError):
-            code = self._process.exitcode if self._process is not None else None
+            code = None
+            if self._process is not None:
+                self._process.join(1)
+                code = self._process.exitcode
             self.close()
             raise SetAside(f"the parser process died on this message (exit code {code})"
                            ) from None
