@@ -66,16 +66,17 @@ def download(box: Mailbox) -> tuple[float, list[bytes]]:
     return time.perf_counter() - start, sample
 
 
-def parse_rate(sample: list[bytes]) -> float:
-    """Reference 2: the production parse in this process, reports/s."""
+def parse_rate(sample: list[bytes]) -> tuple[float, float]:
+    """Reference 2: the production parse in this process: (reports/s, CPU ms per report)."""
     from mailfleet.bounces.mime import MAX_BYTES
     from mailfleet.plugins import load_plugins
 
     parse = load_plugins().parse_bounce
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for raw in sample:
         parse(raw[:MAX_BYTES])
-    return len(sample) / (time.perf_counter() - start)
+    return (len(sample) / (time.perf_counter() - start),
+            (time.process_time() - cpu) / len(sample) * 1000)
 
 
 def fetch(box: Mailbox, tmp: Path) -> dict[str, float]:
@@ -117,13 +118,15 @@ def child(config: str) -> None:
             contextlib.suppress(SystemExit):
         main(["--config", config, "bounces", "fetch", "--json"])
     seconds = time.perf_counter() - start
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    worker = resource.getrusage(resource.RUSAGE_CHILDREN)
     summary = json.loads(output.read_text(encoding="utf-8"))
     print(json.dumps({
         "read": summary["read"], "set_aside": len(summary["set_aside"]),
-        "bounces": summary["bounces"], "seconds": seconds, "rss_mib": rss,
-        "worker_rss_mib": worker_rss}))
+        "bounces": summary["bounces"], "seconds": seconds, "rss_mib": own.ru_maxrss / 1024,
+        "worker_rss_mib": worker.ru_maxrss / 1024,
+        "reader_cpu": own.ru_utime + own.ru_stime,
+        "worker_cpu": worker.ru_utime + worker.ru_stime}))
 
 
 def main() -> None:
@@ -144,16 +147,19 @@ def main() -> None:
                 box = server.mailbox()
                 size = fill(server, box, count)
                 seconds, sample = download(box)
-                rate = parse_rate(sample)
+                rate, parse_cpu = parse_rate(sample)
                 got = fetch(box, tmp)
                 fetched = got["read"] / got["seconds"]
+                per = 1000 / got["read"]
                 print(f"{count:,} reports ({size / count / 1024:.1f} KiB average) in Dovecot")
                 print(f"  reference, bare IMAP download: {count / seconds:,.0f} messages/s")
                 print(f"  reference, production parse in-process ({len(sample):,} reports): "
-                      f"{rate:,.0f} reports/s")
+                      f"{rate:,.0f} reports/s, {parse_cpu:.1f} ms CPU per report")
                 print(f"  bounces fetch: {got['read']:,.0f} read ({got['set_aside']:.0f} set "
                       f"aside, {got['bounces']:,.0f} bounces) in {got['seconds']:.1f} s = "
                       f"{fetched:,.0f} reports/s = {fetched / rate:.2f} x the parse alone")
+                print(f"  CPU per report: reader {got['reader_cpu'] * per:.1f} ms + parse worker "
+                      f"{got['worker_cpu'] * per:.1f} ms")
                 print(f"  peak RSS: fetch process {got['rss_mib']:.0f} MiB, parse worker "
                       f"{got['worker_rss_mib']:.0f} MiB")
 

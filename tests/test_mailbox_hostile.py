@@ -5,6 +5,7 @@ path, scripted servers (mailfleet_testing.hostile) for the misbehaving ones."""
 from __future__ import annotations
 
 import os
+import resource
 import time
 from email.message import EmailMessage
 from pathlib import Path
@@ -47,6 +48,7 @@ def dsn(n: int) -> bytes:
 
 STALL = b"X-Test-Parser: stall"
 DIE = b"X-Test-Parser: die"
+GREEDY = b"X-Test-Parser: greedy"
 
 
 class HostileParser:
@@ -60,6 +62,11 @@ class HostileParser:
                 pass
         if DIE in raw:
             os._exit(3)
+        if GREEDY in raw:  # more than the worker may have: refused at once, nothing touched
+            limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+            if limit == resource.RLIM_INFINITY:
+                os._exit(4)  # not capped: fail the test rather than fill the machine
+            bytearray(limit)
 
 
 def hostile(marker: bytes) -> bytes:
@@ -96,6 +103,7 @@ def test_imap_message_that_stalls_the_parser_is_set_aside_and_the_next_one_proce
     assert recipients(handled) == ["gone1@dest.test", "gone2@dest.test", "gone3@dest.test"]
     assert [m.id for m in aside] == ["2", "4"]
     assert "longer than 1 s" in aside[0].reason and "died" in aside[1].reason
+    assert "exit code 3" in aside[1].reason
     with mailbox.imap() as client:
         client.select_folder("INBOX")
         flags = client.get_flags(client.search("ALL"))
@@ -254,6 +262,18 @@ def test_imap_refusal_that_echoes_the_password_never_shows_it(password: str) -> 
     assert "hunter2" not in text and "quoted" not in text and "\\xd0" not in text
 
 
+def test_imap_message_the_server_will_not_fetch_is_set_aside_and_the_others_read() -> None:
+    aside: list[SetAsideMessage] = []
+    with HostileImap([report(1), report(2), report(3)], unfetchable=frozenset({2})) as server:
+        got: list[Fetched] = []
+        reader = ImapReader(plain(server, "imap", "pw"), MemoryState())
+        reader.read(got.append, aside.append)
+        assert [m.id for m in got] == ["1", "3"] and got[1].raw == report(3)
+        assert [m.id for m in aside] == ["2"] and "could not be read" in aside[0].reason
+        assert b"$MailfleetSetAside" in server.flags[2]
+        assert b"$MailfleetProcessed" in server.flags[1] | server.flags[3]
+
+
 def test_imap_server_sending_an_endless_line_is_a_clean_read_error() -> None:
     with HostileImap(huge_line=2_000_000) as server:
         reader = ImapReader(plain(server, "imap", "pw"), MemoryState(), attempts=1)
@@ -270,3 +290,23 @@ def test_parse_worker_sets_aside_a_stalled_message_and_parses_the_next_in_a_new_
         report_after = worker.parse(dsn(7))
     assert isinstance(report_after, BounceReport)
     assert [r.address for r in report_after.recipients] == ["gone7@dest.test"]
+
+
+def parse_or_reason(worker: ParseWorker, raw: bytes) -> str:
+    """The report's kind, or why the message was set aside."""
+    try:
+        return worker.parse(raw).kind
+    except SetAside as exc:
+        return exc.reason
+
+
+def test_parse_worker_memory_is_capped_so_a_greedy_message_fails_alone() -> None:
+    plugins = load_plugins(extra=[("hostile", HostileParser())])
+    with ParseWorker(plugins.parse_bounce, budget=5) as worker:
+        started = time.monotonic()
+        outcome = parse_or_reason(worker, hostile(GREEDY))
+        assert time.monotonic() - started < 5  # refused at once, no memory was filled
+        # the core parser takes over from the plugin that failed, or the message is set aside
+        assert outcome == "not-bounce" or "MemoryError" in outcome, outcome
+        assert [r.address for r in worker.parse(dsn(8)).recipients] == ["gone8@dest.test"]
+    assert resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY  # not here

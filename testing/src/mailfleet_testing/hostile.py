@@ -1,7 +1,8 @@
 """Hostile IMAP and POP3 servers on 127.0.0.1, scripted to misbehave (plain TCP, free port).
 
-- :class:`HostileImap`: refuses LOGIN or AUTHENTICATE PLAIN echoing the password, or answers
-  SELECT with one line of ``huge_line`` bytes.
+- :class:`HostileImap`: serves ``messages``; refuses LOGIN or AUTHENTICATE PLAIN echoing the
+  password, answers SELECT with one line of ``huge_line`` bytes, or refuses a FETCH naming an
+  ``unfetchable`` UID.
 - :class:`HostilePop3`: serves ``messages`` (sent as they are, dot-stuffed, so a line may be
   megabytes long), with an optional huge greeting, a PASS refusal that echoes the password,
   and RETR refused for chosen message numbers.
@@ -103,12 +104,19 @@ class ScriptedServer:
 
 
 class HostileImap(ScriptedServer):
-    """IMAP4rev1 just far enough to log in and SELECT, misbehaving as asked."""
+    """IMAP4rev1 just far enough for the reader (LOGIN, SELECT, UID SEARCH/FETCH/STORE),
+    serving ``messages`` as UIDs 1, 2, … and misbehaving as asked: a batch FETCH that names a
+    UID in ``unfetchable`` is refused whole (as Gmail does: "Some messages could not be
+    FETCHed")."""
 
-    def __init__(self, *, echo_password: bool = False, huge_line: int = 0) -> None:
+    def __init__(self, messages: list[bytes] | None = None, *, echo_password: bool = False,
+                 huge_line: int = 0, unfetchable: frozenset[int] = frozenset()) -> None:
         super().__init__()
+        self.messages = messages or []
         self.echo_password = echo_password
         self.huge_line = huge_line
+        self.unfetchable = unfetchable
+        self.flags: dict[int, set[bytes]] = {n: set() for n in range(1, len(self.messages) + 1)}
 
     async def session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hostile ready\r\n")
@@ -116,7 +124,10 @@ class HostileImap(ScriptedServer):
             tag, _, rest = (await self._line(reader)).partition(b" ")
             command, _, args = rest.partition(b" ")
             verb = command.upper()
-            if verb == b"CAPABILITY":
+            if verb == b"UID":
+                command, _, args = args.partition(b" ")
+                writer.write(self._uid(tag, command.upper(), args))
+            elif verb == b"CAPABILITY":
                 writer.write(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
             elif verb == b"AUTHENTICATE" and args.upper() == b"PLAIN":
                 writer.write(b"+ \r\n")
@@ -134,8 +145,8 @@ class HostileImap(ScriptedServer):
             elif verb in (b"SELECT", b"EXAMINE"):
                 if self.huge_line:
                     writer.write(b"* OK [ALERT] " + b"x" * self.huge_line + b"\r\n")
-                writer.write(b"* 0 EXISTS\r\n* OK [UIDVALIDITY 1] ok\r\n"
-                             + tag + b" OK [READ-WRITE] selected\r\n")
+                writer.write(f"* {len(self.messages)} EXISTS\r\n".encode()
+                             + b"* OK [UIDVALIDITY 1] ok\r\n" + tag + b" OK [READ-WRITE] ok\r\n")
             elif verb == b"LOGOUT":
                 writer.write(b"* BYE bye\r\n" + tag + b" OK bye\r\n")
                 await writer.drain()
@@ -143,6 +154,31 @@ class HostileImap(ScriptedServer):
             else:
                 writer.write(tag + b" BAD unknown command\r\n")
             await writer.drain()
+
+    def _uid(self, tag: bytes, command: bytes, args: bytes) -> bytes:
+        if command == b"SEARCH":  # every message without a keyword: enough for the reader
+            found = [uid for uid, flags in self.flags.items()
+                     if not any(f.startswith(b"$") for f in flags)]
+            return (b"* SEARCH " + b" ".join(b"%d" % u for u in found) + b"\r\n"
+                    + tag + b" OK done\r\n")
+        uid_set, _, items = args.partition(b" ")
+        uids = [int(u) for u in uid_set.split(b",")]
+        if command == b"STORE":
+            for uid in uids:
+                self.flags[uid].update(items.partition(b"(")[2].rstrip(b")").split())
+            return tag + b" OK stored\r\n"
+        if command == b"FETCH":
+            if len(uids) > 1 and self.unfetchable & set(uids):
+                return tag + b" NO Some messages could not be FETCHed (Failure)\r\n"
+            if self.unfetchable & set(uids):
+                return tag + b" NO [UNAVAILABLE] the message could not be read\r\n"
+            out = b""
+            for uid in uids:
+                raw = self.messages[uid - 1]
+                out += (b"* %d FETCH (UID %d RFC822.SIZE %d BODY[]<0> {%d}\r\n"
+                        % (uid, uid, len(raw), len(raw)) + raw + b")\r\n")
+            return out + tag + b" OK fetched\r\n"
+        return tag + b" BAD unknown UID command\r\n"
 
 
 class HostilePop3(ScriptedServer):

@@ -6,16 +6,21 @@ runs in a worker process, forked from the reader so it holds the very same plugi
 own parse hooks included). The reader sends it one message at a time over a pipe and waits at
 most ``budget`` seconds for the report. When the budget is spent, or the worker dies, the
 worker is killed (SIGKILL), the message is set aside with the reason, and a fresh worker is
-forked for the next message. A message can therefore cost at most ``budget`` seconds and
-never the reader's memory: whatever it did to the worker goes with the worker.
+forked for the next message. The worker's address space is capped too
+(:data:`WORKER_MEMORY`). A message can therefore cost at most ``budget`` seconds and never the
+reader's memory: whatever it did to the worker goes with the worker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
+import resource
 import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -25,6 +30,11 @@ from mailfleet.bounces.report import BounceReport
 
 PARSE_BUDGET = 10.0
 """Seconds one message may take to parse (a report takes milliseconds)."""
+
+WORKER_MEMORY = 1 << 30
+"""Address space the worker may add to what it inherited (RLIMIT_AS, where the system has
+it): a message that makes the parser allocate more gets a MemoryError in the worker, never
+the machine's memory."""
 
 
 class SetAside(Exception):
@@ -73,7 +83,10 @@ class ParseWorker:
         try:
             status, value = conn.recv()
         except (EOFError, OSError):
-            code = self._process.exitcode if self._process is not None else None
+            code = None
+            if self._process is not None:
+                self._process.join(1)
+                code = self._process.exitcode
             self.close()
             raise SetAside(f"the parser process died on this message (exit code {code})"
                            ) from None
@@ -110,9 +123,22 @@ class ParseWorker:
         self.close()
 
 
+def _limit_memory() -> None:
+    """Cap the worker's address space at what it has now plus :data:`WORKER_MEMORY`
+    (Linux: the size is read from /proc; elsewhere the worker runs without the cap)."""
+    with contextlib.suppress(OSError, ValueError):
+        pages = int(Path("/proc/self/statm").read_text().split()[0])
+        limit = pages * os.sysconf("SC_PAGE_SIZE") + WORKER_MEMORY
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
 def _serve(conn: Connection, parse: Callable[[bytes], BounceReport]) -> None:
     """The worker's loop: one message in, one ``(status, report or reason)`` out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the reader's to handle
+    _limit_memory()
     while True:
         try:
             raw = conn.recv_bytes()

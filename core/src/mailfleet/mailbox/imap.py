@@ -132,7 +132,7 @@ class ImapReader:
                         self._mark(client, uid)
                     else:
                         if self.settings.processed != "none":
-                            client.add_flags([uid], [SET_ASIDE_FLAG])
+                            client.add_flags([uid], [SET_ASIDE_FLAG], silent=True)
                         if set_aside is not None:
                             set_aside(SetAsideMessage(str(uid), reason))
                     self._save(uid)
@@ -170,9 +170,7 @@ class ImapReader:
             except IMAPClientError:  # one message the server cannot give: ask one by one
                 yield from (self._fetch_one(client, uid) for uid in chunk)
                 continue
-            for uid in chunk:
-                if uid in data:
-                    yield uid, _fetched(uid, data[uid])
+            yield from ((uid, _fetched(uid, data[uid])) for uid in chunk if uid in data)
 
     def _fetch_one(self, client: imapclient.IMAPClient, uid: int) -> tuple[int, Fetched | str]:
         try:
@@ -187,7 +185,7 @@ class ImapReader:
     def _mark(self, client: imapclient.IMAPClient, uid: int) -> None:
         s = self.settings
         if s.processed == "flag":
-            client.add_flags([uid], [PROCESSED_FLAG, imapclient.SEEN])
+            client.add_flags([uid], [PROCESSED_FLAG, imapclient.SEEN], silent=True)
         elif s.processed == "move":
             if not self._folder_ready and not client.folder_exists(s.move_to):
                 client.create_folder(s.move_to)
@@ -207,8 +205,10 @@ class ImapReader:
             {"uidvalidity": self._validity, "last_uid": last_uid}))
 
 
-def _fetched(uid: int, item: dict[bytes, Any]) -> Fetched:
-    body = next((v for k, v in item.items() if k.startswith(b"BODY[")), None) or b""
+def _fetched(uid: int, item: dict[bytes, Any]) -> Fetched | str:
+    body = next((v for k, v in item.items() if k.startswith(b"BODY[")), None)
+    if body is None:  # Dovecot, when the message file vanished under it
+        return "the server returned no content for the message"
     return Fetched(str(uid), bytes(body), int(item.get(b"RFC822.SIZE", len(body))))
 
 

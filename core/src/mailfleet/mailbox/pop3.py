@@ -48,7 +48,7 @@ class _Pop3(poplib.POP3):
                 if len(kept) < MAX_BYTES:
                     kept += line
             line = bytes(kept[:MAX_BYTES])
-        return line.rstrip(b"\r\n").removeprefix(b"\r"), octets
+        return line.removesuffix(b"\n").removesuffix(b"\r"), octets
 
     def retrieve(self, which: int) -> tuple[bytes, int]:
         """RETR: the message's first :data:`MAX_BYTES` and its whole size."""
