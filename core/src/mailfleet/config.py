@@ -418,7 +418,8 @@ def _flatten(exc: BaseException, path: str, value: Any, out: list[str]) -> None:
     if isinstance(exc, ForbiddenExtraKeysError):
         for key in sorted(exc.extra_fields):
             allowed = ", ".join(f.name for f in attrs.fields(exc.cl) if not f.name.startswith("_"))
-            out.append(f"{path}.{key}: unknown key; allowed keys here: {allowed}".lstrip("."))
+            shown = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _shown(key)
+            out.append(f"{path}.{shown}: unknown key; allowed keys here: {allowed}".lstrip("."))
         return
     if isinstance(exc, ClassValidationError | IterableValidationError):
         handled, _ = exc.group_exceptions()
