@@ -408,6 +408,13 @@ def test_out_of_range_password_shows_only_a_mask(tmp_path: Path) -> None:
     assert "sec" not in message.replace("seconds", "")
 
 
+def test_a_bad_store_url_does_not_show_its_password(tmp_path: Path) -> None:
+    doc = with_value("deployment", "store", "postgresql://mail:s3cr3t-pw@db.example.com/m\n")
+    message = parse_problems(doc, tmp_path)
+    assert "deployment.store: holds the control or line-break character U+000A" in message
+    assert "s3cr3t" not in message and "postgresql://mail:***@db.example.com" in message
+
+
 def test_a_megabyte_value_gives_a_short_error(tmp_path: Path) -> None:
     message = parse_problems(with_value("servers[0]", "name", "n" * 1_000_000), tmp_path)
     assert "servers[0].name: is longer than 64 characters" in message

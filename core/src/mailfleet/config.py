@@ -50,10 +50,14 @@ class BadValues(ConfigError):
         super().__init__([f"{key}: {problem} (got {shown})" for key, shown, problem in items])
 
 
+_URL_PASSWORD = re.compile(r"(://[^/@:\s]*:)[^@/\s]*@")
+
+
 def _shown(value: Any) -> str:
-    """``value`` as it may appear in an error: a short repr (a Secret shows its mask)."""
+    """``value`` as it may appear in an error: a short repr, with a URL's password and a
+    Secret masked."""
     try:
-        text = repr(value)
+        text = _URL_PASSWORD.sub(r"\1***@", repr(value))
     except ValueError:  # an integer too long to print
         return "a number too long to show"
     return text if len(text) <= 80 else text[:60] + "...' (cut)"
