@@ -13,10 +13,13 @@ from typing import Any
 import attrs
 import cattrs
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mailfleet.cli import main
 from mailfleet.config import (
     BouncesConfig,
+    Config,
     Deployment,
     ServerConfig,
     converter,
@@ -26,6 +29,7 @@ from mailfleet.config import (
 from mailfleet.errors import ConfigError
 from mailfleet.fleet import Fleet
 from mailfleet.mailbox.settings import resolve_mailbox
+from mailfleet.plugins import load_plugins
 from mailfleet.providers import Limits
 from mailfleet.retry import RetryPolicy
 from mailfleet.secrets import Secret
@@ -407,6 +411,13 @@ def test_out_of_range_password_shows_only_a_mask(tmp_path: Path) -> None:
     assert "sec" not in message.replace("seconds", "")
 
 
+def test_a_bad_store_url_does_not_show_its_password(tmp_path: Path) -> None:
+    doc = with_value("deployment", "store", "postgresql://mail:s3cr3t-pw@db.example.com/m\n")
+    message = parse_problems(doc, tmp_path)
+    assert "deployment.store: holds the control or line-break character U+000A" in message
+    assert "s3cr3t" not in message and "postgresql://mail:***@db.example.com" in message
+
+
 def test_a_megabyte_value_gives_a_short_error(tmp_path: Path) -> None:
     message = parse_problems(with_value("servers[0]", "name", "n" * 1_000_000), tmp_path)
     assert "servers[0].name: is longer than 64 characters" in message
@@ -497,3 +508,72 @@ def test_secret_compares_copies_and_pickles_without_showing_itself() -> None:
     assert "hunter2" not in repr(secret) + str(secret) + f"{secret}"
     with pytest.raises(AttributeError):
         secret._value = "x"  # type: ignore[misc]
+
+
+# -- fuzz: whatever the document, the loader answers with a config or a ConfigError ----------
+
+PLUGINS = load_plugins()
+FIELDS = {cls: [f.name for f in attrs.fields(cls)]
+          for cls in (Config, Deployment, ServerConfig, BouncesConfig, Limits, RetryPolicy)}
+PLAUSIBLE = [v for _, _, bads, good in RANGES for v in [*bads, good] if v is not None] + [
+    "ssl", "starttls", "none", "internal", "external", "imap", "pop3", "calendar", "rolling",
+    "gmail", "yandex", "mailru", "rambler", "a@gmail.com", "b@yandex.ru", "ru", "en", True,
+    False, "password", "xoauth2", "move", "delete", 25, 465, 587]
+SCALARS = st.one_of(
+    st.sampled_from(PLAUSIBLE), st.booleans(), st.text(max_size=20),
+    st.integers(min_value=-(2**70), max_value=2**70), st.floats(),
+    st.datetimes(), st.dates(), st.times(), st.none())
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+    st.sampled_from(FIELDS[ServerConfig]) | st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+
+
+def table(cls: type) -> st.SearchStrategy[dict[str, Any]]:
+    """Mostly real keys with plausible values (so the range rules and the resolution are
+    reached), sometimes anything at all."""
+    plausible = st.dictionaries(st.sampled_from(FIELDS[cls]), st.sampled_from(PLAUSIBLE),
+                                max_size=4)
+    wild = st.dictionaries(st.sampled_from(FIELDS[cls]) | st.text(max_size=6),
+                           SCALARS | VALUES, max_size=6)
+    return plausible | wild
+
+
+SERVER_TABLE = st.builds(
+    lambda base, t, limits: {**base, **t, **limits},
+    st.just({}) | st.just({"name": "x", "kind": "internal", "sender": "a@example.com"}),
+    table(ServerConfig), st.just({}) | st.builds(lambda lim: {"limits": lim}, table(Limits)))
+DOCUMENTS = st.fixed_dictionaries({}, optional={
+    "deployment": table(Deployment) | VALUES, "servers": st.lists(SERVER_TABLE, max_size=3) |
+    VALUES, "bounces": table(BouncesConfig) | VALUES, "retry": table(RetryPolicy) | VALUES,
+    "source": VALUES, "extra": VALUES})
+
+
+def problems_or_none(load: Any) -> list[str] | None:
+    """``None`` when ``load()`` gives a usable fleet, else the ConfigError's problems (any
+    other exception escapes and fails the test)."""
+    try:
+        Fleet(load(), PLUGINS)
+    except ConfigError as exc:
+        return exc.problems
+    return None
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(DOCUMENTS)
+def test_fuzzed_documents_give_a_config_or_a_config_error(doc: dict[str, Any]) -> None:
+    problems = problems_or_none(lambda: parse_config(doc, "<fuzz>"))
+    if problems is not None:
+        assert problems and all(p and "\n" not in p for p in problems)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=600) | st.builds(
+    lambda text, at, junk: (text[:at] + junk + text[at:]).encode("utf-8", "surrogatepass"),
+    st.just(SERVER + "timeout = 10\nlimits = { per_hour = 5 }\n[retry]\nmax_attempts = 2\n"),
+    st.integers(min_value=0, max_value=120), st.text(max_size=12)))
+def test_fuzzed_files_give_a_config_or_a_config_error(tmp_path: Path, data: bytes) -> None:
+    path = write(tmp_path, data)
+    problems = problems_or_none(lambda: load_config(path))
+    if problems is not None:
+        assert problems and all(p and "\n" not in p for p in problems)

@@ -52,10 +52,14 @@ class BadValues(ConfigError):
         super().__init__([f"{key}: {problem} (got {shown})" for key, shown, problem in items])
 
 
+_URL_PASSWORD = re.compile(r"(://[^/@:\s]*:)[^@/\s]*@")
+
+
 def _shown(value: Any) -> str:
-    """``value`` as it may appear in an error: a short repr (a Secret shows its mask)."""
+    """``value`` as it may appear in an error: a short repr, with a URL's password and a
+    Secret masked."""
     try:
-        text = repr(value)
+        text = _URL_PASSWORD.sub(r"\1***@", repr(value))
     except ValueError:  # an integer too long to print
         return "a number too long to show"
     return text if len(text) <= 80 else text[:60] + "...' (cut)"
@@ -438,7 +442,8 @@ def _flatten(exc: BaseException, path: str, value: Any, out: list[str]) -> None:
     if isinstance(exc, ForbiddenExtraKeysError):
         for key in sorted(exc.extra_fields):
             allowed = ", ".join(f.name for f in attrs.fields(exc.cl) if not f.name.startswith("_"))
-            out.append(f"{path}.{key}: unknown key; allowed keys here: {allowed}".lstrip("."))
+            shown = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _shown(key)
+            out.append(f"{path}.{shown}: unknown key; allowed keys here: {allowed}".lstrip("."))
         return
     if isinstance(exc, ClassValidationError | IterableValidationError):
         handled, _ = exc.group_exceptions()
