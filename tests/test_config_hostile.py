@@ -349,7 +349,7 @@ RANGES: list[tuple[str, str, list[Any], Any]] = [
     ("retry", "server_rest_seconds", [-1, math.inf], 0),
     ("retry", "breaker_seconds", [-1, math.nan, math.inf], 30),
     ("retry", "server_rest_max", [-1, math.inf], 3600),
-    ("deployment", "lease_seconds", [0, 0.5, -1, math.nan, math.inf], 15),
+    ("deployment", "lease_seconds", [0, 0.4, -1, math.nan, math.inf, 86_401], 15),
     ("retry", "max_server_failures", [0, 10_001], 1),
 ]
 RANGE_CASES = [(t, k, bad) for t, k, bads, _ in RANGES for bad in bads]

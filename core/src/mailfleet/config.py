@@ -184,12 +184,6 @@ _TIMEOUT = _number(0, 3600, "seconds", 30, above_low=True)
 _PORT = _count(1, 65535, 587)
 
 
-def _lease_seconds(value: float) -> None:
-    if not 0.5 <= value < 86_400:  # also refuses nan
-        raise ValueError(f"lease_seconds = {value!r}: expected seconds between 0.5 and "
-                         f"86400, e.g. 15")
-
-
 @attrs.frozen
 class Deployment:
     """``saas``: user servers on port 25 are refused; ``store``: SQLite path or postgresql:// URL;
@@ -202,13 +196,12 @@ class Deployment:
     saas: bool = False
     store: str = "mailfleet.db"
     locale: Literal["en", "ru"] = "en"
-    lease_seconds: float = attrs.field(default=15.0, validator=lambda _, __, value: (
-        _lease_seconds(value)))
+    lease_seconds: float = 15.0
     in_doubt: Literal["resend", "hold"] = "resend"
 
     _RULES: ClassVar[Mapping[str, Rule]] = {
         "store": _line("a SQLite file path or a postgresql:// URL", 4096),
-        "lease_seconds": _number(1, 86_400, "seconds", 15)}
+        "lease_seconds": _number(0.5, 86_400, "seconds", 15)}
 
     def __attrs_post_init__(self) -> None:
         check_values(self, self._RULES)
