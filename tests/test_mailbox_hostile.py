@@ -217,6 +217,14 @@ def test_pop3_lines_of_any_length_never_fail_the_fetch() -> None:
     assert got[2].raw == report(2)
 
 
+def test_pop3_long_lines_come_back_byte_for_byte_around_the_read_chunk_size() -> None:
+    lines = [b"a" * n for n in (65_533, 65_534, 65_535, 65_536, 131_070, 1)] + [b".", b"..x"]
+    message = b"Subject: edges\r\n\r\n" + b"".join(line + b"\r\n" for line in lines)
+    with HostilePop3([message]) as server:
+        [got] = collect(Pop3Reader(plain(server, "pop3", "pw"), MemoryState()))
+    assert got.raw == message and got.size == len(message) and not got.truncated
+
+
 def test_pop3_message_the_server_refuses_is_reported_and_the_next_one_read() -> None:
     aside: list[SetAsideMessage] = []
     with HostilePop3([report(1), report(2), report(3)], password=SECRET,
