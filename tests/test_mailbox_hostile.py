@@ -116,6 +116,19 @@ def test_imap_message_that_stalls_the_parser_is_set_aside_and_the_next_one_proce
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.parametrize("processed", ["move", "delete"])
+def test_imap_message_set_aside_stays_in_the_folder_when_the_others_are_moved_or_deleted(
+        mailbox: Mailbox, handler: BounceHandler, processed: str) -> None:
+    for raw in (dsn(1), hostile(DIE), dsn(2)):
+        mailbox.append(raw)
+    handled, aside = fetch(settings_for(mailbox, processed=processed, move_to="Done"),
+                           handler)
+    assert recipients(handled) == ["gone1@dest.test", "gone2@dest.test"] and len(aside) == 1
+    [left] = mailbox.fetch_all("INBOX")
+    assert DIE in left
+    assert len(mailbox.fetch_all("Done")) == (2 if processed == "move" else 0)
+
+
 def test_pop3_message_that_stalls_the_parser_is_set_aside_and_the_next_one_processed(
         mailbox: Mailbox, handler: BounceHandler) -> None:
     for raw in (dsn(1), hostile(STALL), dsn(2)):
