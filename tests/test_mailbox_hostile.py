@@ -198,6 +198,34 @@ def test_pop3_progress_is_saved_after_each_message_so_a_crash_rereads_only_that_
     assert [b"Mail 1" in m.raw or b"Mail 2" in m.raw for m in collect(reader)] == [True, True]
 
 
+def test_pop3_deletion_lost_with_a_crashed_session_is_made_in_the_next_one(
+        mailbox: Mailbox, handler: BounceHandler) -> None:
+    for n in range(3):
+        mailbox.append(report(n))
+    mailbox.append(hostile(DIE))
+    settings = settings_for(mailbox, "pop3", processed="delete")
+    state = MemoryState()
+
+    def crash_on_second(message: Fetched) -> None:
+        if b"Mail 1" in message.raw:
+            raise RuntimeError("the process died here")
+
+    with pytest.raises(RuntimeError):  # Mail 0 was handled, its DELE never committed
+        Pop3Reader(settings, state).read(crash_on_second)
+    assert len(mailbox.fetch_all()) == 4
+    aside: list[SetAsideMessage] = []
+    with ParseWorker(handler.plugins.parse_bounce, 1.0) as worker:
+        def parse(message: Fetched) -> None:
+            worker.parse(message.raw)
+
+        Pop3Reader(settings, state).read(parse, aside.append)
+    assert len(aside) == 1
+    [left] = mailbox.fetch_all()  # Mail 0, 1 and 2 deleted; the one set aside kept
+    assert DIE in left
+    assert Pop3Reader(settings, state).read(parse) == 0
+    assert len(mailbox.fetch_all()) == 1  # and never deleted later
+
+
 def test_pop3_reads_a_message_with_a_one_megabyte_line_from_dovecot(mailbox: Mailbox) -> None:
     mailbox.append(report(1))
     mailbox.append(b"From: a@example.org\r\nSubject: long\r\n\r\n" + b"!" * 1_000_000 + b"\r\n")
