@@ -215,3 +215,27 @@ def test_bounces_fetch_json_reports_a_mailbox_error_in_the_json(
     assert (summary["read"], summary["reports"], summary["error"]["stage"],
             summary["error"]["transient"]) == (0, [], "auth", False)
     assert "s3cret-pw" not in out and "wrong password ***" in summary["error"]["message"]
+
+
+def test_bounces_fetch_lists_the_messages_set_aside_and_handles_the_others(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mailfleet.testing.hostile import HostilePop3
+
+    hello = b"From: a@example.org\r\nSubject: hello\r\n\r\nhi\r\n"
+    with HostilePop3([hello, hello, hello], password="pw",
+                     refuse_retr=frozenset({2})) as server:
+        config = tmp_path / "mailfleet.toml"
+        config.write_text(f'[deployment]\nstore = "{tmp_path / "m.db"}"\n\n'
+                          f'[bounces]\nprotocol = "pop3"\nhost = "127.0.0.1"\n'
+                          f'port = {server.port}\nsecurity = "none"\n'
+                          f'allow_insecure_auth = true\nlogin = "b@example.org"\n'
+                          f'password = "pw"\n', encoding="utf-8")
+        main(["--config", str(config), "bounces", "fetch", "--json"])
+        summary = json.loads(capsys.readouterr().out)
+        main(["--config", str(config), "bounces", "fetch"])
+        text = capsys.readouterr().out
+    assert (summary["read"], len(summary["reports"])) == (2, 2)
+    [aside] = summary["set_aside"]
+    assert aside["id"] == "uid-2" and "no such message" in aside["reason"]
+    assert text.startswith("read 0 message(s)") and "1 set aside" in text
+    assert "set aside message uid-2: the server would not give the message" in text

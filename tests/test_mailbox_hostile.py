@@ -116,6 +116,19 @@ def test_imap_message_that_stalls_the_parser_is_set_aside_and_the_next_one_proce
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.parametrize("processed", ["move", "delete"])
+def test_imap_message_set_aside_stays_in_the_folder_when_the_others_are_moved_or_deleted(
+        mailbox: Mailbox, handler: BounceHandler, processed: str) -> None:
+    for raw in (dsn(1), hostile(DIE), dsn(2)):
+        mailbox.append(raw)
+    handled, aside = fetch(settings_for(mailbox, processed=processed, move_to="Done"),
+                           handler)
+    assert recipients(handled) == ["gone1@dest.test", "gone2@dest.test"] and len(aside) == 1
+    [left] = mailbox.fetch_all("INBOX")
+    assert DIE in left
+    assert len(mailbox.fetch_all("Done")) == (2 if processed == "move" else 0)
+
+
 def test_pop3_message_that_stalls_the_parser_is_set_aside_and_the_next_one_processed(
         mailbox: Mailbox, handler: BounceHandler) -> None:
     for raw in (dsn(1), hostile(STALL), dsn(2)):
@@ -185,6 +198,34 @@ def test_pop3_progress_is_saved_after_each_message_so_a_crash_rereads_only_that_
     assert [b"Mail 1" in m.raw or b"Mail 2" in m.raw for m in collect(reader)] == [True, True]
 
 
+def test_pop3_deletion_lost_with_a_crashed_session_is_made_in_the_next_one(
+        mailbox: Mailbox, handler: BounceHandler) -> None:
+    for n in range(3):
+        mailbox.append(report(n))
+    mailbox.append(hostile(DIE))
+    settings = settings_for(mailbox, "pop3", processed="delete")
+    state = MemoryState()
+
+    def crash_on_second(message: Fetched) -> None:
+        if b"Mail 1" in message.raw:
+            raise RuntimeError("the process died here")
+
+    with pytest.raises(RuntimeError):  # Mail 0 was handled, its DELE never committed
+        Pop3Reader(settings, state).read(crash_on_second)
+    assert len(mailbox.fetch_all()) == 4
+    aside: list[SetAsideMessage] = []
+    with ParseWorker(handler.plugins.parse_bounce, 1.0) as worker:
+        def parse(message: Fetched) -> None:
+            worker.parse(message.raw)
+
+        Pop3Reader(settings, state).read(parse, aside.append)
+    assert len(aside) == 1
+    [left] = mailbox.fetch_all()  # Mail 0, 1 and 2 deleted; the one set aside kept
+    assert DIE in left
+    assert Pop3Reader(settings, state).read(parse) == 0
+    assert len(mailbox.fetch_all()) == 1  # and never deleted later
+
+
 def test_pop3_reads_a_message_with_a_one_megabyte_line_from_dovecot(mailbox: Mailbox) -> None:
     mailbox.append(report(1))
     mailbox.append(b"From: a@example.org\r\nSubject: long\r\n\r\n" + b"!" * 1_000_000 + b"\r\n")
@@ -215,6 +256,14 @@ def test_pop3_lines_of_any_length_never_fail_the_fetch() -> None:
     assert [m.id for m in got] == ["uid-1", "uid-2", "uid-3"]
     assert len(got[1].raw) == MAX_BYTES and got[1].size > 3_000_000
     assert got[2].raw == report(2)
+
+
+def test_pop3_long_lines_come_back_byte_for_byte_around_the_read_chunk_size() -> None:
+    lines = [b"a" * n for n in (65_533, 65_534, 65_535, 65_536, 131_070, 1)] + [b".", b"..x"]
+    message = b"Subject: edges\r\n\r\n" + b"".join(line + b"\r\n" for line in lines)
+    with HostilePop3([message]) as server:
+        [got] = collect(Pop3Reader(plain(server, "pop3", "pw"), MemoryState()))
+    assert got.raw == message and got.size == len(message) and not got.truncated
 
 
 def test_pop3_message_the_server_refuses_is_reported_and_the_next_one_read() -> None:

@@ -114,10 +114,10 @@ class _Summary:
         self.set_aside: list[SetAsideMessage] = []
 
     def add(self, result: Handled | SetAsideMessage) -> None:
-        self.read += 1
         if isinstance(result, SetAsideMessage):
             self.set_aside.append(result)
             return
+        self.read += 1
         self.bounces += result.report.kind == "bounce"
         self.marked += result.marked
         self.suppressed.update(dict.fromkeys(result.suppressed))

@@ -116,6 +116,7 @@ class ParseWorker:
         return self._conn
 
     def __enter__(self) -> ParseWorker:
+        self._connection()  # forked now, before the reader opens its connection
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

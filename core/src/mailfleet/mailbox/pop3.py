@@ -4,7 +4,8 @@ Each message is handled and remembered before the next one is downloaded. Lines 
 are read: a message keeps its first :data:`MAX_BYTES` (the parser's own input cap) and the rest
 is read off the wire and dropped, so neither a 1 MB line nor a 30 MB report fails the fetch or
 fills the memory. A message the handler sets aside (:class:`SetAside`) is remembered as read
-and never deleted.
+and never deleted. With ``processed = "delete"``, a message handled in a session that ended
+before QUIT (whose deletion the server therefore dropped) is deleted in the next one.
 """
 
 from __future__ import annotations
@@ -136,11 +137,14 @@ class Pop3Reader:
             nonlocal count
             s = self.settings
             client = self.connect()
+            done = False
             try:
                 listing = _listing(client.uidl()[1])
                 seen = _Seen(self.state, s.state_key, {uid for _, uid in listing})
                 for number, uid in listing:
                     if uid in seen:
+                        if s.processed == "delete" and uid not in seen.aside:
+                            client.dele(number)  # handled before, its deletion never committed
                         continue
                     try:
                         raw, size = client.retrieve(number)
@@ -152,6 +156,7 @@ class Pop3Reader:
                     try:
                         handle(Fetched(uid, raw, size))
                     except SetAside as exc:
+                        seen.set_aside(uid)
                         if set_aside is not None:
                             set_aside(SetAsideMessage(uid, exc.reason))
                     else:
@@ -160,9 +165,12 @@ class Pop3Reader:
                     seen.add(uid)
                     count += 1
                 client.quit()  # commits deletions
+                done = True
             except (OSError, poplib.error_proto) as exc:
-                _quit(client)
                 raise MailboxError("read", f"connection lost: {s.mask(_text(exc))}") from None
+            finally:
+                if not done:
+                    _quit(client)
 
         self.retry(cycle)
         return count
@@ -172,7 +180,8 @@ class _Seen:
     """The UIDLs already read, kept in the store under ``key`` (a JSON list, forgetting those
     no longer on the server) plus ``key#new`` for the latest ones. Remembering a message
     rewrites only ``key#new``; it is folded into ``key`` once it holds about the square root
-    of the total, so 20,000 messages cost O(n^1.5) bytes written, not O(n^2)."""
+    of the total, so 20,000 messages cost O(n^1.5) bytes written, not O(n^2). The messages
+    set aside (never to be deleted) are also listed under ``key#aside``."""
 
     def __init__(self, state: ReaderState, key: str, on_server: set[str]) -> None:
         self.state, self.key = state, key
@@ -182,6 +191,11 @@ class _Seen:
         self.recent: set[str] = set()
         if recent or stored != self.base:
             self._fold()
+        self.aside = set(json.loads(state.kv_get(key + "#aside") or "[]")) & on_server
+
+    def set_aside(self, uid: str) -> None:
+        self.aside.add(uid)
+        self.state.kv_set(self.key + "#aside", json.dumps(sorted(self.aside)))
 
     def __contains__(self, uid: str) -> bool:
         return uid in self.base or uid in self.recent
