@@ -219,7 +219,7 @@ def test_bounces_fetch_json_reports_a_mailbox_error_in_the_json(
 
 def test_bounces_fetch_lists_the_messages_set_aside_and_handles_the_others(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from mailfleet.testing.hostile import HostilePop3
+    from mailfleet_testing.hostile import HostilePop3
 
     hello = b"From: a@example.org\r\nSubject: hello\r\n\r\nhi\r\n"
     with HostilePop3([hello, hello, hello], password="pw",
