@@ -50,14 +50,17 @@ class BadValues(ConfigError):
         super().__init__([f"{key}: {problem} (got {shown})" for key, shown, problem in items])
 
 
-_URL_PASSWORD = re.compile(r"(://[^/@:\s]*:)[^@/\s]*@")
-
-
 def _shown(value: Any) -> str:
     """``value`` as it may appear in an error: a short repr, with a URL's password and a
     Secret masked."""
+    if isinstance(value, str) and "://" in value:
+        scheme, _, rest = value.partition("://")
+        netloc, slash, path = rest.partition("/")
+        user, at, host = netloc.rpartition("@")
+        if at and ":" in user:
+            value = f"{scheme}://{user.partition(':')[0]}:***@{host}{slash}{path}"
     try:
-        text = _URL_PASSWORD.sub(r"\1***@", repr(value))
+        text = repr(value)
     except ValueError:  # an integer too long to print
         return "a number too long to show"
     return text if len(text) <= 80 else text[:60] + "...' (cut)"
@@ -112,11 +115,11 @@ def _line(what: str, max_length: int, *, empty: bool = False) -> Rule:
     def rule(value: str) -> str | None:
         if not value.strip() and not (empty and value == ""):
             return f"must not be empty; write {what}"
+        if len(value) > max_length:
+            return f"is longer than {max_length} characters; write {what}"
         if (char := _bad_character(value)) is not None:
             return (f"holds the control or line-break character {char}; write {what} on "
                     f"one line, without control characters")
-        if len(value) > max_length:
-            return f"is longer than {max_length} characters; write {what}"
         return None
     return rule
 
