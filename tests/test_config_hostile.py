@@ -396,6 +396,12 @@ def test_the_range_table_covers_every_numeric_and_string_key() -> None:
     assert missing == []
 
 
+def test_source_is_set_by_the_loader_not_by_the_file(tmp_path: Path) -> None:
+    message = load_problems(write(tmp_path, 'source = "/etc/elsewhere.toml"\n' + SERVER))
+    assert "source: unknown key; allowed keys here: deployment, servers, bounces, retry" \
+        in message
+
+
 def test_passwords_of_the_wrong_type_are_not_echoed(tmp_path: Path) -> None:
     doc = with_value("servers[0]", "password", 98765432)
     message = parse_problems(doc, tmp_path)

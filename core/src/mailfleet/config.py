@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal, get_args, get_origin
 import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
-from cattrs.gen import make_dict_structure_fn
+from cattrs.gen import make_dict_structure_fn, override
 
 from mailfleet.errors import ConfigError
 from mailfleet.providers import Limits, Security
@@ -378,8 +378,9 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, structure_str)
 
     def table_hook(cls: type) -> Callable[[Any, type], Any]:
+        loader_set: dict[str, Any] = {"source": override(omit=True)} if cls is Config else {}
         base: Callable[[Any, Any], Any] = make_dict_structure_fn(
-            cls, conv, _cattrs_forbid_extra_keys=True)
+            cls, conv, _cattrs_forbid_extra_keys=True, **loader_set)
         rules = _TABLE_RULES.get(cls)
 
         def structure_table(value: Any, _: type) -> Any:
@@ -424,7 +425,9 @@ def _flatten(exc: BaseException, path: str, value: Any, out: list[str]) -> None:
         return
     if isinstance(exc, ForbiddenExtraKeysError):
         for key in sorted(exc.extra_fields):
-            allowed = ", ".join(f.name for f in attrs.fields(exc.cl) if not f.name.startswith("_"))
+            allowed = ", ".join(f.name for f in attrs.fields(exc.cl)
+                                if not f.name.startswith("_") and (exc.cl, f.name) != (Config,
+                                                                                     "source"))
             shown = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _shown(key)
             out.append(f"{path}.{shown}: unknown key; allowed keys here: {allowed}".lstrip("."))
         return
