@@ -13,10 +13,12 @@ from typing import Any
 import attrs
 import cattrs
 import pytest
+import test_mailing_support as support
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailfleet.cli import main
+from mailfleet.clock import FakeClock
 from mailfleet.config import (
     BouncesConfig,
     Config,
@@ -33,7 +35,12 @@ from mailfleet.plugins import load_plugins
 from mailfleet.providers import Limits
 from mailfleet.retry import RetryPolicy
 from mailfleet.secrets import Secret
+from mailfleet.store.sqlite import SqliteStore
 from mailfleet.testing.certs import TLSCerts
+from mailfleet.testing.smtpd import FakeSMTP
+
+certs = support.certs
+servers = support.servers
 
 SERVER = '[[servers]]\nname = "x"\nsender = "a@example.com"\nhost = "smtp.example.com"\n'
 
@@ -213,6 +220,23 @@ def test_empty_password_variable_is_an_error_naming_the_variable(
     monkeypatch.setenv("EMPTY_PW", "  ")
     with pytest.raises(ConfigError, match="EMPTY_PW is empty"):
         server.password()
+
+
+def test_empty_password_variable_at_send_time_rests_the_server_and_the_next_one_sends(
+        tmp_path: Path, servers: list[FakeSMTP], certs: TLSCerts,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second, _ = servers
+    monkeypatch.setenv("EMPTY_PW", "")
+    entry = {**support.server_entry("a", first, certs), "password_env": "EMPTY_PW"}
+    del entry["password"]
+    db = tmp_path / "mailfleet.db"
+    fleet = support.make_fleet([entry, support.server_entry("b", second, certs)], db)
+    store, clock = SqliteStore(db), FakeClock()
+    support.new_mailing(store, 3, clock)
+    report = support.dispatcher(fleet, store, clock).run(until_idle=True)
+    assert report.sent == 3 and first.messages == [] and len(second.messages) == 3
+    assert dict(store.db.execute("SELECT state, count(*) FROM letters GROUP BY state")) == {
+        "sent": 3}
 
 
 # -- the cases of issue 15, one by one -------------------------------------------------------

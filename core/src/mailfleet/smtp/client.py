@@ -21,7 +21,7 @@ import ssl
 from collections.abc import Callable, Sequence
 
 from mailfleet.envelope import Envelope, SendResult
-from mailfleet.errors import SmtpError, Stage
+from mailfleet.errors import ConfigError, SmtpError, Stage
 from mailfleet.providers import Security
 from mailfleet.secrets import Secret
 from mailfleet.servers import Server
@@ -403,7 +403,10 @@ async def open_session(server: Server, oauth_token: str | None = None) -> SmtpCl
             await client.authenticate(server.login or server.sender, Secret(oauth_token),
                                       "xoauth2")
         elif server.auth == "password" and server.login:
-            password = server.password()
+            try:
+                password = server.password()
+            except ConfigError as exc:  # the variable or file is missing or empty now
+                raise client._error(Stage.AUTH, "; ".join(exc.problems)) from None
             if password is None:
                 raise client._error(
                     Stage.AUTH, f"servers[{server.name}] has a login but no password; set "
