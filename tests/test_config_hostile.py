@@ -107,6 +107,18 @@ def test_pathological_toml_is_a_config_error(tmp_path: Path, text: str) -> None:
     assert "not valid TOML" in load_problems(write(tmp_path, text))
 
 
+@pytest.mark.parametrize("key", ["servers", "deployment", "retry"])
+def test_a_deeply_nested_value_is_refused_without_printing_it(tmp_path: Path, key: str) -> None:
+    text = f"{key}." + ".".join(["a"] * 5000) + " = 1\n"
+    assert key in load_problems(write(tmp_path, text))
+
+
+def test_deeply_nested_provider_options_are_refused(tmp_path: Path) -> None:
+    text = SERVER + "options." + ".".join(["a"] * 50) + " = 1\n"
+    assert "servers[0].options: nested more than 8 levels deep" in load_problems(
+        write(tmp_path, text))
+
+
 def test_a_huge_integer_value_is_refused_without_printing_it(tmp_path: Path) -> None:
     message = load_problems(write(tmp_path, SERVER + "timeout = " + "9" * 400 + "\n"))
     assert "servers[0].timeout: the number is far too large" in message

@@ -32,6 +32,7 @@ from mailfleet.secrets import Secret, SecretRef, read_password_file
 CONFIG_ENV = "MAILFLEET_CONFIG"
 _MAX_CONFIG_BYTES = 4 * 1024 * 1024
 _MAX_CA_BYTES = 16 * 1024 * 1024
+_MAX_OPTIONS_DEPTH = 8
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 # -- value rules: each returns the problem with its fix, or None; None values are not checked
@@ -63,6 +64,8 @@ def _shown(value: Any) -> str:
         text = repr(value)
     except ValueError:  # an integer too long to print
         return "a number too long to show"
+    except RecursionError:
+        return "a value nested too deeply to show"
     return text if len(text) <= 80 else text[:60] + "...' (cut)"
 
 
@@ -406,6 +409,15 @@ def _make_converter() -> cattrs.Converter:
     def structure_options(value: Any, _: type) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise ValueError("expected a table ({ key = value })")
+        level: list[Any] = [value]
+        depth = 0
+        while level:
+            depth += 1
+            if depth > _MAX_OPTIONS_DEPTH:
+                raise ValueError(f"nested more than {_MAX_OPTIONS_DEPTH} levels deep; the "
+                                 f"provider's options are a flat table")
+            level = [v for item in level for v in (item.values() if isinstance(item, dict)
+                                                   else item) if isinstance(v, dict | list)]
         return dict(value)
 
     conv.register_structure_hook_factory(attrs.has, table_hook)
