@@ -119,6 +119,28 @@ def test_deeply_nested_provider_options_are_refused(tmp_path: Path) -> None:
         write(tmp_path, text))
 
 
+def test_hundreds_of_bad_values_give_a_bounded_report(tmp_path: Path) -> None:
+    text = SERVER + "aliases = [" + ", ".join(["1"] * 900) + "]\n"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    problems = info.value.problems
+    assert len(problems) == 51 and problems[-1].endswith("... and 850 more problems")
+    assert "servers[0].aliases[0]: expected a string (got 1)" in problems[0]
+
+
+@pytest.mark.parametrize("text", [
+    SERVER + "aliases = [" + ", ".join(['"a@example.com"'] * 20_000) + "]\n",
+    "".join(SERVER.replace('"x"', f'"x{i}"') + "timeout = nan\n" for i in range(5000)),
+], ids=["aliases", "servers"])
+def test_arrays_are_bounded_and_refused_at_once(tmp_path: Path, text: str) -> None:
+    import time
+
+    start = time.monotonic()
+    message = load_problems(write(tmp_path, text))
+    assert "items; at most 1000 are allowed here" in message and len(message) < 500
+    assert time.monotonic() - start < 5  # generous: the parse itself is well under a second
+
+
 def test_a_huge_integer_value_is_refused_without_printing_it(tmp_path: Path) -> None:
     message = load_problems(write(tmp_path, SERVER + "timeout = " + "9" * 400 + "\n"))
     assert "servers[0].timeout: the number is far too large" in message

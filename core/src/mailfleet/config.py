@@ -33,6 +33,8 @@ CONFIG_ENV = "MAILFLEET_CONFIG"
 _MAX_CONFIG_BYTES = 4 * 1024 * 1024
 _MAX_CA_BYTES = 16 * 1024 * 1024
 _MAX_OPTIONS_DEPTH = 8
+_MAX_PROBLEMS = 50
+_MAX_ITEMS = 1000  # servers, aliases
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 # -- value rules: each returns the problem with its fix, or None; None values are not checked
@@ -404,6 +406,8 @@ def _make_converter() -> cattrs.Converter:
         if not isinstance(value, list):
             raise ValueError("expected an array of tables (one [[key]] section each)"
                              if attrs.has(item) else "expected an array, such as [\"a\", \"b\"]")
+        if len(value) > _MAX_ITEMS:
+            raise ValueError(f"{len(value)} items; at most {_MAX_ITEMS} are allowed here")
         return tuple(conv.structure(value, list[item]))  # type: ignore[valid-type]
 
     def structure_options(value: Any, _: type) -> dict[str, Any]:
@@ -455,8 +459,9 @@ def _flatten(exc: BaseException, path: str, value: Any, out: list[str]) -> None:
                 sub_path = f"{path}[{index}]"
                 sub_value = value[index] if isinstance(value, list) and index is not None else None
             _flatten(sub, sub_path, sub_value, out)
+        seen = {id(h) for h, _ in handled}
         for sub in exc.exceptions:
-            if not any(sub is h for h, _ in handled):
+            if id(sub) not in seen:
                 _flatten(sub, path, value, out)
         return
     if isinstance(exc, KeyError):
@@ -465,7 +470,9 @@ def _flatten(exc: BaseException, path: str, value: Any, out: list[str]) -> None:
     reason = str(exc)
     if "not in literal" in reason:
         reason = "not one of the allowed values"
-    shown = "a value, hidden" if path.endswith(".password") else _shown(value)
+    shown = ("a value, hidden" if path.endswith(".password") else
+             f"{len(value)} items" if isinstance(value, list) and len(value) > 10 else
+             _shown(value))
     out.append(f"{path.lstrip('.')}: {reason} (got {shown})")
 
 
@@ -490,6 +497,8 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
     except (ClassValidationError, ForbiddenExtraKeysError, ValueError, ConfigError) as exc:
         problems: list[str] = []
         _flatten(exc, "", data, problems)
+        if len(problems) > _MAX_PROBLEMS:
+            problems[_MAX_PROBLEMS:] = [f"... and {len(problems) - _MAX_PROBLEMS} more problems"]
         raise ConfigError([f"{source}: {p}" for p in _enum_hint(problems)]) from None
     config = attrs.evolve(config, source=source)
     if problems := check_files(config):
