@@ -518,9 +518,10 @@ def test_cli_prints_config_errors_as_json_under_json(
     code, out, err = run_cli(capsys, "--config", str(tmp_path), "servers", "list", "--json")
     assert code == 2 and err == ""
     data = json.loads(out)
-    assert data["ok"] is False and data["error"] == "config"
-    assert data["problems"] == [f"{tmp_path}: is a directory; pass the config file itself, "
-                                f"such as --config {tmp_path / 'mailfleet.toml'}"]
+    assert {k: data[k] for k in ("ok", "error", "problems")} == {
+        "ok": False, "error": "config", "problems": [
+        f"{tmp_path}: is a directory; pass the config file itself, such as "
+        f"--config {tmp_path / 'mailfleet.toml'}"]}
 
 
 def test_cli_on_a_cp1251_config_exits_2_with_one_line(
