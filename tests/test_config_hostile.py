@@ -13,10 +13,12 @@ from typing import Any
 import attrs
 import cattrs
 import pytest
+import test_mailing_support as support
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailfleet.cli import main
+from mailfleet.clock import FakeClock
 from mailfleet.config import (
     BouncesConfig,
     Config,
@@ -33,7 +35,12 @@ from mailfleet.plugins import load_plugins
 from mailfleet.providers import Limits
 from mailfleet.retry import RetryPolicy
 from mailfleet.secrets import Secret
+from mailfleet.store.sqlite import SqliteStore
 from mailfleet_testing.certs import TLSCerts
+from mailfleet_testing.smtpd import FakeSMTP
+
+certs = support.certs
+servers = support.servers
 
 SERVER = '[[servers]]\nname = "x"\nsender = "a@example.com"\nhost = "smtp.example.com"\n'
 
@@ -98,6 +105,40 @@ def test_config_option_on_a_directory_says_to_pass_the_file(tmp_path: Path) -> N
 ], ids=["huge-integer", "nested-arrays", "nested-tables"])
 def test_pathological_toml_is_a_config_error(tmp_path: Path, text: str) -> None:
     assert "not valid TOML" in load_problems(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("key", ["servers", "deployment", "retry"])
+def test_a_deeply_nested_value_is_refused_without_printing_it(tmp_path: Path, key: str) -> None:
+    text = f"{key}." + ".".join(["a"] * 5000) + " = 1\n"
+    assert key in load_problems(write(tmp_path, text))
+
+
+def test_deeply_nested_provider_options_are_refused(tmp_path: Path) -> None:
+    text = SERVER + "options." + ".".join(["a"] * 50) + " = 1\n"
+    assert "servers[0].options: nested more than 8 levels deep" in load_problems(
+        write(tmp_path, text))
+
+
+def test_hundreds_of_bad_values_give_a_bounded_report(tmp_path: Path) -> None:
+    text = SERVER + "aliases = [" + ", ".join(["1"] * 900) + "]\n"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    problems = info.value.problems
+    assert len(problems) == 51 and problems[-1].endswith("... and 850 more problems")
+    assert "servers[0].aliases[0]: expected a string (got 1)" in problems[0]
+
+
+@pytest.mark.parametrize("text", [
+    SERVER + "aliases = [" + ", ".join(['"a@example.com"'] * 20_000) + "]\n",
+    "".join(SERVER.replace('"x"', f'"x{i}"') + "timeout = nan\n" for i in range(5000)),
+], ids=["aliases", "servers"])
+def test_arrays_are_bounded_and_refused_at_once(tmp_path: Path, text: str) -> None:
+    import time
+
+    start = time.monotonic()
+    message = load_problems(write(tmp_path, text))
+    assert "items; at most 1000 are allowed here" in message and len(message) < 500
+    assert time.monotonic() - start < 5  # generous: the parse itself is well under a second
 
 
 def test_a_huge_integer_value_is_refused_without_printing_it(tmp_path: Path) -> None:
@@ -213,6 +254,23 @@ def test_empty_password_variable_is_an_error_naming_the_variable(
     monkeypatch.setenv("EMPTY_PW", "  ")
     with pytest.raises(ConfigError, match="EMPTY_PW is empty"):
         server.password()
+
+
+def test_empty_password_variable_at_send_time_rests_the_server_and_the_next_one_sends(
+        tmp_path: Path, servers: list[FakeSMTP], certs: TLSCerts,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second, _ = servers
+    monkeypatch.setenv("EMPTY_PW", "")
+    entry = {**support.server_entry("a", first, certs), "password_env": "EMPTY_PW"}
+    del entry["password"]
+    db = tmp_path / "mailfleet.db"
+    fleet = support.make_fleet([entry, support.server_entry("b", second, certs)], db)
+    store, clock = SqliteStore(db), FakeClock()
+    support.new_mailing(store, 3, clock)
+    report = support.dispatcher(fleet, store, clock).run(until_idle=True)
+    assert report.sent == 3 and first.messages == [] and len(second.messages) == 3
+    assert dict(store.db.execute("SELECT state, count(*) FROM letters GROUP BY state")) == {
+        "sent": 3}
 
 
 # -- the cases of issue 15, one by one -------------------------------------------------------
@@ -397,6 +455,12 @@ def test_the_range_table_covers_every_numeric_and_string_key() -> None:
                     (table, field.name) not in checked | {("servers[0]", "options")}:
                 missing.append(f"{table}.{field.name}")
     assert missing == []
+
+
+def test_source_is_set_by_the_loader_not_by_the_file(tmp_path: Path) -> None:
+    message = load_problems(write(tmp_path, 'source = "/etc/elsewhere.toml"\n' + SERVER))
+    assert "source: unknown key; allowed keys here: deployment, servers, bounces, retry" \
+        in message
 
 
 def test_passwords_of_the_wrong_type_are_not_echoed(tmp_path: Path) -> None:

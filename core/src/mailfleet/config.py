@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
 import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
-from cattrs.gen import make_dict_structure_fn
+from cattrs.gen import make_dict_structure_fn, override
 
 from mailfleet.errors import ConfigError
 from mailfleet.providers import Limits, Security
@@ -34,6 +34,9 @@ CONFIG_ENV = "MAILFLEET_CONFIG"
 T = TypeVar("T")
 _MAX_CONFIG_BYTES = 4 * 1024 * 1024
 _MAX_CA_BYTES = 16 * 1024 * 1024
+_MAX_OPTIONS_DEPTH = 8
+_MAX_PROBLEMS = 50
+_MAX_ITEMS = 1000  # servers, aliases
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 # -- value rules: each returns the problem with its fix, or None; None values are not checked
@@ -52,16 +55,21 @@ class BadValues(ConfigError):
         super().__init__([f"{key}: {problem} (got {shown})" for key, shown, problem in items])
 
 
-_URL_PASSWORD = re.compile(r"(://[^/@:\s]*:)[^@/\s]*@")
-
-
 def _shown(value: Any) -> str:
     """``value`` as it may appear in an error: a short repr, with a URL's password and a
     Secret masked."""
+    if isinstance(value, str) and "://" in value:
+        scheme, _, rest = value.partition("://")
+        netloc, slash, path = rest.partition("/")
+        user, at, host = netloc.rpartition("@")
+        if at and ":" in user:
+            value = f"{scheme}://{user.partition(':')[0]}:***@{host}{slash}{path}"
     try:
-        text = _URL_PASSWORD.sub(r"\1***@", repr(value))
+        text = repr(value)
     except ValueError:  # an integer too long to print
         return "a number too long to show"
+    except RecursionError:
+        return "a value nested too deeply to show"
     return text if len(text) <= 80 else text[:60] + "...' (cut)"
 
 
@@ -114,11 +122,11 @@ def _line(what: str, max_length: int, *, empty: bool = False) -> Rule:
     def rule(value: str) -> str | None:
         if not value.strip() and not (empty and value == ""):
             return f"must not be empty; write {what}"
+        if len(value) > max_length:
+            return f"is longer than {max_length} characters; write {what}"
         if (char := _bad_character(value)) is not None:
             return (f"holds the control or line-break character {char}; write {what} on "
                     f"one line, without control characters")
-        if len(value) > max_length:
-            return f"is longer than {max_length} characters; write {what}"
         return None
     return rule
 
@@ -388,8 +396,9 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, structure_str)
 
     def table_hook(cls: type) -> Callable[[Any, type], Any]:
+        loader_set: dict[str, Any] = {"source": override(omit=True)} if cls is Config else {}
         base: Callable[[Any, Any], Any] = make_dict_structure_fn(
-            cls, conv, _cattrs_forbid_extra_keys=True)
+            cls, conv, _cattrs_forbid_extra_keys=True, **loader_set)
         rules = _TABLE_RULES.get(cls)
 
         def structure_table(value: Any, _: type) -> Any:
@@ -410,11 +419,22 @@ def _make_converter() -> cattrs.Converter:
         if not isinstance(value, list):
             raise ValueError("expected an array of tables (one [[key]] section each)"
                              if attrs.has(item) else "expected an array, such as [\"a\", \"b\"]")
+        if len(value) > _MAX_ITEMS:
+            raise ValueError(f"{len(value)} items; at most {_MAX_ITEMS} are allowed here")
         return tuple(conv.structure(value, list[item]))  # type: ignore[valid-type]
 
     def structure_options(value: Any, _: type) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise ValueError("expected a table ({ key = value })")
+        level: list[Any] = [value]
+        depth = 0
+        while level:
+            depth += 1
+            if depth > _MAX_OPTIONS_DEPTH:
+                raise ValueError(f"nested more than {_MAX_OPTIONS_DEPTH} levels deep; the "
+                                 f"provider's options are a flat table")
+            level = [v for item in level for v in (item.values() if isinstance(item, dict)
+                                                   else item) if isinstance(v, dict | list)]
         return dict(value)
 
     conv.register_structure_hook_factory(attrs.has, table_hook)
@@ -434,7 +454,9 @@ def _flatten(exc: BaseException, path: str, value: Any, out: list[str]) -> None:
         return
     if isinstance(exc, ForbiddenExtraKeysError):
         for key in sorted(exc.extra_fields):
-            allowed = ", ".join(f.name for f in attrs.fields(exc.cl) if not f.name.startswith("_"))
+            allowed = ", ".join(f.name for f in attrs.fields(exc.cl)
+                                if not f.name.startswith("_") and (exc.cl, f.name) != (Config,
+                                                                                     "source"))
             shown = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _shown(key)
             out.append(f"{path}.{shown}: unknown key; allowed keys here: {allowed}".lstrip("."))
         return
@@ -450,8 +472,9 @@ def _flatten(exc: BaseException, path: str, value: Any, out: list[str]) -> None:
                 sub_path = f"{path}[{index}]"
                 sub_value = value[index] if isinstance(value, list) and index is not None else None
             _flatten(sub, sub_path, sub_value, out)
+        seen = {id(h) for h, _ in handled}
         for sub in exc.exceptions:
-            if not any(sub is h for h, _ in handled):
+            if id(sub) not in seen:
                 _flatten(sub, path, value, out)
         return
     if isinstance(exc, KeyError):
@@ -460,7 +483,9 @@ def _flatten(exc: BaseException, path: str, value: Any, out: list[str]) -> None:
     reason = str(exc)
     if "not in literal" in reason:
         reason = "not one of the allowed values"
-    shown = "a value, hidden" if path.endswith(".password") else _shown(value)
+    shown = ("a value, hidden" if path.endswith(".password") else
+             f"{len(value)} items" if isinstance(value, list) and len(value) > 10 else
+             _shown(value))
     out.append(f"{path.lstrip('.')}: {reason} (got {shown})")
 
 
@@ -485,6 +510,8 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
     except (ClassValidationError, ForbiddenExtraKeysError, ValueError, ConfigError) as exc:
         problems: list[str] = []
         _flatten(exc, "", data, problems)
+        if len(problems) > _MAX_PROBLEMS:
+            problems[_MAX_PROBLEMS:] = [f"... and {len(problems) - _MAX_PROBLEMS} more problems"]
         raise ConfigError([f"{source}: {p}" for p in _enum_hint(problems)]) from None
     config = attrs.evolve(config, source=source)
     if problems := check_files(config):

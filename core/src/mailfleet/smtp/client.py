@@ -20,7 +20,7 @@ import ssl
 from collections.abc import Callable, Sequence
 
 from mailfleet.envelope import Envelope, SendObserver, SendResult
-from mailfleet.errors import Classification, SmtpError, Stage
+from mailfleet.errors import Classification, ConfigError, SmtpError, Stage
 from mailfleet.providers import Security
 from mailfleet.secrets import Secret, mask_secrets
 from mailfleet.servers import Server
@@ -467,7 +467,10 @@ async def open_session(server: Server, oauth_token: str | None = None) -> SmtpCl
             await client.authenticate(server.login or server.sender, Secret(oauth_token),
                                       "xoauth2")
         elif server.auth == "password" and server.login:
-            password = server.password()
+            try:
+                password = server.password()
+            except ConfigError as exc:  # the variable or file is missing or empty now
+                raise client._error(Stage.AUTH, "; ".join(exc.problems)) from None
             if password is None:
                 raise client._error(
                     Stage.AUTH, f"servers[{server.name}] has a login but no password; set "
