@@ -8,12 +8,14 @@ at a fault), letters failed without being tried (0), and quota used against copi
 
 from __future__ import annotations
 
-import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import attrs
 import test_mailing_support as support
 from test_mailing_support import Recorder, make_fleet, new_mailing, server_entry
 
@@ -166,11 +168,10 @@ def test_a_live_dispatcher_takes_back_the_letters_of_a_dead_one_while_it_runs(
     created = new_mailing(store, 30, FakeClock())
     now = SystemClock().now()
     # a dispatcher of this host whose process is gone holds 10 letters, 2 of them in DATA
-    dead = os.fork()
-    if dead == 0:
-        os._exit(0)
-    os.waitpid(dead, 0)
-    store.db.execute("INSERT INTO dispatchers VALUES ('gone', ?, ?, ?)", (store.host, dead, now))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    store.db.execute("INSERT INTO dispatchers VALUES ('gone', ?, ?, ?)",
+                     (store.host, int(dead), now))
     held = store.claim("gone", "a", Limits(), 10, now).letters
     store.mark_sending([held[0].id, held[1].id], now)
     [holder] = store.holders(created.id, now)
@@ -237,3 +238,44 @@ def test_a_lease_that_is_not_a_sane_number_of_seconds_is_refused_naming_the_key(
     assert parse_config({"deployment": {"lease_seconds": 5}}).deployment.lease_seconds == 5
     with pytest.raises(ConfigError, match="in_doubt"):
         parse_config({"deployment": {"in_doubt": "maybe"}})
+
+
+def test_with_in_doubt_hold_a_letter_caught_in_data_is_held_not_resent(
+        tmp_path: Path, servers: list[FakeSMTP], certs: TLSCerts) -> None:
+    a, b, _ = servers
+    a.add_rule("DATA", "250 never sent", match="-2\r\n", drop=True, times=1)
+    db = tmp_path / "hold.db"
+    fleet = make_fleet([server_entry("a", a, certs), server_entry("b", b, certs)], db)
+    fleet = type(fleet)(attrs.evolve(fleet.config, deployment=attrs.evolve(
+        fleet.config.deployment, in_doubt="hold")), fleet.plugins)
+    store = SqliteStore(db)
+    created = new_mailing(store, 4, FakeClock())
+    clock = FakeClock()
+    report = Dispatcher(fleet, store, clock=clock, batch_size=4).run(until_idle=True)
+    assert report.failed == 0
+    assert store.counts(created.id) == {"sent": 3, "held": 1}
+    kept = copies(a, b)
+    assert kept[f"{created.id}-2"] == 1  # held: the copy a kept is the only one
+    assert used(store, "a", "b", now=clock.now()) == sum(kept.values())
+
+
+def test_mailing_run_with_a_1mb_greeting_at_priority_1_exits_cleanly_through_priority_2(
+        tmp_path: Path, servers: list[FakeSMTP]) -> None:
+    from mailfleet_testing.chaos import start_run, write_config
+
+    good = servers[1]
+    db = tmp_path / "cli.db"
+    with HostileSMTP("huge_greeting") as hostile:
+        config = write_config(tmp_path / "c.toml", str(db), [
+            {"name": "a", "sender": "a@example.org", "host": "127.0.0.1",
+             "port": hostile.port, "security": "none", "auth": "none", "timeout": 2.0,
+             "priority": 1},
+            {"name": "b", "sender": "b@example.org", "host": "127.0.0.1", "port": good.port,
+             "security": "none", "auth": "none", "priority": 2}])
+        store = SqliteStore(db)
+        created = new_mailing(store, 5, FakeClock())
+        child = start_run(config, created.id)
+        _, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+    assert store.counts(created.id) == {"sent": 5} and len(good.messages) == 5
