@@ -738,7 +738,7 @@ def test_null_mx_code_gives_notaccept() -> None:
 
 
 def test_address_type_prefix_is_not_part_of_the_failed_address() -> None:
-    raw = ("From: MAILER-DAEMON@mx.example.net\r\nSubject: Delivery Failure\r\n\r\n"
-           "Your message could not be delivered to:\r\n\r\n"
-           "Recipient: smtp=Bob.Smith@Example.org\r\n550 5.1.1 user unknown\r\n").encode()
+    raw = (b"From: MAILER-DAEMON@mx.example.net\r\nSubject: Delivery Failure\r\n\r\n"
+           b"Your message could not be delivered to:\r\n\r\n"
+           b"Recipient: smtp=Bob.Smith@Example.org\r\n550 5.1.1 user unknown\r\n")
     assert [r.address for r in parse_bounce(raw).recipients] == ["Bob.Smith@Example.org"]
