@@ -103,42 +103,36 @@ def _headers(msg: Message, text: str, pos: int, stop: int, *, keep_blank: bool =
         blank_end = _line_end(text, body, stop)
         if text[body:blank_end] in _EOLS:
             body = blank_end  # the blank separator line is consumed
-    fields: dict[str, list[str]] = {}
-    HEADER_INDEX[msg] = fields
-
-    def add(field_lines: list[str]) -> None:
-        name, value = _field(field_lines)
-        msg.set_raw(name, value)
-        fields.setdefault(name.lower(), []).append(value)
-
-    current: list[str] = []
+    groups: list[list[str]] = []
+    current: list[str] | None = None
     for number in range(count):
         line = lines[number]
         if line[0] in " \t":
-            if current:
+            if current is not None:
                 current.append(line)
             continue
-        if current:
-            add(current)
-            current = []
+        current = None
         if line.startswith("From "):
             if number == 0:
                 msg.set_unixfrom(_strip_eol(line))
             elif number == count - 1:
-                return starts[number]  # a "From " line ending the block starts the body
+                body = starts[number]  # a "From " line ending the block starts the body
+                break
             continue
         if line.find(":") > 0:
             current = [line]
-    if current:
-        add(current)
+            groups.append(current)
+    fields: dict[str, list[str]] = {}
+    HEADER_INDEX[msg] = fields
+    for group in groups:  # compat32.header_source_parse, inline
+        name, _, value = group[0].partition(":")
+        value = value.lstrip(" \t")
+        if len(group) > 1:
+            value += "".join(group[1:])
+        value = value.rstrip("\r\n")
+        msg.set_raw(name, value)
+        fields.setdefault(name.lower(), []).append(value)
     return body
-
-
-def _field(lines: list[str]) -> tuple[str, str]:
-    """``compat32.header_source_parse``: the name, and the value with its folding."""
-    name, value = lines[0].split(":", 1)
-    value = value.lstrip(" \t") + "".join(lines[1:])
-    return name, value.rstrip("\r\n")
 
 
 def _boundary_lines(text: str, sep: str, pos: int, stop: int) -> list[tuple[int, int, bool]]:
