@@ -735,3 +735,10 @@ def test_hard_only_when_the_code_or_a_specific_text_says_the_address_is_dead() -
 def test_null_mx_code_gives_notaccept() -> None:
     [rcpt] = parse_bounce(_text_bounce("556 5.1.10 Recipient address has null MX")).recipients
     assert (rcpt.status, rcpt.reason, rcpt.hard) == ("5.1.10", "notaccept", True)
+
+
+def test_address_type_prefix_is_not_part_of_the_failed_address() -> None:
+    raw = (b"From: MAILER-DAEMON@mx.example.net\r\nSubject: Delivery Failure\r\n\r\n"
+           b"Your message could not be delivered to:\r\n\r\n"
+           b"Recipient: smtp=Bob.Smith@Example.org\r\n550 5.1.1 user unknown\r\n")
+    assert [r.address for r in parse_bounce(raw).recipients] == ["Bob.Smith@Example.org"]

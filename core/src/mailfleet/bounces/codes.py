@@ -16,6 +16,7 @@ ADDR_RE = re.compile(
 STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
 REPLY_RE = re.compile(r"(?:^|(?<=[\s:(\[\"'=#]))([245][0-5]\d)(?=[ \-:;,.)\]]|$)(?![.\d]\d)",
                       re.MULTILINE)
+_TYPE_PREFIX = re.compile(r"^(?:smtp|rfc822|mailto)[=:]", re.IGNORECASE)
 SYSTEM_LOCALS = frozenset({
     "postmaster", "mailer-daemon", "mailerdaemon", "mail-daemon", "maildaemon", "abuse",
     "noreply", "no-reply", "donotreply", "do-not-reply", "double-bounce", "nobody",
@@ -34,6 +35,8 @@ def clean_address(text: str) -> str | None:
         return None
     addr = match.group(0).rstrip(".-")
     local, _, domain = addr.rpartition("@")
+    # an address-type prefix glued to the local part (Domino "smtp=", Exchange "SMTP:")
+    local = _TYPE_PREFIX.sub("", local, count=1)
     if len(local) >= 2 and local[0] == '"' and local[-1] == '"':
         local = local[1:-1]
     if not local or not domain or len(addr) > 254:

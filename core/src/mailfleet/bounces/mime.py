@@ -6,11 +6,10 @@ import contextlib
 import email
 import email.header
 import email.policy
-import weakref
 from collections.abc import Iterator
 from email.message import Message
 
-from mailfleet.bounces.split import split_message
+from mailfleet.bounces.split import HEADER_INDEX, content_type_of, split_message
 
 MAX_BYTES = 512 * 1024
 """The input budget: only this much of a message is parsed (the report comes first; the
@@ -95,13 +94,10 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
     return data.decode("latin-1", "replace")
 
 
-_INDEX: weakref.WeakKeyDictionary[Message, dict[str, list[str]]] = \
-    weakref.WeakKeyDictionary()
-
-
 def raw_headers(msg: Message, name: str) -> list[str]:
-    """Every raw (undecoded) value of the header ``name`` (an index built once per part)."""
-    index = _INDEX.get(msg)
+    """Every raw (undecoded) value of the header ``name`` (an index built once per part;
+    the splitter builds it while it parses)."""
+    index = HEADER_INDEX.get(msg)
     if index is None:
         index = {}
         try:
@@ -109,8 +105,9 @@ def raw_headers(msg: Message, name: str) -> list[str]:
                 index.setdefault(key.lower(), []).append(str(value))
         except Exception:  # noqa: S110 - an unreadable header list counts as empty
             pass
-        _INDEX[msg] = index
-    return index.get(name.lower(), [])
+        HEADER_INDEX[msg] = index
+    values: list[str] = index.get(name.lower(), [])
+    return values
 
 
 def header(msg: Message, name: str) -> str:
@@ -161,14 +158,11 @@ def part_text(part: Message) -> str:
 def content_type(part: Message) -> str:
     """The part's content type in lower case (``Message.get_content_type``'s rules, read
     from the header index: its default when absent, ``text/plain`` when malformed)."""
-    values = raw_headers(part, "content-type")
-    if not values:
-        try:
-            return part.get_default_type()
-        except Exception:
-            return "text/plain"
-    ctype = values[0].split(";", 1)[0].strip().lower()
-    return ctype if ctype.count("/") == 1 else "text/plain"
+    try:
+        default = part.get_default_type()
+    except Exception:
+        default = "text/plain"
+    return content_type_of(raw_headers(part, "content-type"), default)
 
 
 def walk(msg: Message) -> Iterator[tuple[Message, str, bool]]:

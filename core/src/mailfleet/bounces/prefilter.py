@@ -170,12 +170,36 @@ class Phrases:
         return whole.folded.finditer(text)
 
 
+def trie_pattern(words: list[str]) -> str:
+    """A regex matching the longest of ``words`` at a position (a trie: one branch per
+    next character, so the engine follows one path instead of trying every word)."""
+    root: dict[str, Any] = {}
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def build(node: dict[str, Any]) -> str:
+        ending = "" in node
+        branches = [re.escape(char) + build(child)
+                    for char, child in sorted(node.items()) if char]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if ending:
+            return ("(?:" + body + ")?") if len(branches) == 1 else body + "?"
+        return body
+    return build(root)
+
+
 class RuleSet:
     """Ordered ``(label, pattern)`` rules over lower-case text, where the first rule that
-    matches anywhere wins: every needed word is looked up once per text, and only the
-    alternatives whose words occur (or that have none) are run, in rule order."""
+    matches anywhere wins: one scan finds which needed words occur (a trie pattern tried
+    at every position), and only the alternatives whose words occur (or that have none)
+    are run, in rule order."""
 
-    __slots__ = ("_alternatives", "_always", "_words", "labels")
+    __slots__ = ("_alternatives", "_always", "_by_word", "_scan", "labels")
 
     def __init__(self, rules: tuple[tuple[str, str], ...]) -> None:
         self.labels = tuple(label for label, _ in rules)
@@ -191,14 +215,18 @@ class RuleSet:
                     self._always.append(position)
                 for word in words or ():
                     index.setdefault(word, []).append(position)
-        self._words = tuple((word, tuple(found)) for word, found in index.items())
+        # a found word implies every needed word that is a prefix of it
+        self._by_word: dict[str, frozenset[int]] = {
+            word: frozenset(p for other, found in index.items() if word.startswith(other)
+                            for p in found)
+            for word in index}
+        self._scan = re.compile("(?=(" + trie_pattern(sorted(index)) + "))") if index else None
 
     def matching(self, low: str) -> Iterator[int]:
         """Numbers of the rules that match ``low``, in rule order."""
         candidates = set(self._always)
-        for word, found in self._words:
-            if word in low:
-                candidates.update(found)
+        for word in set(self._scan.findall(low)) if self._scan else ():
+            candidates |= self._by_word[word]
         done = -1
         for position in sorted(candidates):
             number, pattern = self._alternatives[position]

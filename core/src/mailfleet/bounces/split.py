@@ -13,9 +13,27 @@ as payload when no boundary is found. Each step is linear in the text it looks a
 from __future__ import annotations
 
 import re
+import weakref
 from email.message import Message
 
 _HEADER = re.compile(r"From |[\041-\071\073-\176]*:|[\t ]")
+
+HEADER_INDEX: weakref.WeakKeyDictionary[Message, dict[str, list[str]]] = \
+    weakref.WeakKeyDictionary()
+"""Each split message's raw header values by lower-case name (what ``raw_headers`` reads)."""
+
+
+def content_type_of(values: list[str], default: str) -> str:
+    """``Message.get_content_type`` from the raw Content-Type values: the first one's type in
+    lower case, ``text/plain`` when malformed, ``default`` when there is none."""
+    if not values:
+        return default
+    ctype = values[0].split(";", 1)[0].strip().lower()
+    return ctype if ctype.count("/") == 1 else "text/plain"
+
+
+def _type(msg: Message) -> str:
+    return content_type_of(HEADER_INDEX[msg].get("content-type", []), msg.get_default_type())
 _EOLS = ("\r\n", "\r", "\n")
 
 
@@ -72,9 +90,9 @@ def _headers(msg: Message, text: str, pos: int, stop: int, *, keep_blank: bool =
     the blank separator line, or at it with ``keep_blank``)."""
     lines, starts = _lines(text, pos, stop)
     count = len(lines)
-    for index, line in enumerate(lines):
+    for number, line in enumerate(lines):
         if not _HEADER.match(line):
-            count = index
+            count = number
             break
     body = starts[count] if count < len(lines) else (
         starts[-1] + len(lines[-1]) if lines else pos)
@@ -85,34 +103,36 @@ def _headers(msg: Message, text: str, pos: int, stop: int, *, keep_blank: bool =
         blank_end = _line_end(text, body, stop)
         if text[body:blank_end] in _EOLS:
             body = blank_end  # the blank separator line is consumed
-    current: list[str] = []
-    for index in range(count):
-        line = lines[index]
+    groups: list[list[str]] = []
+    current: list[str] | None = None
+    for number in range(count):
+        line = lines[number]
         if line[0] in " \t":
-            if current:
+            if current is not None:
                 current.append(line)
             continue
-        if current:
-            msg.set_raw(*_field(current))
-            current = []
+        current = None
         if line.startswith("From "):
-            if index == 0:
+            if number == 0:
                 msg.set_unixfrom(_strip_eol(line))
-            elif index == count - 1:
-                return starts[index]  # a "From " line ending the block starts the body
+            elif number == count - 1:
+                body = starts[number]  # a "From " line ending the block starts the body
+                break
             continue
         if line.find(":") > 0:
             current = [line]
-    if current:
-        msg.set_raw(*_field(current))
+            groups.append(current)
+    fields: dict[str, list[str]] = {}
+    HEADER_INDEX[msg] = fields
+    for group in groups:  # compat32.header_source_parse, inline
+        name, _, value = group[0].partition(":")
+        value = value.lstrip(" \t")
+        if len(group) > 1:
+            value += "".join(group[1:])
+        value = value.rstrip("\r\n")
+        msg.set_raw(name, value)
+        fields.setdefault(name.lower(), []).append(value)
     return body
-
-
-def _field(lines: list[str]) -> tuple[str, str]:
-    """``compat32.header_source_parse``: the name, and the value with its folding."""
-    name, value = lines[0].split(":", 1)
-    value = value.lstrip(" \t") + "".join(lines[1:])
-    return name, value.rstrip("\r\n")
 
 
 def _boundary_lines(text: str, sep: str, pos: int, stop: int) -> list[tuple[int, int, bool]]:
@@ -138,17 +158,17 @@ def _boundary_lines(text: str, sep: str, pos: int, stop: int) -> list[tuple[int,
 
 
 def _body(msg: Message, text: str, pos: int, stop: int) -> None:
-    ctype = msg.get_content_type()
+    ctype = _type(msg)
     if ctype == "message/delivery-status":
         _status_blocks(msg, text, pos, stop)
         return
-    if msg.get_content_maintype() == "message":
+    if ctype.startswith("message/"):
         sub = Message()
         body = _headers(sub, text, pos, stop)
         _body(sub, text, body, stop)
         msg.attach(sub)
         return
-    boundary = msg.get_boundary() if msg.get_content_maintype() == "multipart" else None
+    boundary = msg.get_boundary() if ctype.startswith("multipart/") else None
     if boundary is None:
         msg.set_payload(text[pos:stop])
         return
@@ -180,7 +200,7 @@ def _trim_last(part: Message) -> None:
     """The line end before a boundary belongs to the boundary: the feed parser removes it
     from the last message it finished (the part, or the one it encloses)."""
     while True:
-        if part.get_content_maintype() == "multipart":
+        if _type(part).startswith("multipart/"):
             if part.epilogue == "":
                 part.epilogue = None
             elif part.epilogue is not None:
