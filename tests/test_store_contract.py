@@ -361,3 +361,22 @@ def test_the_circuit_breaker_counts_failures_blocks_with_backoff_and_closes_agai
     store.unblock_server("a")
     status = store.quota("a", limits, T0 + 41)
     assert (status.failures, status.blocked_until) == (0, None)
+
+
+def test_a_sent_letter_settled_later_keeps_its_charge_even_if_the_dispatcher_dies_first(
+        store: Store) -> None:
+    mid = mailing(store, 2)
+    store.register_dispatcher("d1", T0)
+    limits = Limits(per_hour=100)
+    first, second = store.claim("d1", "a", limits, 2, T0).letters
+    store.record([first.id], [], T0)
+    outcome = Outcome(first.id, "sent", "a", "a@example.org", None, None, 1, charged=True,
+                      settle=False)
+    store.record([], [outcome], T0 + 1)  # its charge is settled with the batch, later
+    store.unregister_dispatcher("d1")  # ... but the dispatcher dies before that
+    found = store.recover(T0 + 2)
+    assert (found.requeued, found.resent) == (1, 0)
+    assert store.counts(mid) == {"sent": 1, "queued": 1}
+    assert store.quota("a", limits, T0 + 2).hour.used == 1  # the sent letter stays charged
+    store.record([], [], T0 + 3, settled=[first.id])
+    assert store.quota("a", limits, T0 + 3).hour.used == 1 and second.seq == 2

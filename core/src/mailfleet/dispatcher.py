@@ -142,6 +142,7 @@ class _Journal:
         self.linger = linger
         self._sending: list[int] = []
         self._outcomes: list[Outcome] = []
+        self._settled: list[int] = []
         self._waiters: list[tuple[asyncio.Future[None], Callable[[], None]]] = []
         self._flush: asyncio.Handle | None = None
         self._soon = False
@@ -169,6 +170,10 @@ class _Journal:
             self._flush = asyncio.get_running_loop().call_later(self.linger,
                                                                 self._commit_logged)
 
+    def settle(self, letters: Sequence[int]) -> None:
+        """Settle the charges of these sent letters with the next commit."""
+        self._settled.extend(letters)
+
     def _commit_logged(self) -> None:
         try:
             self.commit()
@@ -183,9 +188,10 @@ class _Journal:
         self._soon = False
         sending, self._sending = self._sending, []
         outcomes, self._outcomes = self._outcomes, []
+        settled, self._settled = self._settled, []
         waiters, self._waiters = self._waiters, []
         try:
-            self.store.record(sending, outcomes, self.clock.now())
+            self.store.record(sending, outcomes, self.clock.now(), settled=settled)
         except BaseException as exc:
             for waiter, _ in waiters:
                 if not waiter.done():
@@ -218,7 +224,7 @@ class _Batch:
         self.trouble: SmtpError | None = None  # a refusal that stops the server
         self.broken: SmtpError | None = None  # the session broke (421 before a letter)
         self.unattempted: set[str] = set()
-        self.accepted = 0
+        self.accepted: list[int] = []  # letters the server took; charges settled at the end
 
     async def data_starting(self, envelope: Envelope, write: Callable[[], None]) -> None:
         found = self.by_id.get(envelope.letter_id or "")
@@ -557,15 +563,16 @@ class Dispatcher:
             else:  # an unobserved session's result
                 journal.outcome(self._outcome(batch, letter, decision, result))
         broken = broken or batch.broken
+        journal.settle(batch.accepted)  # a sent letter is never claimed again: no hurry
         journal.commit()
         self._progress(letters)
         if broken is not None:
             await self._server_trouble(run, server, broken, letters, now, broken=True)
-            return batch.accepted, False
+            return len(batch.accepted), False
         if batch.trouble is not None:
             await self._server_trouble(run, server, batch.trouble, letters, now)
-            return batch.accepted, False
-        return batch.accepted, True
+            return len(batch.accepted), False
+        return len(batch.accepted), True
 
     def _outcome(self, batch: _Batch, letter: LetterRow, decision: SenderDecision,
                  result: SendResult) -> Outcome:
@@ -573,14 +580,14 @@ class Dispatcher:
         run, server = batch.run, batch.server
         if result.error is None:
             run.sent += 1
-            batch.accepted += 1
+            batch.accepted.append(letter.id)
             self._server_failures.pop(letter.mailing_id, None)
             if self._observed:
                 self._emit(EventType.SENT, mailing_id=letter.mailing_id,
                            letter_id=letter.letter_id, recipient=letter.email,
                            server=server.name, detail=f"from {decision.from_addr}")
             return Outcome(letter.id, "sent", server.name, decision.from_addr, None, None,
-                           letter.attempts + 1, charged=True)
+                           letter.attempts + 1, charged=True, settle=False)
         error = result.error  # already diagnosed by the stop predicate, unless not attempted
         if error.diagnosis is None:
             error = self.fleet.diagnose(server, error)

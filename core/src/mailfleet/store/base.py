@@ -80,7 +80,11 @@ class Claim:
 
 @attrs.frozen
 class Outcome:
-    """The end of one attempt: the letter's new state and whether its charge stays."""
+    """The end of one attempt: the letter's new state and whether its charge stays.
+
+    ``settle = False`` (for a ``sent`` letter only, never claimed again) keeps the charge
+    without settling it in this commit; the caller settles it later (``record(settled=)``),
+    so a letter's outcome alone touches no quota row on the hot path."""
 
     letter: int
     state: LetterState
@@ -90,6 +94,7 @@ class Outcome:
     not_before: float | None = None
     attempts: int = 0
     charged: bool = False
+    settle: bool = True
 
 
 @attrs.frozen
@@ -158,9 +163,11 @@ class Store(Protocol):
               mailing_ids: Sequence[str] | None = None) -> Claim: ...
     def mark_sending(self, letter_ids: Sequence[int], now: float) -> None: ...
     def finish(self, outcomes: Sequence[Outcome], now: float) -> None: ...
-    def record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float) -> None:
+    def record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float, *,
+               settled: Sequence[int] = ()) -> None:
         """One commit of the dispatcher's journal: letters whose message is about to go
-        become ``sending`` (in doubt until their outcome), and outcomes are applied."""
+        become ``sending`` (in doubt until their outcome), outcomes are applied, and the
+        charges of ``settled`` letters (sent earlier) are settled at ``now``."""
         ...
     def waiting(self, mailing_ids: Sequence[str] | None, now: float) -> tuple[int, float | None]:
         """Queued letters of active mailings and the earliest ``not_before`` in the future."""

@@ -449,29 +449,29 @@ class PostgresStore:
     def finish(self, outcomes: Sequence[Outcome], now: float) -> None:
         self.record((), outcomes, now)
 
-    def record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float) -> None:
-        if not sending and not outcomes:
+    def record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float, *,
+               settled: Sequence[int] = ()) -> None:
+        if not sending and not outcomes and not settled:
             return
         ordered = sorted(outcomes, key=lambda o: o.letter)  # row locks in one order
         with self._tx() as cur:
             if sending:
                 cur.execute("UPDATE letters SET state='sending' WHERE id = ANY(%s) AND "
                             "state='claimed'", (sorted(sending),))
-            if not ordered:
-                return
-            cur.execute(
-                "UPDATE letters l SET state=o.state, server=o.server, "
-                "from_addr=COALESCE(o.from_addr, l.from_addr), last_error=o.error, "
-                "not_before=o.not_before, attempts=o.attempts, claimed_by=NULL, "
-                "sent_at=CASE WHEN o.state='sent' THEN %s ELSE l.sent_at END "
-                "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], "
-                "%s::float8[], %s::int[]) AS o(id, state, server, from_addr, error, not_before,"
-                " attempts) WHERE l.id = o.id",
-                (now, [o.letter for o in ordered], [o.state for o in ordered],
-                 [o.server for o in ordered], [o.from_addr for o in ordered],
-                 [o.error for o in ordered], [o.not_before for o in ordered],
-                 [o.attempts for o in ordered]))
-            kept = [o.letter for o in ordered if o.charged]
+            if ordered:
+                cur.execute(
+                    "UPDATE letters l SET state=o.state, server=o.server, "
+                    "from_addr=COALESCE(o.from_addr, l.from_addr), last_error=o.error, "
+                    "not_before=o.not_before, attempts=o.attempts, claimed_by=NULL, "
+                    "sent_at=CASE WHEN o.state='sent' THEN %s ELSE l.sent_at END "
+                    "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], "
+                    "%s::float8[], %s::int[]) AS o(id, state, server, from_addr, error, not_before,"
+                    " attempts) WHERE l.id = o.id",
+                    (now, [o.letter for o in ordered], [o.state for o in ordered],
+                     [o.server for o in ordered], [o.from_addr for o in ordered],
+                     [o.error for o in ordered], [o.not_before for o in ordered],
+                     [o.attempts for o in ordered]))
+            kept = [o.letter for o in ordered if o.charged and o.settle] + sorted(settled)
             if kept:
                 cur.execute("UPDATE ledger SET settled=TRUE, at=%s WHERE NOT settled AND "
                             "letter_id = ANY(%s)", (now, kept))

@@ -351,22 +351,23 @@ class SqliteStore:
     def finish(self, outcomes: Sequence[Outcome], now: float) -> None:
         self.record((), outcomes, now)
 
-    def record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float) -> None:
-        if not sending and not outcomes:
+    def record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float, *,
+               settled: Sequence[int] = ()) -> None:
+        if not sending and not outcomes and not settled:
             return
         with self._tx():
             if sending:
                 self.db.executemany("UPDATE letters SET state='sending' WHERE id=? AND "
                                     "state='claimed'", [(i,) for i in sending])
-            if not outcomes:
-                return
-            self.db.executemany(
-                "UPDATE letters SET state=?, server=?, from_addr=COALESCE(?, from_addr), "
-                "last_error=?, not_before=?, attempts=?, claimed_by=NULL, "
-                "sent_at=CASE WHEN ?='sent' THEN ? ELSE sent_at END WHERE id=?",
-                [(o.state, o.server, o.from_addr, o.error, o.not_before, o.attempts, o.state,
-                  now, o.letter) for o in outcomes])
-            kept = [(now, o.letter) for o in outcomes if o.charged]
+            if outcomes:
+                self.db.executemany(
+                    "UPDATE letters SET state=?, server=?, from_addr=COALESCE(?, from_addr), "
+                    "last_error=?, not_before=?, attempts=?, claimed_by=NULL, "
+                    "sent_at=CASE WHEN ?='sent' THEN ? ELSE sent_at END WHERE id=?",
+                    [(o.state, o.server, o.from_addr, o.error, o.not_before, o.attempts,
+                      o.state, now, o.letter) for o in outcomes])
+            kept = [(now, o.letter) for o in outcomes if o.charged and o.settle]
+            kept += [(now, letter) for letter in settled]
             if kept:
                 self.db.executemany("UPDATE ledger SET settled=1, at=? WHERE settled=0 AND "
                                     "letter_id=?", kept)
