@@ -17,6 +17,7 @@ if _sre_parse is not None:
     LITERAL, SUBPATTERN, BRANCH = _sre_parse.LITERAL, _sre_parse.SUBPATTERN, _sre_parse.BRANCH
     _REPEATS = (_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT, _sre_parse.POSSESSIVE_REPEAT)
 
+_SCAN_WORDS = 100
 _MIN_WORD = 3
 """Literals shorter than this filter too little to be worth a check."""
 
@@ -167,8 +168,10 @@ class Phrases:
         pieces = alternatives(pattern)
         self._parts = [_Alternative(p, flags) for p in pieces] if len(pieces) > 1 else [
             self._whole]
-        # many alternatives: which can match is found with one scan, not a lookup each
-        self._words = _WordScan([p.words for p in self._parts]) if len(pieces) > 8 else None
+        # many needed words: which alternatives can match is found with one scan (a lookup
+        # per word costs more from about a hundred words on)
+        count = len({w for p in self._parts for w in p.words or ()})
+        self._words = _WordScan([p.words for p in self._parts]) if count > _SCAN_WORDS else None
 
     @property
     def pattern(self) -> re.Pattern[str]:
