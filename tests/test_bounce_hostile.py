@@ -43,6 +43,7 @@ HOSTILE = {
                                + b" folded\r\n" * 50_000,
     "braces of an SES body": b'{"notificationType":"Bounce", ' + b"}" * 100_000,
     "unclosed SES address": b'"notificationType":"Bounce" ' + b'"emailAddress":"' * 30_000,
+    "100,000 lone CR line ends": b"x:\r" * 100_000,
 }
 
 
@@ -146,3 +147,17 @@ def test_thirty_megabyte_report_through_the_reader_path_stays_under_100_mb_rss(
                           text=True, timeout=120, check=True)
     rss_mb = int(done.stdout.strip()) / 1024
     assert rss_mb < 100, f"{rss_mb:.0f} MB"
+
+
+DSN_HEAD = (b"From: MAILER-DAEMON@relay.example\r\nMIME-Version: 1.0\r\nContent-Type: "
+            b"multipart/report; report-type=delivery-status; boundary=\"x\"\r\n\r\n--x\r\n"
+            b"Content-Type: message/delivery-status\r\n\r\n")
+
+
+@pytest.mark.parametrize("body", [b"\r\n" * 40_000, b"\r" * 300_000, b"A: b\r" * 50_000,
+                                  b"Final-Recipient: rfc822; a@b.example\r\n\r\n" * 10_000],
+                         ids=["blank lines", "lone CRs", "CR-ended fields", "10,000 blocks"])
+def test_hostile_delivery_status_part_is_parsed_well_under_the_time_budget(body: bytes) -> None:
+    report, elapsed = _report(DSN_HEAD + body)
+    assert isinstance(report, BounceReport)
+    assert elapsed < BUDGET_S, f"{elapsed:.2f} s"

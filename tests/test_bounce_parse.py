@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from mailfleet import hookimpl
+from mailfleet.bounces.mime import MAX_BYTES
 from mailfleet.bounces.parse import parse_bounce
-from mailfleet.bounces.report import REASONS
+from mailfleet.bounces.report import REASONS, BounceReport
+from mailfleet.plugins import load_plugins
 
 ORIGINAL = (
     "From: news@sender.example\r\nTo: {rcpt}\r\nSubject: Hello\r\n"
@@ -742,3 +745,34 @@ def test_address_type_prefix_is_not_part_of_the_failed_address() -> None:
            b"Your message could not be delivered to:\r\n\r\n"
            b"Recipient: smtp=Bob.Smith@Example.org\r\n550 5.1.1 user unknown\r\n")
     assert [r.address for r in parse_bounce(raw).recipients] == ["Bob.Smith@Example.org"]
+
+
+class _PluginParser:
+    """A plugin's bounce parser: answers for its own marker, else None; may fail."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.seen: list[int] = []
+
+    @hookimpl
+    def mailfleet_parse_bounce(self, message: object, raw: bytes) -> BounceReport | None:
+        self.seen.append(len(raw))
+        if self.fail:
+            raise RuntimeError("plugin bug")
+        if b"X-Provider-Marker" in raw:
+            return BounceReport(kind="feedback", parser="provider")
+        return None
+
+
+def test_plugin_bounce_parser_answers_first_and_gets_the_budgeted_bytes() -> None:
+    plugin = _PluginParser()
+    plugins = load_plugins([("provider", plugin)], entry_points=False)
+    raw = b"X-Provider-Marker: 1\r\nSubject: x\r\n\r\n" + b"y" * (MAX_BYTES * 2)
+    assert plugins.parse_bounce(raw).parser == "provider"
+    assert plugin.seen and plugin.seen[0] <= MAX_BYTES
+
+
+def test_failing_plugin_bounce_parser_leaves_the_report_to_the_core() -> None:
+    plugins = load_plugins([("provider", _PluginParser(fail=True))], entry_points=False)
+    raw = _text_bounce("550 5.1.1 <dan@example.org>: User unknown")
+    assert [r.address for r in plugins.parse_bounce(raw).recipients] == ["dan@example.org"]

@@ -17,6 +17,7 @@ if _sre_parse is not None:
     LITERAL, SUBPATTERN, BRANCH = _sre_parse.LITERAL, _sre_parse.SUBPATTERN, _sre_parse.BRANCH
     _REPEATS = (_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT, _sre_parse.POSSESSIVE_REPEAT)
 
+_SCAN_WORDS = 100
 _MIN_WORD = 3
 """Literals shorter than this filter too little to be worth a check."""
 
@@ -92,84 +93,6 @@ def alternatives(pattern: str) -> list[str]:
     return out
 
 
-class _Alternative:
-    __slots__ = ("folded", "lowered", "words")
-
-    def __init__(self, pattern: str, flags: int) -> None:
-        self.folded = re.compile(pattern, flags)
-        lowered = bool(flags & re.IGNORECASE) and pattern == pattern.lower()
-        self.lowered = re.compile(pattern, flags & ~re.IGNORECASE) if lowered else None
-        self.words = needed_words(pattern)
-
-
-class Phrases:
-    """A phrase pattern searched only where it can match.
-
-    Each top-level alternative is compiled on its own with the literal words one of which
-    its matches must contain; an alternative runs only when ``str`` containment (fast)
-    finds one of them. A case-insensitive alternative written in lower case runs without
-    IGNORECASE on the lower-cased text (several times faster; positions are the same when
-    lower-casing keeps the length, else the case-insensitive form runs on the text)."""
-
-    __slots__ = ("_parts", "_whole")
-
-    def __init__(self, pattern: str, flags: int = 0) -> None:
-        self._whole = _Alternative(pattern, flags)
-        pieces = alternatives(pattern)
-        self._parts = [_Alternative(p, flags) for p in pieces] if len(pieces) > 1 else [
-            self._whole]
-
-    @property
-    def pattern(self) -> re.Pattern[str]:
-        """The whole pattern, compiled as given."""
-        return self._whole.folded
-
-    @staticmethod
-    def _run(part: _Alternative, text: str, low: str, pos: int) -> re.Match[str] | None:
-        if part.words is not None and not any(w in low for w in part.words):
-            return None
-        if part.lowered is not None and len(low) == len(text):
-            return part.lowered.search(low, pos)
-        return part.folded.search(text, pos)
-
-    def search(self, text: str, pos: int = 0, *, low: str | None = None) -> re.Match[str] | None:
-        """The leftmost match, as ``pattern.search(text, pos)`` would give it (its start
-        and end; groups are numbered within the alternative that matched); ``low`` is
-        ``text.lower()`` when the caller has it."""
-        if low is None:
-            low = text.lower()
-        best: re.Match[str] | None = None
-        for part in self._parts:
-            match = self._run(part, text, low, pos)
-            if match and (best is None or match.start() < best.start()):
-                best = match
-                if best.start() == pos:
-                    break
-        return best
-
-    def hit(self, text: str, *, low: str | None = None) -> bool:
-        """Whether the pattern matches anywhere in ``text``."""
-        if low is None:
-            low = text.lower()
-        return any(self._run(part, text, low, 0) for part in self._parts)
-
-    def groups(self, text: str, group: int = 1, *, low: str | None = None) -> list[str]:
-        """Group ``group`` of every :meth:`finditer` match, as written in ``text``."""
-        return [text[m.start(group):m.end(group)]
-                for m in self.finditer(text, low=low) if m.start(group) >= 0]
-
-    def finditer(self, text: str, *, low: str | None = None) -> Iterator[re.Match[str]]:
-        """``pattern.finditer(text)`` (match positions are positions in ``text``)."""
-        if low is None:
-            low = text.lower()
-        whole = self._whole
-        if whole.words is not None and not any(w in low for w in whole.words):
-            return iter(())
-        if whole.lowered is not None and len(low) == len(text):
-            return whole.lowered.finditer(low)
-        return whole.folded.finditer(text)
-
-
 def trie_pattern(words: list[str]) -> str:
     """A regex matching the longest of ``words`` at a position (a trie: one branch per
     next character, so the engine follows one path instead of trying every word)."""
@@ -193,42 +116,137 @@ def trie_pattern(words: list[str]) -> str:
     return build(root)
 
 
+class _WordScan:
+    """Which items' needed words occur in a text, found with one scan: a trie pattern of
+    all the words tried at every position (the longest word there, and every needed word
+    that is a prefix of it)."""
+
+    __slots__ = ("_always", "_by_word", "_scan")
+
+    def __init__(self, needs: list[tuple[str, ...] | None]) -> None:
+        self._always = frozenset(i for i, words in enumerate(needs) if words is None)
+        index: dict[str, list[int]] = {}
+        for item, words in enumerate(needs):
+            for word in words or ():
+                index.setdefault(word, []).append(item)
+        self._by_word = {word: frozenset(i for other, items in index.items()
+                                         if word.startswith(other) for i in items)
+                         for word in index}
+        self._scan = re.compile("(?=(" + trie_pattern(sorted(index)) + "))") if index else None
+
+    def candidates(self, low: str) -> set[int]:
+        """The items that can match ``low``: those with a needed word in it, or none."""
+        found = set(self._always)
+        for word in set(self._scan.findall(low)) if self._scan else ():
+            found |= self._by_word[word]
+        return found
+
+
+class _Alternative:
+    __slots__ = ("folded", "lowered", "words")
+
+    def __init__(self, pattern: str, flags: int) -> None:
+        self.folded = re.compile(pattern, flags)
+        lowered = bool(flags & re.IGNORECASE) and pattern == pattern.lower()
+        self.lowered = re.compile(pattern, flags & ~re.IGNORECASE) if lowered else None
+        self.words = needed_words(pattern)
+
+
+class Phrases:
+    """A phrase pattern searched only where it can match.
+
+    Each top-level alternative is compiled on its own with the literal words one of which
+    its matches must contain; an alternative runs only when ``str`` containment (fast)
+    finds one of them. A case-insensitive alternative written in lower case runs without
+    IGNORECASE on the lower-cased text (several times faster; positions are the same when
+    lower-casing keeps the length, else the case-insensitive form runs on the text)."""
+
+    __slots__ = ("_parts", "_whole", "_words")
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        self._whole = _Alternative(pattern, flags)
+        pieces = alternatives(pattern)
+        self._parts = [_Alternative(p, flags) for p in pieces] if len(pieces) > 1 else [
+            self._whole]
+        # many needed words: which alternatives can match is found with one scan (a lookup
+        # per word costs more from about a hundred words on)
+        count = len({w for p in self._parts for w in p.words or ()})
+        self._words = _WordScan([p.words for p in self._parts]) if count > _SCAN_WORDS else None
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        """The whole pattern, compiled as given."""
+        return self._whole.folded
+
+    @staticmethod
+    def _run(part: _Alternative, text: str, low: str, pos: int) -> re.Match[str] | None:
+        if part.words is not None and not any(w in low for w in part.words):
+            return None
+        if part.lowered is not None and len(low) == len(text):
+            return part.lowered.search(low, pos)
+        return part.folded.search(text, pos)
+
+    def search(self, text: str, pos: int = 0, *, low: str | None = None) -> re.Match[str] | None:
+        """The leftmost match, as ``pattern.search(text, pos)`` would give it (its start
+        and end; groups are numbered within the alternative that matched); ``low`` is
+        ``text.lower()`` when the caller has it."""
+        if low is None:
+            low = text.lower()
+        best: re.Match[str] | None = None
+        for part in self._candidates(low):
+            match = self._run(part, text, low, pos)
+            if match and (best is None or match.start() < best.start()):
+                best = match
+                if best.start() == pos:
+                    break
+        return best
+
+    def hit(self, text: str, *, low: str | None = None) -> bool:
+        """Whether the pattern matches anywhere in ``text``."""
+        if low is None:
+            low = text.lower()
+        return any(self._run(part, text, low, 0) for part in self._candidates(low))
+
+    def _candidates(self, low: str) -> list[_Alternative]:
+        if self._words is None:
+            return self._parts
+        return [self._parts[i] for i in sorted(self._words.candidates(low))]
+
+    def groups(self, text: str, group: int = 1, *, low: str | None = None) -> list[str]:
+        """Group ``group`` of every :meth:`finditer` match, as written in ``text``."""
+        return [text[m.start(group):m.end(group)]
+                for m in self.finditer(text, low=low) if m.start(group) >= 0]
+
+    def finditer(self, text: str, *, low: str | None = None) -> Iterator[re.Match[str]]:
+        """``pattern.finditer(text)`` (match positions are positions in ``text``)."""
+        if low is None:
+            low = text.lower()
+        whole = self._whole
+        if whole.words is not None and not any(w in low for w in whole.words):
+            return iter(())
+        if whole.lowered is not None and len(low) == len(text):
+            return whole.lowered.finditer(low)
+        return whole.folded.finditer(text)
+
+
 class RuleSet:
     """Ordered ``(label, pattern)`` rules over lower-case text, where the first rule that
-    matches anywhere wins: one scan finds which needed words occur (a trie pattern tried
-    at every position), and only the alternatives whose words occur (or that have none)
-    are run, in rule order."""
+    matches anywhere wins: one scan finds which needed words occur, and only the
+    alternatives whose words occur (or that have none) are run, in rule order."""
 
-    __slots__ = ("_alternatives", "_always", "_by_word", "_scan", "labels")
+    __slots__ = ("_alternatives", "_words", "labels")
 
     def __init__(self, rules: tuple[tuple[str, str], ...]) -> None:
         self.labels = tuple(label for label, _ in rules)
-        self._alternatives: list[tuple[int, re.Pattern[str]]] = []
-        self._always: list[int] = []
-        index: dict[str, list[int]] = {}
-        for number, (_label, pattern) in enumerate(rules):
-            for piece in alternatives(pattern):
-                position = len(self._alternatives)
-                self._alternatives.append((number, re.compile(piece)))
-                words = needed_words(piece)
-                if words is None:
-                    self._always.append(position)
-                for word in words or ():
-                    index.setdefault(word, []).append(position)
-        # a found word implies every needed word that is a prefix of it
-        self._by_word: dict[str, frozenset[int]] = {
-            word: frozenset(p for other, found in index.items() if word.startswith(other)
-                            for p in found)
-            for word in index}
-        self._scan = re.compile("(?=(" + trie_pattern(sorted(index)) + "))") if index else None
+        self._alternatives = [(number, re.compile(piece))
+                              for number, (_label, pattern) in enumerate(rules)
+                              for piece in alternatives(pattern)]
+        self._words = _WordScan([needed_words(p.pattern) for _n, p in self._alternatives])
 
     def matching(self, low: str) -> Iterator[int]:
         """Numbers of the rules that match ``low``, in rule order."""
-        candidates = set(self._always)
-        for word in set(self._scan.findall(low)) if self._scan else ():
-            candidates |= self._by_word[word]
         done = -1
-        for position in sorted(candidates):
+        for position in sorted(self._words.candidates(low)):
             number, pattern = self._alternatives[position]
             if number != done and pattern.search(low):
                 done = number

@@ -33,17 +33,25 @@ def content_type_of(values: list[str], default: str) -> str:
 
 
 def _type(msg: Message) -> str:
-    return content_type_of(HEADER_INDEX[msg].get("content-type", []), msg.get_default_type())
+    fields = HEADER_INDEX.get(msg) or {}
+    return content_type_of(fields.get("content-type", []), msg.get_default_type())
 _EOLS = ("\r\n", "\r", "\n")
+MAX_BLOCKS = 2000
+"""Field blocks read from one delivery-status part (one per recipient, and one more)."""
+_EOL_CHAR = re.compile(r"[\r\n]")
+_BLANK_LINE = re.compile(r"(?:\r\n|\r(?!\n)|\n)(?=[\r\n])")
+"""A line end followed by another: the end of the last line before a blank one."""
 
 
 def _line_end(text: str, pos: int, stop: int) -> int:
     """The index just after the line starting at ``pos`` (its line end included)."""
-    nl = text.find("\n", pos, stop)
-    cr = text.find("\r", pos, nl if nl >= 0 else stop)
-    if cr >= 0:
-        return cr + 2 if text.startswith("\n", cr + 1) and cr + 2 <= stop else cr + 1
-    return nl + 1 if nl >= 0 else stop
+    found = _EOL_CHAR.search(text, pos, stop)  # linear up to the line end, never beyond
+    if found is None:
+        return stop
+    at = found.start()
+    if text[at] == "\r" and text.startswith("\n", at + 1) and at + 2 <= stop:
+        return at + 2
+    return at + 1
 
 
 def _strip_eol(text: str) -> str:
@@ -57,11 +65,9 @@ def _lines(text: str, pos: int, stop: int) -> tuple[list[str], list[int]]:
     """The header candidate lines from ``pos`` (up to the first blank line), with their
     starts; split at ``\n`` when no lone ``\r`` is there (the common case), else one by
     one (``\r`` alone also ends a line for the feed parser)."""
-    blank = text.find("\n\n", pos, stop)
-    crlf = text.find("\n\r\n", pos, blank if blank >= 0 else stop)
-    end = min(x for x in (blank, crlf, stop) if x >= 0)
-    end = stop if end == stop else end + 1
-    if text.startswith(("\n", "\r\n"), pos):
+    blank = _BLANK_LINE.search(text, pos, stop)  # stops at the first blank line
+    end = blank.end() if blank else stop
+    if text.startswith(("\n", "\r"), pos):
         end = pos  # the body starts with a blank line: no headers
     block = text[pos:end]
     lines: list[str] = []
@@ -218,7 +224,7 @@ def _trim_last(part: Message) -> None:
 def _status_blocks(msg: Message, text: str, pos: int, stop: int) -> None:
     """``message/delivery-status``: one field block per enclosed message."""
     msg.set_payload([])
-    while True:
+    for _ in range(MAX_BLOCKS):
         block = Message()
         body = _headers(block, text, pos, stop, keep_blank=True)
         # the block's body runs to the next blank line (pushed back, not consumed)
@@ -235,6 +241,10 @@ def _status_blocks(msg: Message, text: str, pos: int, stop: int) -> None:
         pos = _line_end(text, end, stop)  # the blank line between blocks
         if pos >= stop:
             return
+    rest = Message()  # more field blocks than any report has: the rest stays unparsed text
+    HEADER_INDEX[rest] = {}
+    rest.set_payload(text[pos:stop])
+    msg.attach(rest)
 
 
 def split_message(raw: bytes) -> Message:

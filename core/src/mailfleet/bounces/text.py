@@ -25,7 +25,7 @@ _MAX_FOUND = 5 * MAX_RECIPIENTS
 """Address mentions examined per layout; a text naming more is junk."""
 
 # Where the returned original (or its headers) begins: the report text ends there.
-_ORIGINAL_MARKERS = re.compile(
+_ORIGINAL_MARKERS = Phrases(
     r"^[ \t]*+[-=*_]{2,}+[ \t]*+(?:[^\n]{0,40}?)(?:this is a copy|copy of|original message|"
     r"returned message|unsent message|undelivered message|message header|original mail|"
     r"headers? of|message text|below this line|forwarded message|rfc822|"
@@ -43,7 +43,7 @@ _HEADER_LINE = re.compile(
     r"^>?(?:Received|Return-Path|DKIM-Signature|Message-I[dD]|MIME-Version|X-[A-Za-z0-9\-]+|"
     r"Content-Type|Date|From|To|Subject|Reply-To|Sender|Authentication-Results|"
     r"ARC-[A-Za-z\-]+|Delivered-To|References|In-Reply-To):[ \t]",
-    re.IGNORECASE,
+    re.IGNORECASE | re.MULTILINE,
 )
 _HEADERISH_LINES = re.compile(
     r"^[ \t]*+(?:>[ \t]*+)?(?:To|Cc|Bcc|From|Sender|Reply-To|Return-Path|Received|Subject|"
@@ -130,6 +130,10 @@ class TextRecipient:
     diagnostic: str
 
 
+_SUMMARY_FIELDS = frozenset({"to", "subject", "date", "from", "cc", "sender", "reply-to"})
+"""Header lines a report quotes about the message (not a pasted original)."""
+
+
 def report_region(text: str) -> str:
     """The part of a text body before the returned original message."""
     cut = len(text)
@@ -137,15 +141,17 @@ def report_region(text: str) -> str:
     if match:
         cut = match.start()
     # a run of two header lines at column 0 also starts a pasted original
-    lines = text[:cut].split("\n")
-    pos = 0
-    for i, line in enumerate(lines[:-1]):
-        if _HEADER_LINE.match(line) and _HEADER_LINE.match(lines[i + 1]):
-            names = {x.split(":", 1)[0].lower().lstrip(">") for x in (line, lines[i + 1])}
-            if not names <= {"to", "subject", "date", "from", "cc", "sender", "reply-to"}:
-                return text[:pos]
-        pos += len(line) + 1
-    return text[:cut]
+    head = text[:cut]
+    previous = (-2, "")
+    for match in _HEADER_LINE.finditer(head):
+        start = match.start()
+        name = head[start:head.find(":", start)].lower().lstrip(">")
+        line_before = head.rfind("\n", 0, max(start - 1, 0)) + 1 if start else -1
+        if previous[0] == line_before and start > 0 and not (
+                {previous[1], name} <= _SUMMARY_FIELDS):
+            return text[:previous[0]]
+        previous = (start, name)
+    return head
 
 
 def is_warning(text: str) -> bool:
