@@ -18,7 +18,8 @@ The checks run against the real fixture servers of :mod:`mailfleet_testing` on 1
 * every standard failure (wrong password, app password required, sender refused, quota, spam
   block, greylisting, mailbox full) gets a classification and a diagnosis with a next step in
   English and in Russian; set :attr:`ProviderConformance.replies` to the provider's own texts;
-* a letter really leaves with the From and envelope sender its sender rule promises;
+* a letter really leaves with the From and envelope sender its sender rule promises, and a
+  configured foreign ``sender`` is refused at load or rewritten to the login as declared;
 * its hook implementations match the specs (names, arguments, ``def``/``async def``).
 """
 
@@ -38,7 +39,7 @@ import pytest
 
 from mailfleet import hookspecs
 from mailfleet.config import Config, ServerConfig
-from mailfleet.errors import Classification, SmtpError
+from mailfleet.errors import Classification, ConfigError, SmtpError
 from mailfleet.fleet import Fleet
 from mailfleet.plugins import Plugins, load_plugins
 from mailfleet.providers import ProviderInfo, Security
@@ -209,6 +210,35 @@ class ProviderConformance:
                 assert sent.sender.substituted and sent.sender.reason
             if info.envelope_sender == "login" and server.login:
                 assert message.mail_from == server.login
+
+    def test_a_foreign_configured_sender_is_handled_as_the_provider_declares(
+            self, plugins: Plugins, smtp: FakeSMTP, tls_certs: TLSCerts) -> None:
+        info = self.info(plugins)
+        security = self.modes(plugins)[0]
+        config = ServerConfig(
+            name="foreign", kind=_kind(info), sender=FOREIGN,
+            login=self.mailbox if info.auth else None,
+            provider=self.provider_id, host="127.0.0.1", port=getattr(smtp, _PORTS[security]),
+            security=security, ca_file=str(tls_certs.ca_file), timeout=10,
+            password=Secret(PASSWORD) if info.auth else None,
+            allow_insecure_auth=security is Security.NONE)
+        if not info.sender_substitution and info.foreign_sender == "refused":
+            with pytest.raises(ConfigError, match=r"servers\[foreign\]\.sender: "):
+                resolve_servers(Config(servers=(config,)), plugins)
+            return
+        [server] = resolve_servers(Config(servers=(config,)), plugins)  # no objection
+        if info.sender_substitution:
+            return  # the server's own sender is the operator's choice
+        if server.login:  # rewritten: the letter goes From the login, saying why
+            smtp.users = {server.login: PASSWORD}
+        smtp.auth_require_tls = security is not Security.NONE
+        sent = asyncio.run(Fleet(Config(), plugins).send_one(
+            server, to="rcpt@example.org", subject="From?", text="x"))
+        parsed = email.message_from_bytes(smtp.wait_for_messages(1)[-1].data,
+                                          policy=email.policy.default)
+        from_addr = email.utils.parseaddr(str(parsed["From"]))[1]
+        assert from_addr.lower() == self.mailbox.lower() == sent.sender.from_addr.lower()
+        assert sent.sender.substituted and sent.sender.reason
 
     def test_hook_implementations_match_the_specs(self) -> None:
         [entry] = [ep for ep in importlib.metadata.entry_points(group="mailfleet")
