@@ -231,6 +231,24 @@ def test_a_blocking_send_inside_a_running_loop_is_refused(tmp_path: Path) -> Non
         asyncio.run(host())
 
 
+def test_a_failing_event_callback_is_logged_and_the_others_still_hear(
+        tmp_path: Path, servers: list[FakeSMTP], certs: TLSCerts,
+        caplog: pytest.LogCaptureFixture) -> None:
+    config = data(tmp_path, entry("a", servers[0], certs))
+    heard: list[str] = []
+
+    def broken(event: mailfleet.DeliveryEvent) -> None:
+        raise ValueError("host bug")
+
+    with mailfleet.Mailfleet.from_data(config, passwords={"a": support.PASSWORD},
+                                       on_event=broken, entry_points=False) as app:
+        app.subscribe(lambda e: heard.append(str(e.type)))
+        created = app.create_mailing(TEMPLATE, iter(ROWS))
+        assert app.send_blocking([created.id]).sent == 6
+    assert heard == ["sent"] * 6
+    assert "host event callback failed" in caplog.text
+
+
 def test_events_reach_the_callback_and_the_async_iterator(
         tmp_path: Path, servers: list[FakeSMTP], certs: TLSCerts) -> None:
     config = data(tmp_path, entry("a", servers[0], certs))

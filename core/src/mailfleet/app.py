@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import threading
 from collections.abc import (
@@ -56,6 +57,8 @@ from mailfleet.recipients import BadRow
 from mailfleet.secrets import Secret, SecretRef
 from mailfleet.store.base import Claim, LetterRecord, Store
 from mailfleet.template import Template
+
+log = logging.getLogger(__name__)
 
 #: The version of the embedding API (semantic versioning: a new minor version only adds).
 API_VERSION = "1.0.0"
@@ -383,7 +386,7 @@ class EventStream:
 
 class _EventSink:
     """The host's ``mailfleet_event`` implementation: fans each event out to callbacks and
-    streams (a failing callback is logged by the plugin manager, the others still run)."""
+    streams (a failing callback is logged, the others still run)."""
 
     def __init__(self) -> None:
         self.callbacks: list[EventCallback] = []
@@ -392,7 +395,10 @@ class _EventSink:
     @hookimpl
     def mailfleet_event(self, event: DeliveryEvent) -> None:
         for callback in list(self.callbacks):
-            callback(event)
+            try:
+                callback(event)
+            except Exception:  # the host's bug must not stop sending nor the other callbacks
+                log.exception("a host event callback failed on event %s", event.type)
         for stream in list(self.streams):
             stream.push(event)
 
