@@ -17,6 +17,8 @@ import mailfleet
 from mailfleet.cli import main
 from mailfleet.clock import FakeClock
 from mailfleet_testing.certs import TLSCerts
+from mailfleet_testing.dovecot import Mailbox
+from mailfleet_testing.postfix import PostfixServer
 from mailfleet_testing.smtp_sink import SmtpSink
 from mailfleet_testing.smtpd import FakeSMTP
 
@@ -341,3 +343,33 @@ def test_rows_are_read_as_they_are_consumed(tmp_path: Path) -> None:
         created = app.create_mailing(TEMPLATE, rows())
         assert created.letters == 20_000 and len(produced) == 20_000
 
+
+
+def test_bounces_are_fetched_with_the_mailbox_password_handed_over(
+        tmp_path: Path, postfix: PostfixServer, smtp_server: FakeSMTP,
+        mailbox: Mailbox) -> None:
+    dead = "gone@dest.test"
+    smtp_server.reset()
+    smtp_server.add_rule("RCPT", f"550 5.1.1 <{dead}>: Recipient address rejected: "
+                                 "User unknown in virtual mailbox table", match=dead)
+    config = {"deployment": {"store": str(tmp_path / "mf.db")},
+              "servers": [{"name": "local-mta", "kind": "internal", "sender": mailbox.address,
+                           "host": "127.0.0.1", "port": postfix.port}],
+              "bounces": {"protocol": "imap", "host": "127.0.0.1", "port": mailbox.imaps_port,
+                          "security": "ssl", "login": mailbox.login,
+                          "ca_file": str(mailbox.ca_file)}}
+    seen: list[mailfleet.DeliveryEvent] = []
+    with mailfleet.Mailfleet.from_data(config, passwords={"bounces": mailbox.password},
+                                       on_event=seen.append) as app:
+        created = app.create_mailing({"subject": "News", "text": "Hello",
+                                      "sender": mailbox.address},
+                                     [{"email": "alive@dest.test"}, {"email": dead}])
+        assert app.send_blocking([created.id]).sent == 2
+        mailbox.wait_for_messages(1, timeout=15)
+        fetched = app.fetch_bounces()
+        assert (fetched.read, fetched.bounces, fetched.marked) == (1, 1, 1)
+        assert fetched.suppressed == (dead,) and app.is_suppressed(dead)
+        bounced = list(app.letters(created.id, states=["bounced"]))
+        assert [letter.email for letter in bounced] == [dead]
+        assert app.status(created.id).counts.bounced == 1
+    assert any(e.type is mailfleet.EventType.BOUNCED and e.recipient == dead for e in seen)
