@@ -373,3 +373,36 @@ def test_bounces_are_fetched_with_the_mailbox_password_handed_over(
         assert [letter.email for letter in bounced] == [dead]
         assert app.status(created.id).counts.bounced == 1
     assert any(e.type is mailfleet.EventType.BOUNCED and e.recipient == dead for e in seen)
+
+
+def test_check_probes_each_server_and_leaves_a_blocked_one_alone(
+        tmp_path: Path, servers: list[FakeSMTP], certs: TLSCerts) -> None:
+    config = data(tmp_path, entry("a", servers[0], certs), entry("b", servers[1], certs))
+    with mailfleet.Mailfleet.from_data(config, passwords={"a": support.PASSWORD, "b": "wrong"},
+                                       entry_points=False) as app:
+        good, bad = asyncio.run(app.check())
+        assert good.ok and not bad.ok and bad.stage == "auth"
+        app.store.block_server("a", app.clock.now() + 3600, "provider quota: test")
+        servers[0].reset()
+        [blocked] = asyncio.run(app.check(["a"]))
+        assert not blocked.ok and blocked.classification == "quota"
+        assert "blocked until" in (blocked.diagnosis or "") and servers[0].events == []
+        [forced] = asyncio.run(app.check(["a"], force=True))
+        assert forced.ok
+
+
+def test_send_one_counts_in_the_quota_and_refuses_a_suppressed_address(
+        tmp_path: Path, servers: list[FakeSMTP], certs: TLSCerts) -> None:
+    config = data(tmp_path, entry("a", servers[0], certs, limits={"per_day": 1}))
+    with mailfleet.Mailfleet.from_data(config, passwords={"a": support.PASSWORD},
+                                       entry_points=False) as app:
+        sent = asyncio.run(app.send_one("a", to="one@dest.test", subject="Hi", text="Hello"))
+        assert sent.server == "a" and sent.message_id
+        assert app.quotas()[0].day.used == 1
+        with pytest.raises(mailfleet.MailfleetError, match="cannot send now"):
+            asyncio.run(app.send_one("a", to="two@dest.test", subject="Hi", text="Hello"))
+        app.suppress("three@dest.test")
+        with pytest.raises(mailfleet.MailfleetError, match="suppression list"):
+            asyncio.run(app.send_one("a", to="three@dest.test", subject="Hi", text="Hello",
+                                     count_in_quota=False))
+    assert len(servers[0].messages) == 1

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         Suppression,
         Window,
     )
+    from mailfleet.fleet import CheckResult, Sent
     from mailfleet.mailing import BadRowsError
     from mailfleet.recipients import BadRow
     from mailfleet.template import Template
@@ -55,7 +56,8 @@ _LAZY = {
     "ServerQuota": "mailfleet.app", "SpentWindow": "mailfleet.app",
     "StoppedServer": "mailfleet.app", "Suppression": "mailfleet.app", "Window": "mailfleet.app",
     "BadRowsError": "mailfleet.mailing", "BadRow": "mailfleet.recipients",
-    "Template": "mailfleet.template",
+    "Template": "mailfleet.template", "CheckResult": "mailfleet.fleet",
+    "Sent": "mailfleet.fleet",
 }
 
 
@@ -76,6 +78,7 @@ __all__ = [
     "BadRow",
     "BadRowsError",
     "BounceFetch",
+    "CheckResult",
     "Classification",
     "ConfigError",
     "Created",
@@ -93,6 +96,7 @@ __all__ = [
     "PluginError",
     "Secret",
     "SendReport",
+    "Sent",
     "ServerQuota",
     "SmtpError",
     "SpentWindow",

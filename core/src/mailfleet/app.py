@@ -39,13 +39,14 @@ from typing import Any, Literal, cast
 import attrs
 
 from mailfleet import aio
+from mailfleet.addresses import check_header, normalize_address
 from mailfleet.bounce_handling import BounceHandler, Handled, fetch_bounces
 from mailfleet.clock import Clock, SystemClock
 from mailfleet.config import Config, load_config, parse_config
 from mailfleet.dispatcher import Dispatcher, RunReport
 from mailfleet.errors import ConfigError, MailfleetError
 from mailfleet.events import DeliveryEvent, EventType
-from mailfleet.fleet import Fleet
+from mailfleet.fleet import CheckResult, Fleet, Sent
 from mailfleet.hookspecs import hookimpl
 from mailfleet.mailbox.budget import SetAsideMessage
 from mailfleet.mailbox.settings import MailboxSettings, resolve_mailbox
@@ -55,6 +56,7 @@ from mailfleet.providers import Limits
 from mailfleet.quota import QuotaStatus, WindowStatus
 from mailfleet.recipients import BadRow
 from mailfleet.secrets import Secret, SecretRef
+from mailfleet.servers import Server
 from mailfleet.store.base import Claim, LetterRecord, Store
 from mailfleet.template import Template
 
@@ -307,7 +309,7 @@ class ServerQuota:
     failures: int
 
     @classmethod
-    def of(cls, server: Any, q: QuotaStatus, now: float) -> ServerQuota:
+    def of(cls, server: Server, q: QuotaStatus, now: float) -> ServerQuota:
         return cls(server.name, server.priority, server.enabled, Window.of(q.minute),
                    Window.of(q.hour), Window.of(q.day), server.limits, _at(q.blocked_until),
                    q.blocked_reason, datetime.fromtimestamp(max(now, q.next_free(now)), UTC),
@@ -718,6 +720,55 @@ class Mailfleet:
         self.store.recover(self.clock.now(), lease=deployment.lease_seconds,
                            hold_in_doubt=deployment.in_doubt == "hold")
 
+    # -- servers: checks and one-off letters ---------------------------------------------
+    async def check(self, servers: Sequence[str] | None = None, *, force: bool = False
+                    ) -> list[CheckResult]:
+        """Connect, TLS, AUTH and a sender probe for each server (default: all), side by
+        side; nothing is sent. A server the store has blocked is not contacted (a probe is
+        an attempt, and some providers extend a block with every attempt) unless ``force``."""
+        chosen = ([self.fleet.server(name) for name in servers] if servers is not None
+                  else list(self.fleet.servers))
+        now = self.clock.now()
+
+        async def one(server: Server) -> CheckResult:
+            quota = self.store.quota(server.name, server.limits, now)
+            if quota.blocked_until is not None and not force:
+                until = datetime.fromtimestamp(quota.blocked_until, UTC)
+                return CheckResult(server.name, False, None, None, None, quota.blocked_reason,
+                                   "quota", f"blocked until {until.isoformat(timespec='seconds')}"
+                                   f"; not contacted before then (probing may extend a "
+                                   f"provider's block)")
+            return await self.fleet.check(server)
+
+        return list(await asyncio.gather(*(one(s) for s in chosen)))
+
+    async def send_one(self, server: str, *, to: str, subject: str, text: str,
+                       html: str | None = None, from_addr: str = "", from_name: str = "",
+                       count_in_quota: bool = True) -> Sent:
+        """Send one letter now through ``server`` (outside any mailing). It is refused
+        (MailfleetError) for a suppressed address or a server that cannot send now, and
+        counts against the server's quota unless ``count_in_quota=False`` (a test letter);
+        a refusal by the server raises its diagnosed SmtpError."""
+        chosen = self.fleet.server(server)
+        check_header("Subject", subject)
+        check_header("display name", from_name)
+        address = normalize_address(to)
+        if self.store.is_suppressed(address):
+            raise MailfleetError(f"{address} is on the suppression list; unsuppress it to "
+                                 f"send anyway")
+        if count_in_quota:
+            quota = self.store.quota(chosen.name, chosen.limits, self.clock.now())
+            if not quota.available:
+                free = datetime.fromtimestamp(quota.next_free(self.clock.now()), UTC)
+                raise MailfleetError(f"server {chosen.name} cannot send now (a limit is spent "
+                                     f"or it is blocked) until {free.isoformat(timespec='seconds')}"
+                                     f"; use another server or wait")
+        sent = await self.fleet.send_one(chosen, to=address, subject=subject, text=text,
+                                         html=html, from_addr=from_addr, from_name=from_name)
+        if count_in_quota:
+            self.store.charge(chosen.name, self.clock.now())
+        return sent
+
     # -- servers, quotas, suppression -----------------------------------------------------
     def quotas(self) -> list[ServerQuota]:
         """Each server's windows, block and circuit breaker, in priority order."""
@@ -735,8 +786,6 @@ class Mailfleet:
 
     def suppress(self, email: str, reason: str = "added by the host application") -> str:
         """Never send to ``email`` again; returns the address as stored."""
-        from mailfleet.addresses import normalize_address
-
         address = normalize_address(email).lower()
         self.store.suppress(address, reason, self.clock.now(), source="host")
         return address
@@ -800,6 +849,7 @@ __all__ = [
     "API_VERSION",
     "BadRowsError",
     "BounceFetch",
+    "CheckResult",
     "Created",
     "EventStream",
     "LetterResult",
@@ -807,6 +857,7 @@ __all__ = [
     "MailingCounts",
     "MailingStatus",
     "SendReport",
+    "Sent",
     "ServerQuota",
     "SpentWindow",
     "StoppedServer",
