@@ -406,3 +406,18 @@ def test_send_one_counts_in_the_quota_and_refuses_a_suppressed_address(
             asyncio.run(app.send_one("a", to="three@dest.test", subject="Hi", text="Hello",
                                      count_in_quota=False))
     assert len(servers[0].messages) == 1
+
+
+def test_each_letter_name_has_one_format_that_its_parser_reads_back() -> None:
+    from mailfleet import identity
+
+    lid = identity.letter_id("m0123456789ab", 42)
+    assert identity.parse_letter_id(lid) == ("m0123456789ab", 42)
+    assert identity.parse_letter_id("not-a-letter") is None
+    assert identity.message_id(lid, "shop.example") == f"<{lid}@shop.example>"
+    verp = identity.verp_address("bounces@shop.example", lid)
+    assert verp == f"bounces+mf-{lid}@shop.example"
+    assert identity.parse_verp(f"Final-Recipient: rfc822; {verp}") == lid
+    header = f"{identity.LETTER_ID_HEADER}: {lid}\r\n"
+    found = identity.LETTER_ID_RE.search(header)
+    assert found is not None and found.group(1) == lid

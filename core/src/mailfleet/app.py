@@ -48,6 +48,7 @@ from mailfleet.errors import ConfigError, MailfleetError
 from mailfleet.events import DeliveryEvent, EventType
 from mailfleet.fleet import CheckResult, Fleet, Sent
 from mailfleet.hookspecs import hookimpl
+from mailfleet.identity import parse_letter_id
 from mailfleet.mailbox.budget import SetAsideMessage
 from mailfleet.mailbox.settings import MailboxSettings, resolve_mailbox
 from mailfleet.mailing import BadRowsError, CreateResult, create_mailing
@@ -185,6 +186,17 @@ def resume_time(store: Store, counts: MailingCounts, seen: Outlook, now: float
         return None
     _, next_retry = store.waiting([counts.id], now)
     return max(seen.frees_at, next_retry or now)
+
+
+def letter_pages(store: Store, mailing_id: str, states: Sequence[str] | None = None
+                 ) -> Iterator[LetterRecord]:
+    """Each letter of a mailing in order (or those in ``states``), read page by page."""
+    after = 0
+    while page := store.letters(mailing_id, list(states) if states else None, after):
+        yield from page
+        key = parse_letter_id(page[-1].letter_id)
+        assert key is not None  # the store's own ids
+        after = key[1]
 
 
 def breaker_state(failures: int, blocked_until: float | None
@@ -609,10 +621,7 @@ class Mailfleet:
                 ) -> Iterator[LetterResult]:
         """Each letter of the mailing in order (or those in ``states``), read page by page."""
         self._mailing(mailing_id)
-        after = 0
-        while page := self.store.letters(mailing_id, list(states) if states else None, after):
-            yield from (LetterResult.of(r) for r in page)
-            after = int(page[-1].letter_id.rpartition("-")[2])
+        return (LetterResult.of(r) for r in letter_pages(self.store, mailing_id, states))
 
     # -- sending --------------------------------------------------------------------------
     async def send(self, mailings: Sequence[str] | None = None, *,

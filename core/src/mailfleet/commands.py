@@ -18,6 +18,7 @@ from mailfleet.app import (
     WAITING_STATES,
     StoppedServer,
     breaker_state,
+    letter_pages,
     mailing_counts,
     outlook,
     resume_time,
@@ -245,10 +246,7 @@ def mailing_letters(obj: Context, mailing_id: str, states: tuple[str, ...], as_c
     mailing_status(store, mailing_id)  # refuses an unknown id
 
     def pages() -> Iterator[dict[str, Any]]:
-        after = 0
-        while page := store.letters(mailing_id, list(states) or None, after):
-            yield from (_letter(r) for r in page)
-            after = int(page[-1].letter_id.rpartition("-")[2])
+        return (_letter(r) for r in letter_pages(store, mailing_id, list(states) or None))
 
     if as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\r\n")
