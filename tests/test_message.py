@@ -9,7 +9,8 @@ import pytest
 
 from mailfleet.addresses import normalize_address
 from mailfleet.errors import AddressError, HeaderError
-from mailfleet.message import LETTER_ID_HEADER, build_letter
+from mailfleet.identity import LETTER_ID_HEADER
+from mailfleet.message import build_letter
 from mailfleet.smtp.client import dot_stuff
 
 

@@ -1,4 +1,11 @@
-"""mailfleet: mass mailings through a fleet of SMTP servers, with quotas and bounces."""
+"""mailfleet: mass mailings through a fleet of SMTP servers, with quotas and bounces.
+
+The names below are the public embedding API (``docs/embedding.md``), versioned by
+``API_VERSION`` (semantic versioning); the application layer behind them is
+:mod:`mailfleet.app`, loaded on first use so that ``import mailfleet.plugin`` stays light.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from mailfleet.errors import (
     AddressError,
@@ -6,25 +13,99 @@ from mailfleet.errors import (
     ConfigError,
     Diagnosis,
     HeaderError,
+    MailboxError,
     MailfleetError,
     PluginError,
     SmtpError,
     Stage,
+    TemplateError,
 )
+from mailfleet.events import DeliveryEvent, EventType
 from mailfleet.hookspecs import hookimpl
+from mailfleet.secrets import Secret
+
+if TYPE_CHECKING:
+    from mailfleet.app import (
+        API_VERSION,
+        BounceFetch,
+        Created,
+        EventStream,
+        LetterResult,
+        Mailfleet,
+        MailingCounts,
+        MailingStatus,
+        SendReport,
+        ServerQuota,
+        SpentWindow,
+        StoppedServer,
+        Suppression,
+        Window,
+    )
+    from mailfleet.fleet import CheckResult, Sent
+    from mailfleet.mailing import BadRowsError
+    from mailfleet.recipients import BadRow
+    from mailfleet.template import Template
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "API_VERSION": "mailfleet.app", "BounceFetch": "mailfleet.app", "Created": "mailfleet.app",
+    "EventStream": "mailfleet.app", "LetterResult": "mailfleet.app",
+    "Mailfleet": "mailfleet.app", "MailingCounts": "mailfleet.app",
+    "MailingStatus": "mailfleet.app", "SendReport": "mailfleet.app",
+    "ServerQuota": "mailfleet.app", "SpentWindow": "mailfleet.app",
+    "StoppedServer": "mailfleet.app", "Suppression": "mailfleet.app", "Window": "mailfleet.app",
+    "BadRowsError": "mailfleet.mailing", "BadRow": "mailfleet.recipients",
+    "Template": "mailfleet.template", "CheckResult": "mailfleet.fleet",
+    "Sent": "mailfleet.fleet",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mailfleet' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
+    "API_VERSION",
     "AddressError",
+    "BadRow",
+    "BadRowsError",
+    "BounceFetch",
+    "CheckResult",
     "Classification",
     "ConfigError",
+    "Created",
+    "DeliveryEvent",
     "Diagnosis",
+    "EventStream",
+    "EventType",
     "HeaderError",
+    "LetterResult",
+    "MailboxError",
+    "Mailfleet",
     "MailfleetError",
+    "MailingCounts",
+    "MailingStatus",
     "PluginError",
+    "Secret",
+    "SendReport",
+    "Sent",
+    "ServerQuota",
     "SmtpError",
+    "SpentWindow",
     "Stage",
+    "StoppedServer",
+    "Suppression",
+    "Template",
+    "TemplateError",
+    "Window",
     "__version__",
     "hookimpl",
 ]

@@ -8,11 +8,21 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 import click
 
 from mailfleet.addresses import normalize_address
+from mailfleet.app import (
+    WAITING_STATES,
+    StoppedServer,
+    breaker_state,
+    letter_pages,
+    mailing_counts,
+    outlook,
+    resume_time,
+)
 from mailfleet.cli import EXIT_FAILURE, EXIT_USAGE, Context, cli, emit, json_option, print_table
 from mailfleet.clock import SystemClock
 from mailfleet.dispatcher import Dispatcher, RunReport, iso
@@ -29,29 +39,27 @@ def _store(obj: Context) -> Store:
     return obj.fleet.open_store()
 
 
-WAITING_STATES = ("queued", "claimed", "sending")
 #: The letter states, disjoint: every letter of a mailing is in exactly one.
 COUNTED = ("sent", "bounced", "failed", "skipped", "held", "waiting")
-#: A block this long means "until a person unblocks it" (the dispatcher's HELD_UNTIL_UNBLOCKED).
-_HELD = 300 * 86_400.0
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat(timespec="seconds")
 
 
 def mailing_status(store: Store, mailing_id: str) -> dict[str, Any]:
-    """``mailing status --json``: the letters by state (disjoint: ``sent`` excludes the
-    letters that later ``bounced``; ``sent + bounced + failed + skipped + held + waiting ==
-    letters``), ``rejected`` rows never queued, and letters sent (or bounced) by server."""
-    mailing = store.get_mailing(mailing_id)
-    if mailing is None:
-        raise click.BadParameter(f"no mailing {mailing_id!r}", param_hint="ID")
-    counts = store.counts(mailing_id)
-    waiting = sum(counts.get(s, 0) for s in WAITING_STATES)
-    return {"id": mailing.id, "name": mailing.name, "state": mailing.state,
-            "reason": mailing.state_reason or None, "letters": mailing.total,
-            "rejected": mailing.rejected, "sent": counts.get("sent", 0),
-            "bounced": counts.get("bounced", 0), "failed": counts.get("failed", 0),
-            "skipped": counts.get("skipped", 0), "held": counts.get("held", 0),
-            "waiting": waiting, "resume_at": None, "servers": [],
-            "by_server": store.by_server(mailing_id)}
+    """``mailing status --json``: the counts of :func:`mailfleet.app.mailing_counts`
+    (disjoint: ``sent + bounced + failed + skipped + held + waiting == letters``),
+    ``rejected`` rows never queued, and letters sent (or bounced) by server."""
+    try:
+        c = mailing_counts(store, mailing_id)
+    except LookupError:
+        raise click.BadParameter(f"no mailing {mailing_id!r}", param_hint="ID") from None
+    return {"id": c.id, "name": c.name, "state": c.state, "reason": c.reason,
+            "letters": c.letters, "rejected": c.rejected, "sent": c.sent,
+            "bounced": c.bounced, "failed": c.failed, "skipped": c.skipped, "held": c.held,
+            "waiting": c.waiting, "resume_at": None, "servers": [],
+            "by_server": dict(c.by_server)}
 
 
 _WINDOW_NAMES = {"minute": "per-minute", "hour": "hourly", "day": "daily"}
@@ -59,26 +67,18 @@ _WINDOW_NAMES = {"minute": "per-minute", "hour": "hourly", "day": "daily"}
 
 def server_limits(fleet: Fleet, store: Store, now: float) -> tuple[list[dict[str, Any]],
                                                                     float | None]:
-    """Each server that cannot send now and why (a window spent, a block, disabled), and the
-    time the first usable server frees by the dispatcher's rule (``QuotaStatus.next_free``),
-    skipping disabled servers and those blocked until a person unblocks them (``None``: no
-    server will free by itself)."""
-    out: list[dict[str, Any]] = []
-    frees: list[float] = []
-    for server in fleet.servers:
-        quota = store.quota(server.name, server.limits, now)
-        spent = [{"window": kind, "used": w.used, "limit": w.limit, "frees_at": iso(w.frees_at)}
-                 for kind, w in (("minute", quota.minute), ("hour", quota.hour),
-                                 ("day", quota.day)) if w.remaining == 0]
-        held = quota.blocked_until is not None and quota.blocked_until - now > _HELD
-        if server.enabled and not held:
-            frees.append(quota.next_free(now))
-        if server.enabled and quota.available:
-            continue
-        out.append({"server": server.name, "enabled": server.enabled, "spent": spent,
-                    "blocked_until": iso(quota.blocked_until),
-                    "blocked_reason": quota.blocked_reason, "until_unblocked": held})
-    return out, (max(now, min(frees)) if frees else None)
+    """Each server that cannot send now and why, and when the first usable server frees
+    (the application layer's :func:`mailfleet.app.outlook`)."""
+    seen = outlook(fleet, store, now)
+    return [_stopped(s) for s in seen.stopped], seen.frees_at
+
+
+def _stopped(server: StoppedServer) -> dict[str, Any]:
+    return {"server": server.server, "enabled": server.enabled,
+            "spent": [{"window": w.window, "used": w.used, "limit": w.limit,
+                       "frees_at": _iso(w.frees_at)} for w in server.spent],
+            "blocked_until": _iso(server.blocked_until),
+            "blocked_reason": server.blocked_reason, "until_unblocked": server.until_unblocked}
 
 
 def limit_lines(servers: list[dict[str, Any]]) -> list[str]:
@@ -128,15 +128,13 @@ def outlook_lines(data: dict[str, Any], resume: float | None, now: float) -> lis
 def with_outlook(fleet: Fleet, store: Store, data: dict[str, Any], now: float
                  ) -> float | None:
     """Add ``servers`` (those that cannot send now, and why), ``can_send`` and
-    ``resume_at`` to a mailing's status; returns the resume time."""
-    servers, frees = server_limits(fleet, store, now)
-    stopped = {s["server"] for s in servers}
-    data["servers"] = servers
-    data["can_send"] = any(s.enabled and s.name not in stopped for s in fleet.servers)
-    resume = None
-    if data["waiting"] and data["state"] == "active" and frees is not None:
-        _, next_retry = store.waiting([data["id"]], now)
-        resume = max(frees, next_retry or now)  # the dispatcher's rule (Dispatcher._resume_at)
+    ``resume_at`` (:func:`mailfleet.app.resume_time`) to a mailing's status; returns the
+    resume time."""
+    seen = outlook(fleet, store, now)
+    counts = mailing_counts(store, data["id"])
+    data["servers"] = [_stopped(s) for s in seen.stopped]
+    data["can_send"] = seen.can_send
+    resume = resume_time(store, counts, seen, now)
     data["resume_at"] = iso(resume)
     return resume
 
@@ -248,10 +246,7 @@ def mailing_letters(obj: Context, mailing_id: str, states: tuple[str, ...], as_c
     mailing_status(store, mailing_id)  # refuses an unknown id
 
     def pages() -> Iterator[dict[str, Any]]:
-        after = 0
-        while page := store.letters(mailing_id, list(states) or None, after):
-            yield from (_letter(r) for r in page)
-            after = int(page[-1].letter_id.rpartition("-")[2])
+        return (_letter(r) for r in letter_pages(store, mailing_id, list(states) or None))
 
     if as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\r\n")
@@ -461,14 +456,6 @@ def quota_rows(obj: Context, store: Store) -> list[dict[str, Any]]:
                     "breaker": {"state": breaker_state(q.failures, q.blocked_until),
                                 "failures": q.failures}})
     return out
-
-
-def breaker_state(failures: int, blocked_until: float | None) -> str:
-    """The circuit breaker of a server: ``closed`` (healthy), ``open`` (resting after
-    consecutive failures), ``half-open`` (rest over: the next connection is the probe)."""
-    if not failures:
-        return "closed"
-    return "open" if blocked_until is not None else "half-open"
 
 
 def _short(at: str | None) -> str:

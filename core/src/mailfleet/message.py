@@ -17,8 +17,8 @@ import attrs
 
 from mailfleet.addresses import check_header, normalize_address
 from mailfleet.errors import HeaderError
+from mailfleet.identity import LETTER_ID_HEADER
 
-LETTER_ID_HEADER = "X-Mailfleet-Letter-Id"
 _RESERVED = {"from", "to", "subject", "message-id", "date", "mime-version", "content-type",
              "content-transfer-encoding", "sender", "return-path"}
 

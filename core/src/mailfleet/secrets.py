@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,9 @@ class Secret:
 
 @attrs.frozen
 class SecretRef:
-    """Where a password lives: ``env`` (a variable name), ``file`` (a path) or ``inline``.
+    """Where a password lives: ``env`` (a variable name), ``file`` (a path) or ``inline``;
+    ``host``: a callback into the host application's secret store, asked first at each
+    use (``None`` from it falls back to the others).
 
     ``where`` is the config path used in error messages (``servers[office]``).
     """
@@ -68,14 +70,17 @@ class SecretRef:
     env: str | None = None
     file: str | None = None
     inline: Secret | None = None
+    host: Callable[[], str | Secret | None] | None = attrs.field(default=None, eq=False)
 
     @property
     def present(self) -> bool:
-        return bool(self.env or self.file or self.inline)
+        return bool(self.env or self.file or self.inline or self.host)
 
     def read(self) -> Secret | None:
         """The secret, or ``None`` when none is configured; a missing, unreadable or empty
         source is a ConfigError naming the key and the fix."""
+        if self.host is not None and (found := self._from_host()) is not None:
+            return found
         if self.inline is not None:
             return self.inline
         if self.env:
@@ -94,6 +99,22 @@ class SecretRef:
         if self.file:
             return Secret(read_password_file(self.file, f"{self.where}.password_file"))
         return None
+
+    def _from_host(self) -> Secret | None:
+        assert self.host is not None
+        try:
+            value = self.host()
+        except Exception as exc:  # its message may hold the secret: only the type is shown
+            raise ConfigError(f"{self.where}: the host application's secret store failed "
+                              f"({type(exc).__name__}); check that it holds this password"
+                              ) from None
+        if value is None:
+            return None
+        text = value.reveal() if isinstance(value, Secret) else value
+        if not isinstance(text, str) or not text.strip() or any(c in text for c in "\r\n\x00"):
+            raise ConfigError(f"{self.where}: the host application's secret store gave an "
+                              f"empty or multi-line password; store the password on one line")
+        return Secret(text)
 
 
 MASK = "***"

@@ -26,6 +26,7 @@ import attrs
 
 from mailfleet.addresses import normalize_address
 from mailfleet.errors import AddressError
+from mailfleet.identity import verp_address
 
 if TYPE_CHECKING:
     from mailfleet.servers import Server
@@ -52,14 +53,12 @@ class SenderDecision:
     reason: str
 
 
-VERP_MARK = "+mf-"
 LETTER_ID = "{letter_id}"
 
 
 def verp_template(address: str) -> str:
     """The VERP envelope sender for ``address``, with ``{letter_id}`` still to fill."""
-    local, _, domain = address.rpartition("@")
-    return f"{local}{VERP_MARK}{LETTER_ID}@{domain}"
+    return verp_address(address, LETTER_ID)
 
 
 def envelope_for(decided: str, letter_id: str) -> str:

@@ -49,13 +49,10 @@ from mailfleet.bounces.text import (
     report_region,
     strip_addresses,
 )
+from mailfleet.identity import LETTER_ID_RE, VERP_RE
 
-LETTER_ID_RE = re.compile(
-    r"X-Mailfleet-Letter-Id:[ \t]*(?:\r?\n[ \t]+)?<?([A-Za-z0-9._:=\-]{1,128})",
-                          re.IGNORECASE)
 _LETTER_ID = Phrases(LETTER_ID_RE.pattern, re.IGNORECASE)
 _LETTER_HEADER = b"x-mailfleet-letter-id"
-VERP_RE = re.compile(r"\+mf-([A-Za-z0-9._=\-]{1,128})@", re.IGNORECASE)
 _VERP_HEADERS = ("To", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To",
                  "X-Rcpt-To", "Original-Recipient", "Return-Path", "X-Failed-Recipients-To")
 _MSGID_RE = re.compile(r"^[ \t>]*Message-I[Dd][ \t]*:[ \t]*(?:\r?\n[ \t]+)?(<[^<>\s]+>)",

@@ -40,8 +40,16 @@ CLOSE_SECONDS = 1.0
 
 
 def tls_context(server: Server) -> ssl.SSLContext:
-    """The client TLS context for ``server``: verified against the system or ``ca_file``."""
-    context = ssl.create_default_context(cafile=server.ca_file)
+    """The client TLS context for ``server``: verified against the system or ``ca_file``;
+    a ``ca_file`` gone or broken since the config was read is a TLS SmtpError (the server
+    rests, its letters go back to the queue)."""
+    try:
+        context = ssl.create_default_context(cafile=server.ca_file)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+        raise SmtpError(Stage.TLS, f"servers[{server.name}].ca_file: cannot load "
+                        f"{server.ca_file!r} ({reason}); point it at the PEM file of the CA "
+                        f"that signed the server's certificate", server=server.name) from None
     if not server.tls_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

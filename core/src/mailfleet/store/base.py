@@ -11,6 +11,7 @@ from typing import Literal, Protocol
 
 import attrs
 
+from mailfleet import identity
 from mailfleet.providers import Limits
 from mailfleet.quota import QuotaStatus
 from mailfleet.store.leases import LEASE_SECONDS
@@ -48,7 +49,7 @@ class LetterRow:
 
     @property
     def letter_id(self) -> str:
-        return f"{self.mailing_id}-{self.seq}"
+        return identity.letter_id(self.mailing_id, self.seq)
 
 
 @attrs.frozen
