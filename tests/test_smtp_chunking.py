@@ -119,3 +119,34 @@ def test_the_real_postfix_smtpd_takes_a_chunked_batch(
     bodies = {m.message["Subject"]: m.data.split(b"\r\n\r\n", 1)[1] for m in relayed}
     assert set(bodies) == {str(i) for i in range(1, 21) if i != 5}
     assert bodies["1"] == b".dot\r\nbody\r\n"
+
+
+@pytest.mark.parametrize("offered", [False, True], ids=["data", "chunking"])
+def test_letters_per_connection_reconnects_and_logs_in_again_transparently(
+        smtp: FakeSMTP, tls_certs: TLSCerts, offered: bool) -> None:
+    smtp.chunking = offered
+    [results], _ = send(server_entry(smtp, tls_certs, letters_per_connection=2), letters(5))
+    assert all(r.ok for r in results)
+    peers = [m.peer for m in smtp.messages]
+    assert [peers.count(p) for p in dict.fromkeys(peers)] == [2, 2, 1]  # 3 sessions, in order
+    assert sum(e.stage == "AUTH" and e.reply.startswith("235") for e in smtp.events) == 3
+
+
+def test_a_failed_reconnect_leaves_the_rest_of_the_batch_unattempted(
+        smtp: FakeSMTP, tls_certs: TLSCerts) -> None:
+    fleet = fleet_for(server_entry(smtp, tls_certs, letters_per_connection=2))
+    server = fleet.servers[0]
+
+    async def run() -> list[SendResult]:
+        session = await fleet.plugins.connect(server)
+        smtp.add_rule("CONNECT", "554 5.7.1 no more sessions today")  # the next greeting
+        try:
+            return await session.send(letters(4))
+        finally:
+            await session.close()
+
+    results = asyncio.run(run())
+    assert [r.ok for r in results[:2]] == [True, True]
+    assert all(not r.attempted and not r.in_doubt for r in results[2:])
+    assert "no more sessions today" in str(results[2].error)
+    assert len(smtp.messages) == 2

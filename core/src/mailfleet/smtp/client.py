@@ -17,7 +17,7 @@ import logging
 import re
 import socket
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from mailfleet.envelope import Envelope, SendObserver, SendResult
 from mailfleet.errors import Classification, SmtpError, Stage
@@ -104,6 +104,10 @@ class SmtpClient:
         #: the letters whose messages went and whose final replies have not come
         self._in_data: list[Envelope] = []
         self._chunking_refused = False
+        #: letters sent on this connection (``server.letters_per_connection`` caps it)
+        self._carried = 0
+        #: logs in again on a fresh connection (set by :func:`open_session`)
+        self._login: Callable[[], Awaitable[None]] | None = None
 
     # -- opening ----------------------------------------------------------------------
     async def connect(self) -> None:
@@ -230,6 +234,45 @@ class SmtpClient:
             return error is not None and (error.stage is Stage.MAIL_FROM
                                           or (stop is not None and stop(error)))
 
+        cap = self.server.letters_per_connection
+        if cap is None:
+            return await self._send_part(envelopes, stops)
+        results: list[SendResult] = []
+        while len(results) < len(envelopes):
+            if self._carried >= cap and self._broken is None:
+                try:  # the server takes only so many letters a session: a fresh one
+                    await self._reconnect()
+                except SmtpError as exc:
+                    return self._broke(envelopes, results, exc)
+            part = envelopes[len(results):len(results) + cap - self._carried]
+            done = await self._send_part(part, stops)
+            self._carried += len(part)
+            results += done
+            last = done[-1]
+            broken = self._broken is not None
+            if broken or stops(last):  # the rest share the error, as within one session
+                assert last.error is not None
+                error = last.error
+                results += [SendResult(rest, SmtpError(
+                    error.stage, error.reply, code=error.code,
+                    enhanced_status=error.enhanced_status, server=error.server,
+                    classification=error.classification if broken else None),
+                    attempted=not broken) for rest in envelopes[len(results):]]
+        return results
+
+    async def _reconnect(self) -> None:
+        """QUIT, then connect, negotiate TLS and log in again as the session first did."""
+        await self.close()
+        self._buffer.clear()
+        self.tls = False
+        self._carried = 0
+        await self.connect()
+        if self._login is not None:
+            await self._login()
+
+    async def _send_part(self, envelopes: Sequence[Envelope],
+                         stops: Callable[[SendResult], bool]) -> list[SendResult]:
+        """:meth:`send` within one connection."""
         results: list[SendResult] = []
         self._in_data = []
         try:
@@ -553,15 +596,15 @@ class SmtpClient:
 async def open_session(server: Server, oauth_token: str | None = None) -> SmtpClient:
     """Connect, negotiate TLS and authenticate as ``server`` says; raises SmtpError."""
     client = SmtpClient(server)
-    try:
-        await client.connect()
+    token = Secret(oauth_token) if oauth_token else None
+
+    async def login() -> None:
         if server.auth == "xoauth2":
-            if not oauth_token:
+            if token is None:
                 raise client._error(
                     Stage.AUTH, "auth = \"xoauth2\" but no plugin supplied a token; implement "
                     "the mailfleet_oauth_token hook in the host application")
-            await client.authenticate(server.login or server.sender, Secret(oauth_token),
-                                      "xoauth2")
+            await client.authenticate(server.login or server.sender, token, "xoauth2")
         elif server.auth == "password" and server.login:
             password = server.password()
             if password is None:
@@ -569,9 +612,14 @@ async def open_session(server: Server, oauth_token: str | None = None) -> SmtpCl
                     Stage.AUTH, f"servers[{server.name}] has a login but no password; set "
                     f"password_env or password_file")
             await client.authenticate(server.login, password)
+
+    try:
+        await client.connect()
+        await login()
     except BaseException:
         await client.close()
         raise
+    client._login = login
     return client
 
 
