@@ -515,10 +515,10 @@ class Dispatcher:
             fields = json.loads(letter.fields)
             fields["email"] = letter.email
             lid = letter.letter_id
-            data = compiled.render(to=letter.email, fields=fields, letter_id=lid,
-                                   message_id=f"<{lid}@{domain}>", date=date)
+            data, ready = compiled.render_wire(to=letter.email, fields=fields, letter_id=lid,
+                                               message_id=f"<{lid}@{domain}>", date=date)
             envelopes.append(Envelope(envelope_for(decision.envelope_from, lid),
-                                      (letter.email,), data, lid))
+                                      (letter.email,), data, lid, ready))
             decisions.append(decision)
         batch = _Batch(self, run, server, letters, decisions)
         journal = self._journal_for()

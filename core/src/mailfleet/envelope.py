@@ -18,6 +18,9 @@ class Envelope:
     rcpt_to: tuple[str, ...]
     data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
     letter_id: str | None = None
+    #: ``data`` has CRLF line ends only, ends with CRLF and no line starts with a dot (a
+    #: compiled template knows it): the client sends it without scanning it again
+    wire_ready: bool = False
 
 
 @attrs.frozen

@@ -81,6 +81,16 @@ def _commands(envelope: Envelope) -> bytes:
                     *(f"RCPT TO:<{r}>\r\n" for r in envelope.rcpt_to)]).encode()
 
 
+def _chunk(envelope: Envelope) -> bytes:
+    """The message as a BDAT chunk."""
+    return envelope.data if envelope.wire_ready else to_crlf(envelope.data)
+
+
+def _stuffed(envelope: Envelope) -> bytes:
+    """The message as DATA sends it, ending with ``CRLF.CRLF``."""
+    return envelope.data + b".\r\n" if envelope.wire_ready else dot_stuff(envelope.data)
+
+
 def _bdat(chunk: bytes) -> bytes:
     """The whole message as one last chunk: ``BDAT <size> LAST`` and the bytes."""
     return b"BDAT %d LAST\r\n%b" % (len(chunk), chunk)
@@ -351,7 +361,7 @@ class SmtpClient:
             return self._replied(SendResult(envelope, _first(refused), refused))
         if self.chunking:  # BDAT n LAST: the command and the message in one write
             deadline = self._deadline()
-            await self._write_data([envelope], _bdat(to_crlf(envelope.data)))
+            await self._write_data([envelope], _bdat(_chunk(envelope)))
             reply = await self._read(Stage.DATA, deadline)
             self._check_bdat(reply)
             return self._finished(envelope, reply, refused)
@@ -361,7 +371,7 @@ class SmtpClient:
             return self._replied(SendResult(envelope, self._reply_error(Stage.DATA, reply),
                                             refused))
         deadline = self._deadline()
-        await self._write_data([envelope], dot_stuff(envelope.data))
+        await self._write_data([envelope], _stuffed(envelope))
         return self._finished(envelope, await self._read(Stage.DATA, deadline), refused)
 
     def _finished(self, envelope: Envelope, reply: Reply,
@@ -404,7 +414,7 @@ class SmtpClient:
             elif data.code != 354:
                 error = self._reply_error(Stage.DATA, data)
             else:
-                body = dot_stuff(envelope.data)
+                body = _stuffed(envelope)
                 pending = (envelope, refused)
                 continue
             if data.code == 354:  # accepted DATA although the letter failed: end it empty
@@ -433,7 +443,7 @@ class SmtpClient:
         buffer = bytearray()
         for envelope in envelopes:
             buffer += _commands(envelope)
-            buffer += _bdat(to_crlf(envelope.data))
+            buffer += _bdat(_chunk(envelope))
         await self._write_data(list(envelopes), bytes(buffer))
         del buffer
         for envelope in envelopes:
