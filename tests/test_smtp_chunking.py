@@ -150,3 +150,25 @@ def test_a_failed_reconnect_leaves_the_rest_of_the_batch_unattempted(
     assert all(not r.attempted and not r.in_doubt for r in results[2:])
     assert "no more sessions today" in str(results[2].error)
     assert len(smtp.messages) == 2
+
+
+def test_large_letters_go_in_several_writes_and_a_stop_keeps_the_rest_off_the_wire(
+        chunking: FakeSMTP, tls_certs: TLSCerts, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(smtp_client, "_MAX_WRITE", 64)  # every letter a write of its own
+    chunking.add_rule("RCPT", "452 4.5.3 Your quota is spent", match="r2@")
+    fleet = fleet_for(server_entry(chunking, tls_certs))
+    server = fleet.servers[0]
+
+    async def run() -> list[SendResult]:
+        session = await fleet.plugins.connect(server)
+        try:
+            return await session.send(letters(5), lambda error: error.code == 452)
+        finally:
+            await session.close()
+
+    results = asyncio.run(run())
+    assert results[0].ok
+    assert all(r.error is not None and r.error.code == 452 for r in results[1:])
+    assert [e.argument for e in chunking.events if e.stage == "RCPT"] == [
+        "r1@example.org", "r2@example.org"]  # letters 3 to 5 never went
+    assert len(chunking.messages) == 1

@@ -35,6 +35,9 @@ _MAX_LINE = 8192
 _MAX_LINES = 100
 _READ_SIZE = 65536
 _WRITE_HIGH = 256 * 1024
+#: the most one CHUNKING write carries (at least one letter): a batch of large letters goes
+#: in several writes, each answered before the next
+_MAX_WRITE = 2 * 1024 * 1024
 #: the most :meth:`SmtpClient.close` waits for a polite QUIT before dropping the connection
 CLOSE_SECONDS = 1.0
 
@@ -289,7 +292,7 @@ class SmtpClient:
             if self._broken is not None:
                 raise self._broken
             if "PIPELINING" in self.extensions and self.chunking:
-                await self._send_chunked(envelopes, results)
+                await self._send_chunked(envelopes, stops, results)
             elif "PIPELINING" in self.extensions:
                 await self._send_pipelined(envelopes, stops, results)
             else:
@@ -332,7 +335,8 @@ class SmtpClient:
 
     async def _write_data(self, envelopes: list[Envelope], data: bytes) -> None:
         """Write ``data``, which carries the messages of ``envelopes``: through the observer,
-        which writes it the moment it has made "these letters may be delivered" durable."""
+        which writes it the moment it has made "these letters may be delivered" durable.
+        The list is kept as the letters in flight; each final reply removes its letter."""
         self._in_data = envelopes
         if self.observer is not None:
             await self.observer.data_starting(envelopes, functools.partial(self._write, data))
@@ -429,40 +433,61 @@ class SmtpClient:
             results.append(self._finished(pending[0], await self._read(Stage.DATA), pending[1]))
 
     async def _send_chunked(self, envelopes: Sequence[Envelope],
+                            stops: Callable[[SendResult], bool],
                             results: list[SendResult]) -> None:
         """CHUNKING with PIPELINING: every letter as MAIL FROM, RCPT TO and ``BDAT <size>
-        LAST`` with its message (no dot-stuffing), the whole batch in one write, then the
-        replies read together: one round trip for the batch.
+        LAST`` with its message (no dot-stuffing), the batch in one write (in writes of at
+        most :data:`_MAX_WRITE` bytes when the letters are large), then the replies read
+        together: one round trip per write.
 
         A letter refused at MAIL FROM or RCPT TO still has its chunk read by the server
         (RFC 3030 4.2), which refuses the BDAT too, so the letters after it carry on. After
-        a refused sender or a failure ``stop`` picks, the letters already on the wire still
-        get the server's replies (they may have been accepted): stopping means nothing more
-        is written.
+        a refused sender or a failure ``stop`` picks, the letters already on the wire get
+        the server's own replies (they may have been accepted); nothing more is written,
+        and the letters left share the failure.
         """
-        buffer = bytearray()
-        for envelope in envelopes:
-            buffer += _commands(envelope)
-            buffer += _bdat(_chunk(envelope))
-        await self._write_data(list(envelopes), bytes(buffer))
-        del buffer
-        for envelope in envelopes:
-            mail = await self._read(Stage.MAIL_FROM)
-            refused: dict[str, SmtpError] = {}
-            for rcpt in envelope.rcpt_to:
-                reply = await self._read(Stage.RCPT_TO)
-                if reply.code not in (250, 251):
-                    refused[rcpt] = self._reply_error(Stage.RCPT_TO, reply, rcpt)
-            data = await self._read(Stage.DATA)
-            if mail.code != 250:
-                result = self._replied(SendResult(envelope, self._reply_error(
-                    Stage.MAIL_FROM, mail)))
-            elif len(refused) == len(envelope.rcpt_to):
-                result = self._replied(SendResult(envelope, _first(refused), refused))
-            else:
-                self._check_bdat(data)
-                result = self._finished(envelope, data, refused)
-            results.append(result)
+        done = 0
+        while done < len(envelopes):
+            buffer = bytearray()
+            group: list[Envelope] = []
+            for envelope in envelopes[done:]:
+                if group and len(buffer) + len(envelope.data) > _MAX_WRITE:
+                    break
+                buffer += _commands(envelope)
+                buffer += _bdat(_chunk(envelope))
+                group.append(envelope)
+            await self._write_data(list(group), bytes(buffer))  # a copy: replies pop it
+            del buffer
+            stopped = None
+            for envelope in group:
+                result = await self._chunk_result(envelope)
+                results.append(result)
+                if stopped is None and stops(result):
+                    stopped = result.error
+            done += len(group)
+            if stopped is not None:
+                results += [SendResult(rest, SmtpError(
+                    stopped.stage, stopped.reply, code=stopped.code,
+                    enhanced_status=stopped.enhanced_status, server=stopped.server))
+                    for rest in envelopes[done:]]
+                return
+
+    async def _chunk_result(self, envelope: Envelope) -> SendResult:
+        """Read the replies to one letter's MAIL FROM, RCPT TO and BDAT."""
+        mail = await self._read(Stage.MAIL_FROM)
+        refused: dict[str, SmtpError] = {}
+        for rcpt in envelope.rcpt_to:
+            reply = await self._read(Stage.RCPT_TO)
+            if reply.code not in (250, 251):
+                refused[rcpt] = self._reply_error(Stage.RCPT_TO, reply, rcpt)
+        data = await self._read(Stage.DATA)
+        if mail.code != 250:
+            return self._replied(SendResult(envelope, self._reply_error(Stage.MAIL_FROM,
+                                                                        mail)))
+        if len(refused) == len(envelope.rcpt_to):
+            return self._replied(SendResult(envelope, _first(refused), refused))
+        self._check_bdat(data)
+        return self._finished(envelope, data, refused)
 
     def _check_bdat(self, reply: Reply) -> None:
         """A server that offers CHUNKING but answers BDAT as an unknown command read the
