@@ -27,6 +27,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/send_rate.py
+	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/create_rate.py
 	$(BIN)/python bench/bounce_parse.py
 	$(BIN)/python bench/bounce_fetch.py
 	$(BIN)/python bench/template_render.py

@@ -379,6 +379,7 @@ RANGES: list[tuple[str, str, list[Any], Any]] = [
     ("servers[0]", "aliases", [[NUL_LINE], [""]], ["b@example.com"]),
     ("servers[0]", "priority", [-1, 10**7], 5),
     ("servers[0]", "connections", [0, 101, 100000], 10),
+    ("servers[0]", "letters_per_connection", [0, -1, 10**7], 50),
     ("servers[0]", "ca_file", ["", NUL_LINE], None),
     ("servers[0].limits", "per_minute", [0, -1, 10**10], 10),
     ("servers[0].limits", "per_hour", [0, -1, 10**10], 100),

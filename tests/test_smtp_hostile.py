@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from fleet_config import fleet_for, server_entry
@@ -82,23 +82,26 @@ class Observer:
     def __init__(self) -> None:
         self.log: list[str] = []
 
-    async def data_starting(self, envelope: Envelope, write: Callable[[], None]) -> None:
-        self.log.append(f"data {envelope.letter_id}")
+    async def data_starting(self, envelopes: Sequence[Envelope],
+                            write: Callable[[], None]) -> None:
+        self.log += [f"data {envelope.letter_id}" for envelope in envelopes]
         write()
 
     def replied(self, result: SendResult) -> None:
         self.log.append(f"{'ok' if result.ok else 'refused'} {result.envelope.letter_id}")
 
 
-def send_batch(smtp: FakeSMTP, certs: TLSCerts, pipelining: bool, count: int = 5
-               ) -> tuple[list[SendResult], Observer]:
+def send_batch(smtp: FakeSMTP, certs: TLSCerts, pipelining: bool, count: int = 5,
+               chunking: bool = False) -> tuple[list[SendResult], Observer]:
     fleet = fleet_for(server_entry(smtp, certs))
     server = fleet.servers[0]
     observer = Observer()
+    smtp.chunking = chunking
 
     async def run() -> list[SendResult]:
         session = await fleet.plugins.connect(server)
         assert isinstance(session, SmtpClient)
+        assert session.chunking is chunking
         if not pipelining:
             session.extensions.pop("PIPELINING")
         session.observer = observer
@@ -113,32 +116,45 @@ def send_batch(smtp: FakeSMTP, certs: TLSCerts, pipelining: bool, count: int = 5
     return asyncio.run(run()), observer
 
 
-@pytest.mark.parametrize("pipelining", [True, False])
+WIRES = [pytest.param(True, False, id="pipelined-data"), pytest.param(False, False, id="data"),
+         pytest.param(True, True, id="pipelined-chunking"), pytest.param(False, True, id="bdat")]
+
+
+@pytest.mark.parametrize(("pipelining", "chunking"), WIRES)
 def test_a_connection_dropped_in_data_keeps_every_letters_result(
-        smtp: FakeSMTP, tls_certs: TLSCerts, pipelining: bool) -> None:
+        smtp: FakeSMTP, tls_certs: TLSCerts, pipelining: bool, chunking: bool) -> None:
     smtp.add_rule("DATA", "250 never sent", match="Subject: 3", drop=True)
-    results, observer = send_batch(smtp, tls_certs, pipelining)
+    results, observer = send_batch(smtp, tls_certs, pipelining, chunking=chunking)
     assert [r.ok for r in results[:2]] == [True, True]  # accepted ones keep their success
     assert results[2].in_doubt and results[2].attempted  # its message went, no reply came
-    assert [(r.in_doubt, r.attempted) for r in results[3:]] == [(False, False)] * 2
-    assert [m.message["Subject"] for m in smtp.messages] == ["1", "2", "3"]
-    assert observer.log == ["data L1", "ok L1", "data L2", "ok L2", "data L3"]
+    subjects = [m.message["Subject"] for m in smtp.messages]
+    if pipelining and chunking:  # the whole batch went in one write: every BDAT unanswered
+        assert subjects[:3] == ["1", "2", "3"]  # 4 and 5 may have been taken: in doubt too
+        assert [(r.in_doubt, r.attempted) for r in results[3:]] == [(True, True)] * 2
+        assert observer.log == [f"data L{i}" for i in range(1, 6)] + ["ok L1", "ok L2"]
+    else:
+        assert subjects == ["1", "2", "3"]
+        assert [(r.in_doubt, r.attempted) for r in results[3:]] == [(False, False)] * 2
+        assert observer.log == ["data L1", "ok L1", "data L2", "ok L2", "data L3"]
 
 
-@pytest.mark.parametrize("pipelining", [True, False])
+@pytest.mark.parametrize(("pipelining", "chunking"), WIRES)
 def test_a_421_mid_batch_returns_results_and_uses_no_attempt_of_the_letters_left(
-        smtp: FakeSMTP, tls_certs: TLSCerts, pipelining: bool) -> None:
+        smtp: FakeSMTP, tls_certs: TLSCerts, pipelining: bool, chunking: bool) -> None:
     smtp.add_rule("RCPT", "421 4.7.0 Too busy, closing", match="r2@", times=1)
-    results, observer = send_batch(smtp, tls_certs, pipelining)
+    results, observer = send_batch(smtp, tls_certs, pipelining, chunking=chunking)
     assert results[0].ok
     assert all(not r.attempted and not r.in_doubt for r in results[1:])
     assert results[1].error is not None and results[1].error.code == 421
-    assert "data L2" not in observer.log and len(smtp.messages) == 1
+    assert len(smtp.messages) == 1
+    if not (pipelining and chunking):
+        assert "data L2" not in observer.log
 
 
-def test_a_421_after_the_message_is_a_refusal_not_a_doubt(smtp: FakeSMTP,
-                                                          tls_certs: TLSCerts) -> None:
+@pytest.mark.parametrize(("pipelining", "chunking"), WIRES)
+def test_a_421_after_the_message_is_a_refusal_not_a_doubt(
+        smtp: FakeSMTP, tls_certs: TLSCerts, pipelining: bool, chunking: bool) -> None:
     smtp.add_rule("DATA", "421 4.3.2 Shutting down", match="Subject: 2", times=1)
-    results, _ = send_batch(smtp, tls_certs, True, count=3)
+    results, _ = send_batch(smtp, tls_certs, pipelining, count=3, chunking=chunking)
     assert results[0].ok and not results[1].in_doubt and not results[1].attempted
     assert not results[2].attempted and len(smtp.messages) == 1

@@ -23,6 +23,13 @@ def password(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAILFLEET_TEST_PASSWORD", SMTP_PASSWORD)
 
 
+@pytest.fixture(params=[False, True], ids=["data", "chunking"])
+def wire(request: pytest.FixtureRequest, smtp: FakeSMTP) -> bool:
+    """The failure tests run with DATA and with CHUNKING (BDAT) offered by the server."""
+    smtp.chunking = request.param
+    return bool(request.param)
+
+
 def send(fleet: Fleet, to: str = "rcpt@example.org") -> str:
     sent = asyncio.run(fleet.send_one(fleet.servers[0], to=to, subject="Hello", text="Body"))
     return sent.message_id
@@ -87,6 +94,7 @@ def test_client_refuses_auth_over_plain_connection(smtp_factory, tls_certs: TLSC
     ("RCPT", "450 4.2.0 Mailbox busy"),
     ("DATA", "451 4.7.1 Greylisted, come back later"),
 ])
+@pytest.mark.usefixtures("wire")
 def test_4xx_replies_are_transient(smtp: FakeSMTP, tls_certs: TLSCerts, stage: str,
                                    reply: str) -> None:
     smtp.add_rule(stage, reply)
@@ -95,6 +103,7 @@ def test_4xx_replies_are_transient(smtp: FakeSMTP, tls_certs: TLSCerts, stage: s
     assert error.code == int(reply[:3]) and error.enhanced_status == reply.split()[1]
 
 
+@pytest.mark.usefixtures("wire")
 def test_5xx_on_rcpt_is_permanent_for_that_recipient(smtp: FakeSMTP, tls_certs: TLSCerts) -> None:
     smtp.add_rule("RCPT", "550 5.1.1 <gone@example.org>: user unknown", match="gone@")
     error = send_error(fleet_for(server_entry(smtp, tls_certs)), "gone@example.org")
@@ -102,6 +111,7 @@ def test_5xx_on_rcpt_is_permanent_for_that_recipient(smtp: FakeSMTP, tls_certs: 
     assert error.recipient == "gone@example.org"
 
 
+@pytest.mark.usefixtures("wire")
 def test_sender_refused_at_mail_from_is_a_server_error(smtp: FakeSMTP,
                                                        tls_certs: TLSCerts) -> None:
     smtp.add_rule("MAIL", "553 5.7.1 Sender address rejected: not owned by auth user.")
@@ -109,12 +119,14 @@ def test_sender_refused_at_mail_from_is_a_server_error(smtp: FakeSMTP,
     assert (error.stage, error.classification) == (Stage.MAIL_FROM, Classification.SERVER)
 
 
+@pytest.mark.usefixtures("wire")
 def test_554_at_data_is_permanent(smtp: FakeSMTP, tls_certs: TLSCerts) -> None:
     smtp.add_rule("DATA", "554 5.7.1 Message rejected as spam")
     error = send_error(fleet_for(server_entry(smtp, tls_certs)))
     assert (error.stage, error.classification) == (Stage.DATA, Classification.PERMANENT)
 
 
+@pytest.mark.usefixtures("wire")
 def test_421_closes_the_session_and_is_transient(smtp: FakeSMTP, tls_certs: TLSCerts) -> None:
     smtp.add_rule("MAIL", "421 4.7.0 Try again later, closing connection.")
     error = send_error(fleet_for(server_entry(smtp, tls_certs)))
@@ -138,6 +150,7 @@ def test_refused_connection_is_a_server_error(tls_certs: TLSCerts) -> None:
     assert (error.stage, error.classification) == (Stage.CONNECT, Classification.SERVER)
 
 
+@pytest.mark.usefixtures("wire")
 def test_timeout_applies_to_every_reply(smtp: FakeSMTP, tls_certs: TLSCerts) -> None:
     smtp.add_rule("RCPT", "250 2.1.5 OK", delay=1.5)
     error = send_error(fleet_for(server_entry(smtp, tls_certs, timeout=0.3)))
@@ -145,6 +158,7 @@ def test_timeout_applies_to_every_reply(smtp: FakeSMTP, tls_certs: TLSCerts) -> 
     assert error.classification is Classification.TRANSIENT
 
 
+@pytest.mark.usefixtures("wire")
 def test_one_session_carries_many_letters_pipelined(smtp: FakeSMTP, tls_certs: TLSCerts) -> None:
     fleet = fleet_for(server_entry(smtp, tls_certs))
     server = fleet.servers[0]
@@ -164,9 +178,10 @@ def test_one_session_carries_many_letters_pipelined(smtp: FakeSMTP, tls_certs: T
     assert len(smtp.messages) == 29
     assert len({m.peer for m in smtp.messages}) == 1
     assert sum(e.stage == "EHLO" for e in smtp.events) == 1
-    assert smtp.messages[0].data.rstrip().endswith(b".0")  # dot-unstuffed correctly
+    assert smtp.messages[0].data.rstrip().endswith(b".0")  # dot-unstuffed (or sent as is)
 
 
+@pytest.mark.usefixtures("wire")
 def test_one_refused_recipient_does_not_fail_the_letter(smtp: FakeSMTP,
                                                         tls_certs: TLSCerts) -> None:
     smtp.add_rule("RCPT", "550 5.1.1 unknown", match="bad@")
@@ -269,7 +284,7 @@ def test_plain_text_bytes_after_starttls_agreement_are_refused(tls_certs: TLSCer
 
 @pytest.mark.parametrize("pipelining", [True, False])
 def test_a_refused_sender_stops_the_batch_and_the_rest_share_its_error(
-        smtp: FakeSMTP, tls_certs: TLSCerts, pipelining: bool) -> None:
+        smtp: FakeSMTP, tls_certs: TLSCerts, pipelining: bool, wire: bool) -> None:
     smtp.add_rule("MAIL", "550-5.4.5 Daily user sending limit exceeded.\n"
                           "550 5.4.5 https://support.google.com/a/answer/166852 - gsmtp",
                   times=1)
@@ -288,6 +303,11 @@ def test_a_refused_sender_stops_the_batch_and_the_rest_share_its_error(
             await session.close()
 
     results = asyncio.run(run())
+    if wire and pipelining:  # the batch was on the wire in one write: each has its own reply
+        assert results[0].error is not None and results[0].error.code == 550  # type: ignore[attr-defined]
+        assert [r.ok for r in results[1:]] == [True] * 4  # type: ignore[attr-defined]
+        assert len(smtp.messages) == 4
+        return
     assert sum(e.stage == "MAIL" for e in smtp.events) == 1  # no further attempts
     assert not smtp.messages
     errors = [r.error for r in results]  # type: ignore[attr-defined]
@@ -296,7 +316,7 @@ def test_a_refused_sender_stops_the_batch_and_the_rest_share_its_error(
 
 
 def test_a_failure_stop_picks_ends_the_batch_without_completing_the_letter_in_flight(
-        smtp: FakeSMTP, tls_certs: TLSCerts) -> None:
+        smtp: FakeSMTP, tls_certs: TLSCerts, wire: bool) -> None:
     smtp.add_rule("DATA", "451 Ratelimit exceeded for mailbox sender@test.local. Try again "
                           "later.", match="Subject: 2", times=1)
     fleet = fleet_for(server_entry(smtp, tls_certs))
@@ -315,6 +335,11 @@ def test_a_failure_stop_picks_ends_the_batch_without_completing_the_letter_in_fl
             await session.close()
 
     results, closed = asyncio.run(run())
+    if wire:  # CHUNKING: the letters after it were on the wire already and got their replies
+        assert [r.ok for r in results] == [True, False, True, True, True]  # type: ignore[attr-defined]
+        assert "Ratelimit exceeded" in results[1].error.reply  # type: ignore[attr-defined]
+        assert len(smtp.wait_for_messages(4)) == 4
+        return
     assert [r.ok for r in results] == [True, False, False, False, False]  # type: ignore[attr-defined]
     assert all("Ratelimit exceeded" in r.error.reply for r in results[1:])  # type: ignore[attr-defined]
     assert closed  # letter 3 was already in DATA: dropped with the connection

@@ -117,3 +117,28 @@ def test_line_separators_and_controls_are_refused_in_every_header_value(char: st
                              skip_bad_rows=True)
     [bad] = created.rejected
     assert bad.column == "name" and f"U+{ord(char):04X}" in bad.reason
+
+
+WIRE_VALUES = ["Anna", "", ".dot first", "a.b", "line\nbreak", "bare\rcr", "x" * 300,
+               "Привет." * 40, ".Привет", "Ünïcode", "tab\there"]
+
+
+@pytest.mark.parametrize("html", [None, "<p>{{ name }}</p>\n.{{ name }}\n"])
+@pytest.mark.parametrize("text", ["Hi {{ name }}\n{{ name }}.\n", "Привет {{ name }}\n",
+                                  "ok\n.{{ name }}\n", "{{ name }}\n" * 3])
+def test_a_letter_said_wire_ready_needs_no_line_end_repair_and_no_dot_stuffing(
+        text: str, html: str | None) -> None:
+    from mailfleet.smtp.client import dot_stuff, to_crlf
+    compiled = CompiledTemplate(Template(subject="S {{ name }}", text=text, html=html,
+                                         sender="a@example.com"), from_addr="a@example.com")
+    seen = set()
+    for value in WIRE_VALUES:
+        data, ready = compiled.render_wire(to="b@example.org", fields={"name": value},
+                                           letter_id="m1-1", message_id="<m1-1@example.com>",
+                                           date=b"Thu, 01 Jan 2026 00:00:00 +0000")
+        seen.add(ready)
+        if ready:  # the client trusts the flag: it must be exactly what the scans would say
+            assert to_crlf(data) == data
+            assert dot_stuff(data) == data + b".\r\n"
+    if html is None and "." not in text:
+        assert True in seen  # plain values are trusted: the scans are skipped for them

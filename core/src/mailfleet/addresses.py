@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -15,6 +16,8 @@ def header_problem(value: str) -> str | None:
     """Why ``value`` cannot go into a header, or ``None``: CR, LF, NUL, any other control
     character (VT, FF, U+001E, U+0085, ...) or a Unicode line or paragraph separator
     (U+2028, U+2029). A tab is allowed."""
+    if value.isprintable():  # no control, separator or other "Other" character: the rule
+        return None  # holds without looking at each character (the common case, fast)
     for char in value:
         if char != "\t" and unicodedata.category(char) in ("Cc", "Zl", "Zp"):
             if char in "\r\n\0":
@@ -33,6 +36,7 @@ def check_header(name: str, value: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=4096)  # a mailing's addresses share few domains
 def normalize_domain(domain: str) -> str:
     """The domain in ASCII (IDNA for internationalised names), lower case."""
     domain = domain.strip().rstrip(".").lower()
@@ -60,7 +64,7 @@ def normalize_address(address: str) -> str:
     if not isinstance(address, str):
         raise AddressError("an address must be a string")
     value = address.strip()
-    if any(c in value for c in "\r\n\0"):
+    if "\r" in value or "\n" in value or "\0" in value:
         raise AddressError("an address must not contain CR, LF or NUL")
     if not value or value.count("@") != 1:
         raise AddressError(f"{address!r} is not an e-mail address (expected local@domain)")

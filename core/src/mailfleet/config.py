@@ -238,6 +238,7 @@ class ServerConfig:
     priority: int = 100
     limits: Limits = attrs.field(factory=Limits)
     connections: int = 2
+    letters_per_connection: int | None = None  # None: as many as the server takes
     tls_verify: bool = True
     ca_file: str | None = None
     allow_insecure_auth: bool = False
@@ -251,7 +252,9 @@ class ServerConfig:
         "host": _host, "port": _PORT, "login": _LOGIN, "password_env": _env_name,
         "password_file": _PATH, "password": _secret, "timeout": _TIMEOUT,
         "aliases": _each(_ADDRESS), "priority": _count(0, 1_000_000, 1, " (lower is tried first)"),
-        "connections": _count(1, 100, 2, " connections at once"), "ca_file": _PATH}
+        "connections": _count(1, 100, 2, " connections at once"), "ca_file": _PATH,
+        "letters_per_connection": _count(1, 1_000_000, 100, " letters per session (leave "
+                                         "it out for no limit)")}
 
     def __attrs_post_init__(self) -> None:
         check_values(self, self._RULES)

@@ -150,12 +150,12 @@ class _Journal:
     async def stop(self) -> None:
         self.commit()
 
-    async def data_starting(self, letter: int, write: Callable[[], None]) -> None:
-        """Mark ``letter`` as ``sending`` and, right after the commit, ``write`` its message
-        (no await between the two: a crash in between is as unlikely as can be)."""
+    async def data_starting(self, letters: Sequence[int], write: Callable[[], None]) -> None:
+        """Mark ``letters`` as ``sending`` and, right after the commit, ``write`` their
+        messages (no await between the two: a crash in between is as unlikely as can be)."""
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
-        self._sending.append(letter)
+        self._sending.extend(letters)
         self._waiters.append((waiter, write))
         if not self._soon:  # the next turn of the loop: every connection ready by then joins
             if self._flush is not None:
@@ -226,13 +226,18 @@ class _Batch:
         self.unattempted: set[str] = set()
         self.accepted: list[int] = []  # letters the server took; charges settled at the end
 
-    async def data_starting(self, envelope: Envelope, write: Callable[[], None]) -> None:
-        found = self.by_id.get(envelope.letter_id or "")
-        if found is None:  # not a letter of this batch (a plugin's own): nothing to record
+    async def data_starting(self, envelopes: Sequence[Envelope],
+                            write: Callable[[], None]) -> None:
+        ids = []
+        for envelope in envelopes:
+            found = self.by_id.get(envelope.letter_id or "")
+            if found is not None:  # else not a letter of this batch (a plugin's own)
+                self.started.add(found[0].letter_id)
+                ids.append(found[0].id)
+        if not ids:
             write()
             return
-        self.started.add(found[0].letter_id)
-        await self.dispatcher._journal_for().data_starting(found[0].id, write)
+        await self.dispatcher._journal_for().data_starting(ids, write)
 
     def replied(self, result: SendResult) -> None:
         found = self.by_id.get(result.envelope.letter_id or "")
@@ -516,10 +521,10 @@ class Dispatcher:
             fields = json.loads(letter.fields)
             fields["email"] = letter.email
             lid = letter.letter_id
-            data = compiled.render(to=letter.email, fields=fields, letter_id=lid,
-                                   message_id=f"<{lid}@{domain}>", date=date)
+            data, ready = compiled.render_wire(to=letter.email, fields=fields, letter_id=lid,
+                                               message_id=f"<{lid}@{domain}>", date=date)
             envelopes.append(Envelope(envelope_for(decision.envelope_from, lid),
-                                      (letter.email,), data, lid))
+                                      (letter.email,), data, lid, ready))
             decisions.append(decision)
         batch = _Batch(self, run, server, letters, decisions)
         journal = self._journal_for()

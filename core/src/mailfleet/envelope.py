@@ -18,6 +18,9 @@ class Envelope:
     rcpt_to: tuple[str, ...]
     data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
     letter_id: str | None = None
+    #: ``data`` has CRLF line ends only, ends with CRLF and no line starts with a dot (a
+    #: compiled template knows it): the client sends it without scanning it again
+    wire_ready: bool = False
 
 
 @attrs.frozen
@@ -46,10 +49,12 @@ class SendObserver(Protocol):
     """Told by a session, letter by letter, what the server has: set it as the session's
     ``observer`` attribute (sessions without one are observed per batch only)."""
 
-    async def data_starting(self, envelope: Envelope, write: Callable[[], None]) -> None:
-        """The letter's message is ready to go: make "it may be delivered from here on"
-        durable, then call ``write`` at once (it puts the message on the wire), then return.
-        Until ``write`` is called the server has nothing of the message."""
+    async def data_starting(self, envelopes: Sequence[Envelope],
+                            write: Callable[[], None]) -> None:
+        """The letters' messages are ready to go (one with DATA, several pipelined with
+        CHUNKING): make "they may be delivered from here on" durable, then call ``write`` at
+        once (it puts the messages on the wire), then return. Until ``write`` is called the
+        server has nothing of them."""
         ...
 
     def replied(self, result: SendResult) -> None:

@@ -256,6 +256,9 @@ def _read_csv(path: Path, fmt: CsvFormat) -> Iterator[tuple[int, Mapping[str, An
             assert text is not None
             if not text.strip():
                 continue
+            if '"' not in text and "\0" not in text:  # nothing quoted: the csv module's
+                yield number, _row(text.rstrip("\r\n").split(fmt.separator), fmt, text)
+                continue  # split, without a reader per row
             try:
                 values = next(csv.reader([text], delimiter=fmt.separator))
             except csv.Error as exc:
@@ -263,14 +266,17 @@ def _read_csv(path: Path, fmt: CsvFormat) -> Iterator[tuple[int, Mapping[str, An
                           if "field limit" in str(exc) else f"not valid CSV: {exc}")
                 yield number, {"__error__": reason}
                 continue
-            yield number, _row(values, fmt)
+            yield number, _row(values, fmt, text)
 
 
-def _row(values: list[str], fmt: CsvFormat) -> Mapping[str, Any]:
+def _row(values: list[str], fmt: CsvFormat, text: str) -> Mapping[str, Any]:
     if len(values) > len(fmt.columns) and any(v.strip() for v in values[len(fmt.columns):]):
         return {"__error__": f"{len(values)} values but the header has {len(fmt.columns)} "
                              f"columns (separator {fmt.separator!r}); quote values that "
                              f"hold the separator"}
+    if len(text) <= MAX_FIELD and text.isascii():  # no field too long, none undecoded
+        return {name: value for name, value in zip(fmt.columns, values, strict=False)
+                if name}
     row: dict[str, Any] = {}
     for name, value in zip(fmt.columns, values, strict=False):
         if not name:

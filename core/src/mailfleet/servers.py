@@ -50,6 +50,8 @@ class Server:
     allow_insecure_auth: bool
     operator_default: bool
     enabled: bool
+    #: letters one session carries before the client reconnects (``None``: no limit)
+    letters_per_connection: int | None = None
     options: dict[str, Any] = attrs.field(factory=dict, eq=False, hash=False)
     provider_options: Any = attrs.field(default=None, eq=False, hash=False, repr=False)
     provider_info: ProviderInfo | None = attrs.field(default=None, eq=False, repr=False)
@@ -149,5 +151,6 @@ def _resolve_one(raw: ServerConfig, where: str, plugins: Plugins) -> Server:
         aliases=tuple(normalize_address(a) for a in raw.aliases), priority=raw.priority,
         limits=limits, connections=raw.connections, tls_verify=raw.tls_verify,
         ca_file=raw.ca_file, allow_insecure_auth=raw.allow_insecure_auth,
-        operator_default=raw.operator_default, enabled=raw.enabled, options=dict(raw.options),
+        operator_default=raw.operator_default, enabled=raw.enabled,
+        letters_per_connection=raw.letters_per_connection, options=dict(raw.options),
         provider_options=provider_options, provider_info=info, secret=raw.secret_ref(where))

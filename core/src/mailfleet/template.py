@@ -388,12 +388,28 @@ class _Body:
             self.qp[-1] += b"\r\n"
         elif self.qp[-1].endswith(b"=\r\n"):
             self.qp[-1] = self.qp[-1][:-3] + b"\r\n"
+        # a piece starting with a dot right after a line end is at a line start only when
+        # the value between is empty: those values must be set for the letter to be ready
+        self.raw_ready = self.ascii and _ready_piece(self.raw[0]) and all(
+            _ready_piece(p[1:] if p.startswith(b".") else p) for p in self.raw[1:])
+        self.dot_guards: list[str] = []
+        for name, before, piece in zip(self.names, self.raw, self.raw[1:], strict=False):
+            if piece.startswith(b"."):
+                if not before.endswith(b"\n") and before:
+                    continue
+                if not before:  # an empty piece: the line start may lie further back
+                    self.raw_ready = False
+                self.dot_guards.append(name)
+        self.qp_ready = all(_ready_piece(p) for p in self.qp)
 
-    def render(self, fields: Mapping[str, str]) -> tuple[bool, bytes]:
-        """``(is_7bit, body bytes)``; each distinct field is escaped and encoded once."""
+    def render(self, fields: Mapping[str, str]) -> tuple[bool, bytes, bool]:
+        """``(is_7bit, body bytes, wire-ready)``; each distinct field is escaped and encoded
+        once. Wire-ready: CRLF line ends only and no line starting with a dot, known from the
+        compiled pieces and the values alone (see :attr:`Envelope.wire_ready`)."""
         values = {name: str(fields.get(name, "")) for name in self.unique}
         if self.escape:
             values = {name: html.escape(v) for name, v in values.items()}
+        ready = all(_ready_value(v) for v in values.values())
         if self.ascii and all(v.isascii() and len(v) < 200 for v in values.values()):
             raw = {n: _raw(v) if "\n" in v else v.encode("ascii") for n, v in values.items()}
             out = [self.raw[0]]
@@ -401,8 +417,11 @@ class _Body:
                 out.append(raw[name])
                 out.append(piece)
             body = b"".join(out)
-            return True, body if body.endswith(b"\r\n") else body + b"\r\n"
+            ready = ready and self.raw_ready and all(values[n] for n in self.dot_guards)
+            return True, body if body.endswith(b"\r\n") else body + b"\r\n", ready
         encoded = {name: _qp(v) for name, v in values.items()}
+        # every value starts a line of its own here; its wrapped lines are checked as well
+        ready = self.qp_ready and all(_ready_piece(e) for e in encoded.values())
         parts = [self.qp[0]]
         for name, piece in zip(self.names, self.qp[1:], strict=True):
             parts.append(encoded[name])
@@ -412,7 +431,25 @@ class _Body:
             body += b"\r\n"
         elif body.endswith(b"=\r\n"):
             body = body[:-3] + b"\r\n"
-        return False, body
+        return False, body, ready
+
+
+def _ready_piece(piece: bytes) -> bool:
+    """A compiled piece that needs neither line-end repair nor dot-stuffing, wherever it
+    lands (it does not start with a dot either)."""
+    bare = piece.replace(b"\r\n", b"")
+    return b"\r" not in bare and b"\n" not in bare and b"\n." not in piece \
+        and not piece.startswith(b".")
+
+
+def _ready_value(value: str) -> bool:
+    """A merge value that cannot break a line or start one with a dot."""
+    return not value or (value[0] != "." and "\r" not in value and "\n" not in value)
+
+
+def _ready_line(value: bytes) -> bool:
+    """A header value that stays within its line."""
+    return b"\r" not in value and b"\n" not in value
 
 
 def _encode_text(text: str) -> tuple[bool, bytes]:
@@ -442,8 +479,8 @@ class _JinjaBody:
         self.jinja = part.jinja
         self.unique = part.names
 
-    def render(self, fields: Mapping[str, str]) -> tuple[bool, bytes]:
-        return _encode_text(self.jinja.render(_present(fields)))
+    def render(self, fields: Mapping[str, str]) -> tuple[bool, bytes, bool]:
+        return (*_encode_text(self.jinja.render(_present(fields))), False)
 
 
 def _body(text: str, *, escape: bool) -> _Body | _JinjaBody:
@@ -494,6 +531,8 @@ class CompiledTemplate:
             self._between = (b"\r\n--" + boundary + b"\r\n"
                              b'Content-Type: text/html; charset="utf-8"\r\n')
             self._end = b"\r\n--" + boundary + b"--\r\n"
+        self._fixed_ready = all(_ready_piece(p) for p in (
+            self._head, self._tail, self._between, self._end, *_CTE.values()))
 
     def _mailto(self) -> bytes:
         return _mailto_value(self.template.unsubscribe_mailto or "").encode("ascii")
@@ -526,15 +565,26 @@ class CompiledTemplate:
     def render(self, *, to: str, fields: Mapping[str, str], letter_id: str, message_id: str,
                date: bytes) -> bytes:
         """The letter's bytes (CRLF line ends, not yet dot-stuffed)."""
-        seven, text = self._text.render(fields)
-        parts = [self._head, b"To: ", to.encode("ascii"), b"\r\n", self.subject(fields),
-                 b"Date: ", date, b"\r\nMessage-ID: ", message_id.encode("ascii"),
-                 b"\r\n" + LETTER_ID_HEADER.encode() + b": ", letter_id.encode("ascii"),
-                 b"\r\n", self.unsubscribe(fields), self._tail, _CTE[seven], text]
+        return self.render_wire(to=to, fields=fields, letter_id=letter_id,
+                                message_id=message_id, date=date)[0]
+
+    def render_wire(self, *, to: str, fields: Mapping[str, str], letter_id: str,
+                    message_id: str, date: bytes) -> tuple[bytes, bool]:
+        """The letter's bytes, and whether they are wire-ready (CRLF line ends only, no line
+        starting with a dot: the SMTP client sends them without scanning them again)."""
+        seven, text, ready = self._text.render(fields)
+        subject, unsubscribe = self.subject(fields), self.unsubscribe(fields)
+        head = [to.encode("ascii"), date, message_id.encode("ascii"), letter_id.encode("ascii")]
+        ready = (ready and self._fixed_ready and _ready_piece(subject)
+                 and _ready_piece(unsubscribe) and all(_ready_line(v) for v in head))
+        parts = [self._head, b"To: ", head[0], b"\r\n", subject, b"Date: ", head[1],
+                 b"\r\nMessage-ID: ", head[2], b"\r\n" + LETTER_ID_HEADER.encode() + b": ",
+                 head[3], b"\r\n", unsubscribe, self._tail, _CTE[seven], text]
         if self._html is not None:
-            seven, body = self._html.render(fields)
+            seven, body, html_ready = self._html.render(fields)
+            ready = ready and html_ready
             parts += [self._between, _CTE[seven], body, self._end]
-        return b"".join(parts)
+        return b"".join(parts), ready
 
 
 class DateCache:

@@ -2,7 +2,8 @@
 
 Two listeners on 127.0.0.1 share one handler: ``port`` (plain, STARTTLS offered unless
 ``starttls=False``) and ``tls_port`` (implicit TLS / SMTPS). AUTH PLAIN, LOGIN and XOAUTH2 are
-checked against ``users`` / ``tokens``; PIPELINING and ENHANCEDSTATUSCODES are advertised.
+checked against ``users`` / ``tokens``; PIPELINING and ENHANCEDSTATUSCODES are advertised,
+and CHUNKING (RFC 3030 ``BDAT``, which aiosmtpd lacks) when ``chunking`` is set.
 Replies can be scripted per stage with :meth:`FakeSMTP.add_rule`; a ``421`` reply closes the
 connection afterwards, as real servers do.
 """
@@ -135,6 +136,8 @@ class _Handler:
         session.host_name = hostname
         out = [r for r in responses if not r.startswith(("250-AUTH", "250 HELP"))]
         out += ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
+        if self.owner.chunking:
+            out.append("250-CHUNKING")
         if server.can_auth():
             offered = [m for m in sorted(server._auth_methods)
                        if m in self.owner.auth_mechanisms]
@@ -273,6 +276,10 @@ class _ProviderSMTP(SMTP):
         await super().push("\r\n".join(lines))
         if lines[-1].startswith("421") and self.transport is not None:
             self.transport.close()
+            # a server that said 421 reads nothing more: pipelined commands already buffered
+            # (a whole CHUNKING batch) are dropped, not served
+            self._reader._buffer.clear()  # type: ignore[attr-defined]
+            self._reader.feed_eof()
 
     async def smtp_AUTH(self, arg: str) -> None:
         """AUTH PLAIN / LOGIN / XOAUTH2, allowed on implicit TLS too (aiosmtpd 1.4.6 says 538)."""
@@ -323,6 +330,41 @@ class _ProviderSMTP(SMTP):
             self.session.authenticated = True
             self.session.auth_data = _AuthData(login, mechanism)  # type: ignore[assignment]
         await self.push(scripted)
+
+    async def smtp_BDAT(self, arg: str) -> None:
+        """BDAT (RFC 3030) when the owner offers CHUNKING. The chunk is always read, even
+        when the transaction has failed; the LAST chunk goes through the DATA rules and the
+        handler like a message after DATA. With ``chunking = "unimplemented"`` the server
+        offers CHUNKING but answers BDAT as an unknown command (and reads the chunk as
+        commands), as a broken server would."""
+        if not self.owner.chunking or self.owner.chunking == "unimplemented":
+            await self.push('500 Error: command "BDAT" not recognized')
+            return
+        if await self.check_helo_needed():
+            return
+        parts = (arg or "").split()
+        if (not 1 <= len(parts) <= 2 or not parts[0].isdigit()
+                or (len(parts) == 2 and parts[1].upper() != "LAST")):
+            await self.push("501 5.5.4 Syntax: BDAT size [LAST]")
+            return
+        chunk = await self._reader.readexactly(int(parts[0]))
+        assert self.envelope is not None
+        chunks: list[bytes] = getattr(self.envelope, "chunks", [])
+        if not self.envelope.rcpt_tos:
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        chunks.append(chunk)
+        if len(parts) == 1:
+            self.envelope.chunks = chunks  # type: ignore[attr-defined]
+            await self.push(f"250 2.0.0 {len(chunk)} octets received")
+            return
+        content = b"".join(chunks)
+        self.envelope.original_content = content
+        self.envelope.content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push(status)
 
     # Stubs so aiosmtpd advertises these mechanisms (smtp_AUTH above does the work).
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
@@ -452,15 +494,18 @@ class _Settings:
     hostname: str
     banner: str
     auth_mechanisms: tuple[str, ...]
+    chunking: bool | str
 
 
 class FakeSMTP:
     """Scriptable SMTP provider on 127.0.0.1: ``port`` (plain+STARTTLS) and ``tls_port`` (SMTPS).
 
     Settings are plain attributes read for every new connection: ``users``, ``tokens``,
-    ``auth_require_tls``, ``starttls``, ``hostname``, ``banner`` and ``auth_mechanisms`` (the
-    AUTH mechanisms offered and accepted). :meth:`reset` restores the values given to the
-    constructor and clears rules, messages and events.
+    ``auth_require_tls``, ``starttls``, ``hostname``, ``banner``, ``auth_mechanisms`` (the
+    AUTH mechanisms offered and accepted) and ``chunking`` (``True``: CHUNKING offered and
+    BDAT taken; ``"unimplemented"``: offered, but BDAT is an unknown command).
+    :meth:`reset` restores the values given to the constructor and clears rules, messages
+    and events.
     """
 
     host = LOCALHOST
@@ -479,6 +524,7 @@ class FakeSMTP:
         auth_mechanisms: tuple[str, ...] = ("LOGIN", "PLAIN", "XOAUTH2"),
         data_size_limit: int = 32 * 1024 * 1024,
         idle_timeout: float = 60.0,
+        chunking: bool | str = False,
     ) -> None:
         if isinstance(tls, tuple):
             cert_file, key_file = tls
@@ -491,7 +537,8 @@ class FakeSMTP:
         # SMTPS connection (delayed ACK), and test clients never resume sessions.
         self._tls_context.num_tickets = 0
         self._defaults = _Settings(dict(users or {}), dict(tokens or {}), auth_require_tls,
-                                   starttls, hostname, banner, tuple(auth_mechanisms))
+                                   starttls, hostname, banner, tuple(auth_mechanisms),
+                                   chunking)
         self.users: dict[str, str] = {}
         self.tokens: dict[str, str] = {}
         self.auth_require_tls = auth_require_tls
@@ -499,6 +546,7 @@ class FakeSMTP:
         self.hostname = hostname
         self.banner = banner
         self.auth_mechanisms: tuple[str, ...] = ()
+        self.chunking: bool | str = False
         self._restore_settings()
         self.data_size_limit = data_size_limit
         self.idle_timeout = idle_timeout
@@ -622,6 +670,7 @@ class FakeSMTP:
         self.hostname = d.hostname
         self.banner = d.banner
         self.auth_mechanisms = d.auth_mechanisms
+        self.chunking = d.chunking
 
     def _take_rule(self, stage: Stage, argument: str) -> Rule | None:
         with self._lock:

@@ -17,7 +17,7 @@ import logging
 import re
 import socket
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from mailfleet.envelope import Envelope, SendObserver, SendResult
 from mailfleet.errors import Classification, ConfigError, SmtpError, Stage
@@ -35,6 +35,9 @@ _MAX_LINE = 8192
 _MAX_LINES = 100
 _READ_SIZE = 65536
 _WRITE_HIGH = 256 * 1024
+#: the most one CHUNKING write carries (at least one letter): a batch of large letters goes
+#: in several writes, each answered before the next
+_MAX_WRITE = 2 * 1024 * 1024
 #: the most :meth:`SmtpClient.close` waits for a polite QUIT before dropping the connection
 CLOSE_SECONDS = 1.0
 
@@ -56,19 +59,52 @@ def tls_context(server: Server) -> ssl.SSLContext:
     return context
 
 
-def dot_stuff(data: bytes) -> bytes:
-    """The DATA payload: CRLF line ends, leading dots doubled, ending with ``CRLF.CRLF``."""
+#: servers (host, port) that offered CHUNKING but refused BDAT: they get DATA in this process
+_NO_CHUNKING: set[tuple[str, int]] = set()
+
+
+def to_crlf(data: bytes) -> bytes:
+    """The message with CRLF line ends only, ending with CRLF (a BDAT chunk as is)."""
     crlf = data.count(b"\r\n")
     if data.count(b"\n") != crlf:  # counting is ~20x cheaper than a regex search
         data = _BARE_LF.sub(b"\r\n", data)
         crlf = data.count(b"\r\n")
     if data.count(b"\r") != crlf:
         data = _BARE_CR.sub(b"\r\n", data)
-    if data.startswith(b".") or b"\n." in data:
-        data = _LEADING_DOT.sub(b"..", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
+    return data
+
+
+def dot_stuff(data: bytes) -> bytes:
+    """The DATA payload: CRLF line ends, leading dots doubled, ending with ``CRLF.CRLF``."""
+    data = to_crlf(data)
+    if data.startswith(b".") or b"\n." in data:
+        data = _LEADING_DOT.sub(b"..", data)
     return data + b".\r\n"
+
+
+def _commands(envelope: Envelope) -> bytes:
+    """The MAIL FROM and RCPT TO lines of one letter."""
+    if len(envelope.rcpt_to) == 1:
+        return f"MAIL FROM:<{envelope.mail_from}>\r\nRCPT TO:<{envelope.rcpt_to[0]}>\r\n".encode()
+    return "".join([f"MAIL FROM:<{envelope.mail_from}>\r\n",
+                    *(f"RCPT TO:<{r}>\r\n" for r in envelope.rcpt_to)]).encode()
+
+
+def _chunk(envelope: Envelope) -> bytes:
+    """The message as a BDAT chunk."""
+    return envelope.data if envelope.wire_ready else to_crlf(envelope.data)
+
+
+def _stuffed(envelope: Envelope) -> bytes:
+    """The message as DATA sends it, ending with ``CRLF.CRLF``."""
+    return envelope.data + b".\r\n" if envelope.wire_ready else dot_stuff(envelope.data)
+
+
+def _bdat(chunk: bytes) -> bytes:
+    """The whole message as one last chunk: ``BDAT <size> LAST`` and the bytes."""
+    return b"BDAT %d LAST\r\n%b" % (len(chunk), chunk)
 
 
 class SmtpClient:
@@ -86,7 +122,13 @@ class SmtpClient:
         #: told of each letter's DATA and final reply (set by the dispatcher)
         self.observer: SendObserver | None = None
         self._broken: SmtpError | None = None
-        self._in_data: Envelope | None = None
+        #: the letters whose messages went and whose final replies have not come
+        self._in_data: list[Envelope] = []
+        self._chunking_refused = False
+        #: letters sent on this connection (``server.letters_per_connection`` caps it)
+        self._carried = 0
+        #: logs in again on a fresh connection (set by :func:`open_session`)
+        self._login: Callable[[], Awaitable[None]] | None = None
 
     # -- opening ----------------------------------------------------------------------
     async def connect(self) -> None:
@@ -120,6 +162,8 @@ class SmtpClient:
             for line in reply.lines[1:]:
                 name, _, params = line.partition(" ")
                 self.extensions[name.upper()] = params
+            if (self.server.host, self.server.port) in _NO_CHUNKING:
+                self.extensions.pop("CHUNKING", None)
             return
         reply = await self._command(f"HELO {self.local_hostname}", Stage.CONNECT)
         if reply.code != 250:
@@ -184,19 +228,26 @@ class SmtpClient:
             raise self._reply_error(Stage.AUTH, reply)
 
     # -- sending ----------------------------------------------------------------------
+    @property
+    def chunking(self) -> bool:
+        """True when letters go as ``BDAT <size> LAST`` (RFC 3030) instead of DATA."""
+        return "CHUNKING" in self.extensions
+
     async def send(self, envelopes: Sequence[Envelope],
                    stop: Callable[[SmtpError], bool] | None = None) -> list[SendResult]:
-        """Send each envelope; pipelined when the server offers PIPELINING.
+        """Send each envelope: pipelined when the server offers PIPELINING, as BDAT chunks
+        when it offers CHUNKING too (the whole batch in one write, replies read together).
 
         The batch stops at a refusal at MAIL FROM (it concerns the sender or the account, not
         the letter) and at any failure ``stop`` picks (the provider said its limit is reached,
         say); the letters not attempted get the same error, so each is diagnosed like the one
-        refused. A letter already inside DATA when that happens is dropped with the
-        connection, never completed.
+        refused. With DATA, a letter already inside DATA when that happens is dropped with
+        the connection, never completed; with CHUNKING the letters already on the wire get
+        the server's own replies.
 
         When the session breaks (connection lost, timeout, 421, a malformed or oversized
-        reply) the letters already answered keep their results, the one whose message had
-        gone without a final reply is ``in_doubt``, and the rest are ``attempted = False``;
+        reply) the letters already answered keep their results, the ones whose messages had
+        gone without a final reply are ``in_doubt``, and the rest are ``attempted = False``;
         the session is closed and every later call returns its letters unattempted.
         """
         def stops(result: SendResult) -> bool:
@@ -204,12 +255,53 @@ class SmtpClient:
             return error is not None and (error.stage is Stage.MAIL_FROM
                                           or (stop is not None and stop(error)))
 
+        cap = self.server.letters_per_connection
+        if cap is None:
+            return await self._send_part(envelopes, stops)
         results: list[SendResult] = []
-        self._in_data = None
+        while len(results) < len(envelopes):
+            if self._carried >= cap and self._broken is None:
+                try:  # the server takes only so many letters a session: a fresh one
+                    await self._reconnect()
+                except SmtpError as exc:
+                    return self._broke(envelopes, results, exc)
+            part = envelopes[len(results):len(results) + cap - self._carried]
+            done = await self._send_part(part, stops)
+            self._carried += len(part)
+            results += done
+            last = done[-1]
+            broken = self._broken is not None
+            if broken or stops(last):  # the rest share the error, as within one session
+                assert last.error is not None
+                error = last.error
+                results += [SendResult(rest, SmtpError(
+                    error.stage, error.reply, code=error.code,
+                    enhanced_status=error.enhanced_status, server=error.server,
+                    classification=error.classification if broken else None),
+                    attempted=not broken) for rest in envelopes[len(results):]]
+        return results
+
+    async def _reconnect(self) -> None:
+        """QUIT, then connect, negotiate TLS and log in again as the session first did."""
+        await self.close()
+        self._buffer.clear()
+        self.tls = False
+        self._carried = 0
+        await self.connect()
+        if self._login is not None:
+            await self._login()
+
+    async def _send_part(self, envelopes: Sequence[Envelope],
+                         stops: Callable[[SendResult], bool]) -> list[SendResult]:
+        """:meth:`send` within one connection."""
+        results: list[SendResult] = []
+        self._in_data = []
         try:
             if self._broken is not None:
                 raise self._broken
-            if "PIPELINING" in self.extensions:
+            if "PIPELINING" in self.extensions and self.chunking:
+                await self._send_chunked(envelopes, stops, results)
+            elif "PIPELINING" in self.extensions:
                 await self._send_pipelined(envelopes, stops, results)
             else:
                 for envelope in envelopes:
@@ -233,29 +325,35 @@ class SmtpClient:
         if self._broken is None:
             self._broken = self._error(Stage.CONNECT, f"the session is closed after: {exc.reply}")
             self._broken.classification = Classification.SERVER
-        in_data, self._in_data = self._in_data, None
-        if in_data is not None and len(results) < len(envelopes):
-            if exc.code == 421:  # the server refused it before closing: it has not got it
-                results.append(self._replied(SendResult(in_data, exc, attempted=False)))
-            else:
-                results.append(SendResult(in_data, exc, in_doubt=True))
+        in_data, self._in_data = self._in_data, []
+        for envelope in in_data:
+            if len(results) >= len(envelopes):
+                break
+            # a 421 refuses the letter it answers, and the server reads nothing after it; a
+            # server that does not take BDAT had none of the messages: neither has them
+            if exc.code == 421 or self._chunking_refused:
+                results.append(self._replied(SendResult(envelope, exc, attempted=False)))
+            else:  # the message went and no final reply came: it may have been delivered
+                results.append(SendResult(envelope, exc, in_doubt=True))
         results += [SendResult(rest, SmtpError(
             exc.stage, exc.reply, code=exc.code, enhanced_status=exc.enhanced_status,
             classification=exc.classification, server=exc.server), attempted=False)
             for rest in envelopes[len(results):]]
         return results
 
-    async def _write_data(self, envelope: Envelope, data: bytes) -> None:
-        """Write ``data``, which carries ``envelope``'s message: through the observer, which
-        writes it the moment it has made "this letter may be delivered" durable."""
-        self._in_data = envelope
+    async def _write_data(self, envelopes: list[Envelope], data: bytes) -> None:
+        """Write ``data``, which carries the messages of ``envelopes``: through the observer,
+        which writes it the moment it has made "these letters may be delivered" durable.
+        The list is kept as the letters in flight; each final reply removes its letter."""
+        self._in_data = envelopes
         if self.observer is not None:
-            await self.observer.data_starting(envelope, functools.partial(self._write, data))
+            await self.observer.data_starting(envelopes, functools.partial(self._write, data))
         else:
             self._write(data)
 
     def _replied(self, result: SendResult) -> SendResult:
-        self._in_data = None
+        if self._in_data and self._in_data[0] is result.envelope:
+            del self._in_data[0]
         if self.observer is not None:
             self.observer.replied(result)
         return result
@@ -273,38 +371,46 @@ class SmtpClient:
         if len(refused) == len(envelope.rcpt_to):
             await self._rset()
             return self._replied(SendResult(envelope, _first(refused), refused))
+        if self.chunking:  # BDAT n LAST: the command and the message in one write
+            deadline = self._deadline()
+            await self._write_data([envelope], _bdat(_chunk(envelope)))
+            reply = await self._read(Stage.DATA, deadline)
+            self._check_bdat(reply)
+            return self._finished(envelope, reply, refused)
         reply = await self._command("DATA", Stage.DATA)
         if reply.code != 354:
             await self._rset()
             return self._replied(SendResult(envelope, self._reply_error(Stage.DATA, reply),
                                             refused))
         deadline = self._deadline()
-        await self._write_data(envelope, dot_stuff(envelope.data))
-        reply = await self._read(Stage.DATA, deadline)
-        if reply.code != 250:
-            return self._replied(SendResult(envelope, self._reply_error(Stage.DATA, reply),
-                                            refused))
-        return self._replied(SendResult(envelope, None, refused))
+        await self._write_data([envelope], _stuffed(envelope))
+        return self._finished(envelope, await self._read(Stage.DATA, deadline), refused)
+
+    def _finished(self, envelope: Envelope, reply: Reply,
+                  refused: dict[str, SmtpError]) -> SendResult:
+        """The result of a letter whose message went, from the server's final reply."""
+        error = None if reply.code == 250 else self._reply_error(Stage.DATA, reply)
+        return self._replied(SendResult(envelope, error, refused))
 
     async def _send_pipelined(self, envelopes: Sequence[Envelope],
                               stops: Callable[[SendResult], bool],
                               results: list[SendResult]) -> None:
+        """DATA with PIPELINING: one write per letter (the previous letter's message, then
+        this letter's MAIL FROM, RCPT TO and DATA), one round trip per letter for the 354."""
         pending: tuple[Envelope, dict[str, SmtpError]] | None = None
         body = b""
         for envelope in envelopes:
-            group = [f"MAIL FROM:<{envelope.mail_from}>\r\n".encode()]
-            group += [f"RCPT TO:<{r}>\r\n".encode() for r in envelope.rcpt_to]
-            group.append(b"DATA\r\n")
+            group = _commands(envelope) + b"DATA\r\n"
             if pending is not None:
-                await self._write_data(pending[0], body + b"".join(group))
-            else:
-                self._write(b"".join(group))
-            if pending is not None:
-                results.append(await self._finish_data(*pending))
+                await self._write_data([pending[0]], body + group)
+                results.append(self._finished(pending[0], await self._read(Stage.DATA),
+                                              pending[1]))
                 pending = None
                 if stops(results[-1]):  # this letter's commands are already on the wire
                     self._abort()
                     return
+            else:
+                self._write(group)
             mail = await self._read(Stage.MAIL_FROM)
             refused: dict[str, SmtpError] = {}
             for rcpt in envelope.rcpt_to:
@@ -320,7 +426,7 @@ class SmtpClient:
             elif data.code != 354:
                 error = self._reply_error(Stage.DATA, data)
             else:
-                body = dot_stuff(envelope.data)
+                body = _stuffed(envelope)
                 pending = (envelope, refused)
                 continue
             if data.code == 354:  # accepted DATA although the letter failed: end it empty
@@ -331,15 +437,75 @@ class SmtpClient:
             if stops(results[-1]):
                 return
         if pending is not None:
-            await self._write_data(pending[0], body)
-            results.append(await self._finish_data(*pending))
+            await self._write_data([pending[0]], body)
+            results.append(self._finished(pending[0], await self._read(Stage.DATA), pending[1]))
 
-    async def _finish_data(self, envelope: Envelope, refused: dict[str, SmtpError]) -> SendResult:
-        reply = await self._read(Stage.DATA)
-        if reply.code != 250:
-            return self._replied(SendResult(envelope, self._reply_error(Stage.DATA, reply),
-                                            refused))
-        return self._replied(SendResult(envelope, None, refused))
+    async def _send_chunked(self, envelopes: Sequence[Envelope],
+                            stops: Callable[[SendResult], bool],
+                            results: list[SendResult]) -> None:
+        """CHUNKING with PIPELINING: every letter as MAIL FROM, RCPT TO and ``BDAT <size>
+        LAST`` with its message (no dot-stuffing), the batch in one write (in writes of at
+        most :data:`_MAX_WRITE` bytes when the letters are large), then the replies read
+        together: one round trip per write.
+
+        A letter refused at MAIL FROM or RCPT TO still has its chunk read by the server
+        (RFC 3030 4.2), which refuses the BDAT too, so the letters after it carry on. After
+        a refused sender or a failure ``stop`` picks, the letters already on the wire get
+        the server's own replies (they may have been accepted); nothing more is written,
+        and the letters left share the failure.
+        """
+        done = 0
+        while done < len(envelopes):
+            buffer = bytearray()
+            group: list[Envelope] = []
+            for envelope in envelopes[done:]:
+                if group and len(buffer) + len(envelope.data) > _MAX_WRITE:
+                    break
+                buffer += _commands(envelope)
+                buffer += _bdat(_chunk(envelope))
+                group.append(envelope)
+            await self._write_data(list(group), bytes(buffer))  # a copy: replies pop it
+            del buffer
+            stopped = None
+            for envelope in group:
+                result = await self._chunk_result(envelope)
+                results.append(result)
+                if stopped is None and stops(result):
+                    stopped = result.error
+            done += len(group)
+            if stopped is not None:
+                results += [SendResult(rest, SmtpError(
+                    stopped.stage, stopped.reply, code=stopped.code,
+                    enhanced_status=stopped.enhanced_status, server=stopped.server))
+                    for rest in envelopes[done:]]
+                return
+
+    async def _chunk_result(self, envelope: Envelope) -> SendResult:
+        """Read the replies to one letter's MAIL FROM, RCPT TO and BDAT."""
+        mail = await self._read(Stage.MAIL_FROM)
+        refused: dict[str, SmtpError] = {}
+        for rcpt in envelope.rcpt_to:
+            reply = await self._read(Stage.RCPT_TO)
+            if reply.code not in (250, 251):
+                refused[rcpt] = self._reply_error(Stage.RCPT_TO, reply, rcpt)
+        data = await self._read(Stage.DATA)
+        if mail.code != 250:
+            return self._replied(SendResult(envelope, self._reply_error(Stage.MAIL_FROM,
+                                                                        mail)))
+        if len(refused) == len(envelope.rcpt_to):
+            return self._replied(SendResult(envelope, _first(refused), refused))
+        self._check_bdat(data)
+        return self._finished(envelope, data, refused)
+
+    def _check_bdat(self, reply: Reply) -> None:
+        """A server that offers CHUNKING but answers BDAT as an unknown command read the
+        messages as commands: the session is out of step and is dropped, and this server gets
+        DATA from now on (in this process)."""
+        if reply.code in (500, 502, 504):
+            _NO_CHUNKING.add((self.server.host, self.server.port))
+            self._chunking_refused = True
+            raise self._error(Stage.DATA, f"the server offers CHUNKING but refused BDAT "
+                              f"({reply.code} {reply.message}); it gets DATA from now on")
 
     async def probe_sender(self, mail_from: str) -> None:
         """MAIL FROM then RSET: proves the sender is accepted; nothing is sent."""
@@ -409,14 +575,9 @@ class SmtpClient:
         if self._reader is None or self._writer is None:
             raise self._error(stage, "the session is closed")
         try:
-            async with asyncio.timeout_at(deadline or self._deadline()):
-                if self._writer.transport.get_write_buffer_size() > _WRITE_HIGH:
-                    await self._writer.drain()
-                while (lines := self._take_reply()) is None:
-                    chunk = await self._reader.read(_READ_SIZE)
-                    if not chunk:
-                        raise self._error(stage, "the server closed the connection")
-                    self._buffer += chunk
+            lines = self._take_reply()  # pipelined replies are often all there already
+            if lines is None:
+                lines = await self._wait_reply(stage, deadline)
             reply = parse_reply_lines(lines)
         except TimeoutError:
             raise self._error(stage, f"no reply within {self.server.timeout:g} s") from None
@@ -430,6 +591,19 @@ class SmtpClient:
         if reply.code == 421:  # the server is closing the session
             raise self._reply_error(stage, reply)
         return reply
+
+    async def _wait_reply(self, stage: Stage, deadline: float | None) -> list[bytes]:
+        """Read until one whole reply is in the buffer (within the deadline)."""
+        assert self._reader is not None and self._writer is not None
+        async with asyncio.timeout_at(deadline or self._deadline()):
+            if self._writer.transport.get_write_buffer_size() > _WRITE_HIGH:
+                await self._writer.drain()
+            while (lines := self._take_reply()) is None:
+                chunk = await self._reader.read(_READ_SIZE)
+                if not chunk:
+                    raise self._error(stage, "the server closed the connection")
+                self._buffer += chunk
+        return lines
 
     def _take_reply(self) -> list[bytes] | None:
         """Cut one complete reply off the buffer, or ``None`` if it has not all arrived."""
@@ -465,15 +639,15 @@ class SmtpClient:
 async def open_session(server: Server, oauth_token: str | None = None) -> SmtpClient:
     """Connect, negotiate TLS and authenticate as ``server`` says; raises SmtpError."""
     client = SmtpClient(server)
-    try:
-        await client.connect()
+    token = Secret(oauth_token) if oauth_token else None
+
+    async def login() -> None:
         if server.auth == "xoauth2":
-            if not oauth_token:
+            if token is None:
                 raise client._error(
                     Stage.AUTH, "auth = \"xoauth2\" but no plugin supplied a token; implement "
                     "the mailfleet_oauth_token hook in the host application")
-            await client.authenticate(server.login or server.sender, Secret(oauth_token),
-                                      "xoauth2")
+            await client.authenticate(server.login or server.sender, token, "xoauth2")
         elif server.auth == "password" and server.login:
             try:
                 password = server.password()
@@ -484,9 +658,14 @@ async def open_session(server: Server, oauth_token: str | None = None) -> SmtpCl
                     Stage.AUTH, f"servers[{server.name}] has a login but no password; set "
                     f"password_env or password_file")
             await client.authenticate(server.login, password)
+
+    try:
+        await client.connect()
+        await login()
     except BaseException:
         await client.close()
         raise
+    client._login = login
     return client
 
 

@@ -42,6 +42,11 @@ class Reply:
 
 def parse_reply_lines(raw_lines: list[bytes]) -> Reply:
     """Build a reply from its lines (``250-a``, ``250 b``); malformed input raises ValueError."""
+    if len(raw_lines) == 1:  # most replies: one line, no loop
+        line = raw_lines[0].decode("utf-8", "replace").rstrip("\r\n")
+        if len(line) < 3 or not line[:3].isdigit():
+            raise ValueError(f"malformed SMTP reply line {line[:80]!r}")
+        return Reply(int(line[:3]), (line[4:],))
     code = None
     lines = []
     for raw in raw_lines:
