@@ -2,6 +2,13 @@
 
 import importlib.metadata
 import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailfleet.store.base import Store
+from mailfleet.store.sqlite import SqliteStore
 
 _PLUGIN = "mailfleet_testing.pytest_plugin"
 
@@ -13,3 +20,17 @@ def _autoloaded() -> bool:
 
 
 pytest_plugins = [] if _autoloaded() else [_PLUGIN]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A fresh store of each kind: the store contract holds for both."""
+    if request.param == "sqlite":
+        opened: Store = SqliteStore(tmp_path / "store.db")
+    else:
+        from mailfleet.store.postgres import PostgresStore
+        opened = PostgresStore(request.getfixturevalue("pg_dsn"))
+    try:
+        yield opened
+    finally:
+        opened.close()

@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from mailfleet.clock import FakeClock
 from mailfleet.mailing import create_mailing
 from mailfleet.providers import Limits
 from mailfleet.store.base import LetterRow, MailingRecord, Outcome, Recovery, Store
-from mailfleet.store.sqlite import SqliteStore
 from mailfleet.template import Template
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 HOUR, DAY = 3600.0, 86400.0
 TEMPLATE = Template(subject="Hi {{ name }}", text="Dear {{ name }}\n", sender="news@example.net")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A fresh store of each kind."""
-    if request.param == "sqlite":
-        opened: Store = SqliteStore(tmp_path / "contract.db")
-    else:
-        from mailfleet.store.postgres import PostgresStore
-        opened = PostgresStore(request.getfixturevalue("pg_dsn"))
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def mailing(store: Store, count: int, *, start: int = 1, hold: bool = False,

@@ -3,32 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from mailfleet.clock import FakeClock
 from mailfleet.mailing import create_mailing
 from mailfleet.providers import Limits
 from mailfleet.store.base import Outcome, Store
-from mailfleet.store.sqlite import SqliteStore
 from mailfleet.template import Template
 
 T0 = 1_767_225_600.0
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        opened: Store = SqliteStore(tmp_path / "listing.db")
-    else:
-        from mailfleet.store.postgres import PostgresStore
-        opened = PostgresStore(request.getfixturevalue("pg_dsn"))
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def test_a_charge_counts_in_every_window_of_the_server_only(store: Store) -> None:
