@@ -16,7 +16,7 @@ $(STAMP): $(PYPROJECTS)
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m mailfleet.demo
+	$(BIN)/python -m mailfleet.cli.demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

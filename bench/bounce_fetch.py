@@ -69,7 +69,7 @@ def download(box: Mailbox) -> tuple[float, list[bytes]]:
 def parse_rate(sample: list[bytes]) -> tuple[float, float]:
     """Reference 2: the production parse in this process: (reports/s, CPU ms per report)."""
     from mailfleet.bounces.mime import MAX_BYTES
-    from mailfleet.plugins import load_plugins
+    from mailfleet.plugins.manager import load_plugins
 
     parse = load_plugins().parse_bounce
     start, cpu = time.perf_counter(), time.process_time()
@@ -110,7 +110,7 @@ def child(config: str) -> None:
     """Run the command as an operator would; print one JSON line of figures."""
     import contextlib
 
-    from mailfleet.cli import main
+    from mailfleet.cli.main import main
 
     output = Path(config).with_suffix(".json")
     start = time.perf_counter()

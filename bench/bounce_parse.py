@@ -51,7 +51,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    from mailfleet.plugins import load_plugins
+    from mailfleet.plugins.manager import load_plugins
 
     reports = [p.read_bytes() for p in sorted(CORPUS.glob("*.eml"))]
     ours = load_plugins().parse_bounce

@@ -26,13 +26,13 @@ from typing import Any
 
 from mailfleet.clock import FakeClock, SystemClock
 from mailfleet.config import parse_config
-from mailfleet.dispatcher import Dispatcher
-from mailfleet.fleet import Fleet
-from mailfleet.mailing import create_mailing
-from mailfleet.plugins import load_plugins
+from mailfleet.mailings.mailing import create_mailing
+from mailfleet.mailings.template import Template
+from mailfleet.plugins.manager import load_plugins
+from mailfleet.sending.dispatcher import Dispatcher
+from mailfleet.sending.fleet import Fleet
 from mailfleet.store import open_store
 from mailfleet.store.base import Store
-from mailfleet.template import Template
 from mailfleet_testing._util import make_server_dir, remove_tree
 from mailfleet_testing.certs import make_certs
 from mailfleet_testing.chaos import copies, kill_loop, quota_used, start_run, write_config

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mailfleet.mailing import create_mailing
+from mailfleet.mailings.mailing import create_mailing
 from mailfleet.store.sqlite import SqliteStore
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 from mailfleet.config import parse_config
-from mailfleet.dispatcher import Dispatcher
-from mailfleet.fleet import Fleet
-from mailfleet.mailing import create_mailing
-from mailfleet.plugins import load_plugins
+from mailfleet.mailings.mailing import create_mailing
+from mailfleet.plugins.manager import load_plugins
+from mailfleet.sending.dispatcher import Dispatcher
+from mailfleet.sending.fleet import Fleet
 from mailfleet.smtp import client as smtp_client
 from mailfleet.store.sqlite import SqliteStore
 from mailfleet_testing._util import make_server_dir, remove_tree

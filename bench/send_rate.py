@@ -21,12 +21,12 @@ from pathlib import Path
 
 from mailfleet import aio
 from mailfleet.config import parse_config
-from mailfleet.dispatcher import Dispatcher
-from mailfleet.fleet import Fleet
-from mailfleet.mailing import create_mailing
-from mailfleet.plugins import load_plugins
+from mailfleet.mailings.mailing import create_mailing
+from mailfleet.mailings.template import Template
+from mailfleet.plugins.manager import load_plugins
+from mailfleet.sending.dispatcher import Dispatcher
+from mailfleet.sending.fleet import Fleet
 from mailfleet.store.sqlite import SqliteStore
-from mailfleet.template import Template
 from mailfleet_testing.smtp_sink import SmtpSink, run_smtp_source
 
 PARAGRAPH = ("Dear {{ name }}, this month we have news about your account {{ account }}. "

@@ -21,10 +21,10 @@ from pathlib import Path
 import attrs
 from send_rate import PARAGRAPH, TEMPLATE, sink_fleet
 
-from mailfleet.dispatcher import Dispatcher
-from mailfleet.mailing import create_mailing
+from mailfleet.mailings.mailing import create_mailing
+from mailfleet.mailings.template import CompiledTemplate, DateCache, Template
+from mailfleet.sending.dispatcher import Dispatcher
 from mailfleet.store.sqlite import SqliteStore
-from mailfleet.template import CompiledTemplate, DateCache, Template
 from mailfleet_testing.smtp_sink import SmtpSink
 
 CONDITIONAL = ('Dear {{ name | default("customer") }}{% if company %} of {{ company }}'

@@ -10,11 +10,11 @@ import pytest
 
 from mailfleet.config import Config, Deployment, ServerConfig, parse_config
 from mailfleet.errors import SmtpError
-from mailfleet.fleet import Fleet
-from mailfleet.plugins import Plugins, load_plugins
-from mailfleet.providers import Security
+from mailfleet.plugins.manager import Plugins, load_plugins
+from mailfleet.plugins.providers import Security
 from mailfleet.secrets import Secret
-from mailfleet.servers import Server, resolve_servers
+from mailfleet.sending.fleet import Fleet
+from mailfleet.sending.servers import Server, resolve_servers
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.pytest_plugin import SMTP_USER
 from mailfleet_testing.smtpd import FakeSMTP

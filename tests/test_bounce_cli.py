@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mailfleet.cli import main
+from mailfleet.cli.main import main
 
 CORPUS = Path(__file__).parent / "data" / "bounce-corpus" / "eml"
 RECIPIENT_KEYS = {"address", "action", "status", "reply_code", "reason", "hard", "diagnostic"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailfleet.bounces.scoring import Scores, score
-from mailfleet.plugins import load_plugins
+from mailfleet.plugins.manager import load_plugins
 
 CORPUS = Path(__file__).parent / "data" / "bounce-corpus"
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from mailfleet.cli import main
+from mailfleet.cli.main import main
 from mailfleet.clock import FakeClock
-from mailfleet.dispatcher import Dispatcher
-from mailfleet.fleet import Fleet
-from mailfleet.mailing import create_mailing
+from mailfleet.mailings.mailing import create_mailing
+from mailfleet.mailings.template import Template
+from mailfleet.sending.dispatcher import Dispatcher
+from mailfleet.sending.fleet import Fleet
 from mailfleet.store.sqlite import SqliteStore
-from mailfleet.template import Template
 from mailfleet_testing.dovecot import Mailbox
 from mailfleet_testing.postfix import PostfixServer
 from mailfleet_testing.smtpd import FakeSMTP
@@ -90,9 +90,9 @@ def test_bounce_of_a_mailing_letter_marks_it_and_suppresses_the_address(
 
 
 def test_soft_bounces_suppress_only_after_the_configured_count(tmp_path: Path) -> None:
-    from mailfleet.bounce_handling import BounceHandler
+    from mailfleet.bounces.handling import BounceHandler
     from mailfleet.config import BouncesConfig
-    from mailfleet.plugins import load_plugins
+    from mailfleet.plugins.manager import load_plugins
 
     store = SqliteStore(tmp_path / "s.db")
     clock = FakeClock()
@@ -137,7 +137,7 @@ def test_verp_envelope_sender_carries_the_letter_id_back_in_the_bounce(
     [dsn] = mailbox.wait_for_messages(1, timeout=15)  # plus-addressed, same mailbox
     assert f"{local}+mf-{letter_id}@{domain}".encode() in dsn
 
-    from mailfleet.bounce_handling import BounceHandler
+    from mailfleet.bounces.handling import BounceHandler
     header = f"X-Mailfleet-Letter-Id: {letter_id}".encode()
     assert header in dsn
     only_verp = dsn.replace(header, b"X-Other: y")  # the returned headers no longer name it
@@ -150,7 +150,7 @@ def test_verp_envelope_sender_carries_the_letter_id_back_in_the_bounce(
 
 def test_verp_is_dropped_where_the_provider_refuses_foreign_envelope_senders() -> None:
     from mailfleet.config import parse_config
-    from mailfleet.sender import SenderRequest, envelope_for, verp_template
+    from mailfleet.sending.sender import SenderRequest, envelope_for, verp_template
 
     fleet = Fleet(parse_config({"servers": [
         {"name": "ya", "sender": "news@yandex.ru", "password_env": "X"},

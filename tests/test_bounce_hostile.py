@@ -137,7 +137,7 @@ def test_thirty_megabyte_report_through_the_reader_path_stays_under_100_mb_rss(
     script = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from mailfleet.plugins import load_plugins\n"
+        "from mailfleet.plugins.manager import load_plugins\n"
         "raw = Path(sys.argv[1]).read_bytes()\n"
         "report = load_plugins().parse_bounce(raw)\n"
         "assert [r.address for r in report.recipients] == ['zoe@example.org'], report\n"

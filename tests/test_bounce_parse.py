@@ -6,7 +6,7 @@ from mailfleet import hookimpl
 from mailfleet.bounces.mime import MAX_BYTES
 from mailfleet.bounces.parse import parse_bounce
 from mailfleet.bounces.report import REASONS, BounceReport
-from mailfleet.plugins import load_plugins
+from mailfleet.plugins.manager import load_plugins
 
 ORIGINAL = (
     "From: news@sender.example\r\nTo: {rcpt}\r\nSubject: Hello\r\n"

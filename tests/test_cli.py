@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fleet_config import server_entry
 
-from mailfleet.cli import main
+from mailfleet.cli.main import main
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.pytest_plugin import SMTP_PASSWORD, SMTP_USER
 from mailfleet_testing.smtpd import FakeSMTP

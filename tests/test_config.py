@@ -10,8 +10,8 @@ import pytest
 
 from mailfleet.config import load_config, parse_config
 from mailfleet.errors import ConfigError
-from mailfleet.fleet import Fleet
-from mailfleet.providers import Security
+from mailfleet.plugins.providers import Security
+from mailfleet.sending.fleet import Fleet
 
 EXAMPLE = textwrap.dedent('''
     [deployment]

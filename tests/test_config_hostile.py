@@ -17,7 +17,7 @@ import test_mailing_support as support
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailfleet.cli import main
+from mailfleet.cli.main import main
 from mailfleet.clock import FakeClock
 from mailfleet.config import (
     BouncesConfig,
@@ -29,12 +29,12 @@ from mailfleet.config import (
     parse_config,
 )
 from mailfleet.errors import ConfigError
-from mailfleet.fleet import Fleet
 from mailfleet.mailbox.settings import resolve_mailbox
-from mailfleet.plugins import load_plugins
-from mailfleet.providers import Limits
-from mailfleet.retry import RetryPolicy
+from mailfleet.plugins.manager import load_plugins
+from mailfleet.plugins.providers import Limits
 from mailfleet.secrets import Secret
+from mailfleet.sending.fleet import Fleet
+from mailfleet.sending.retry import RetryPolicy
 from mailfleet.store.sqlite import SqliteStore
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.smtpd import FakeSMTP

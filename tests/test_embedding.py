@@ -14,7 +14,7 @@ import pytest
 import test_mailing_support as support
 
 import mailfleet
-from mailfleet.cli import main
+from mailfleet.cli.main import main
 from mailfleet.clock import FakeClock
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.dovecot import Mailbox
@@ -409,7 +409,7 @@ def test_send_one_counts_in_the_quota_and_refuses_a_suppressed_address(
 
 
 def test_each_letter_name_has_one_format_that_its_parser_reads_back() -> None:
-    from mailfleet import identity
+    from mailfleet.sending import identity
 
     lid = identity.letter_id("m0123456789ab", 42)
     assert identity.parse_letter_id(lid) == ("m0123456789ab", 42)

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from test_mailbox_readers import MemoryState, collect, report, settings_for
 
-from mailfleet.bounce_handling import BounceHandler, Handled, fetch_bounces
+from mailfleet.bounces.handling import BounceHandler, Handled, fetch_bounces
 from mailfleet.bounces.mime import MAX_BYTES
 from mailfleet.bounces.report import BounceReport
-from mailfleet.cli import main
+from mailfleet.cli.main import main
 from mailfleet.config import BouncesConfig
 from mailfleet.errors import MailboxError
 from mailfleet.hookspecs import hookimpl
@@ -25,8 +25,8 @@ from mailfleet.mailbox.budget import ParseWorker, SetAside, SetAsideMessage
 from mailfleet.mailbox.imap import Fetched, ImapReader
 from mailfleet.mailbox.pop3 import Pop3Reader
 from mailfleet.mailbox.settings import resolve_mailbox
-from mailfleet.plugins import load_plugins
-from mailfleet.providers import Security
+from mailfleet.plugins.manager import load_plugins
+from mailfleet.plugins.providers import Security
 from mailfleet.secrets import Secret
 from mailfleet.store.sqlite import SqliteStore
 from mailfleet_testing.dovecot import Mailbox

@@ -15,7 +15,7 @@ from mailfleet.errors import MailboxError
 from mailfleet.mailbox.imap import Fetched, ImapReader
 from mailfleet.mailbox.pop3 import Pop3Reader
 from mailfleet.mailbox.settings import resolve_mailbox
-from mailfleet.providers import Security
+from mailfleet.plugins.providers import Security
 from mailfleet.secrets import Secret
 from mailfleet_testing.dovecot import Mailbox
 
@@ -209,7 +209,7 @@ def test_pop3_reconnects_after_a_dropped_connection(mailbox: Mailbox,
 
 
 def test_mailbox_presets_come_from_the_provider(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mailfleet.plugins import load_plugins
+    from mailfleet.plugins.manager import load_plugins
 
     config = BouncesConfig(protocol="pop3", login="bounces@yandex.ru", password_env="X")
     settings = resolve_mailbox(config, load_plugins())

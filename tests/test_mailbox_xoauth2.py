@@ -11,8 +11,8 @@ from mailfleet.mailbox.imap import Fetched, ImapReader
 from mailfleet.mailbox.pop3 import Pop3Reader
 from mailfleet.mailbox.settings import MailboxSettings, resolve_mailbox
 from mailfleet.plugin import hookimpl
-from mailfleet.plugins import load_plugins
-from mailfleet.providers import Security
+from mailfleet.plugins.manager import load_plugins
+from mailfleet.plugins.providers import Security
 from mailfleet_testing.dovecot import DovecotServer, Mailbox
 
 REPORT = (b"From: MAILER-DAEMON@test.local\r\nTo: bounces@test.local\r\nSubject: Undelivered\r\n"

@@ -26,9 +26,9 @@ from mailfleet_testing.smtpd import FakeSMTP
 CHILD = """
 import json, sys
 from mailfleet.config import parse_config
-from mailfleet.dispatcher import Dispatcher
-from mailfleet.fleet import Fleet
-from mailfleet.plugins import load_plugins
+from mailfleet.sending.dispatcher import Dispatcher
+from mailfleet.sending.fleet import Fleet
+from mailfleet.plugins.manager import load_plugins
 from mailfleet.store.sqlite import SqliteStore
 entries, db = json.loads(sys.argv[1]), sys.argv[2]
 fleet = Fleet(parse_config({"servers": entries}), load_plugins(entry_points=False))

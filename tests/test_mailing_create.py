@@ -12,12 +12,12 @@ import test_mailing_support as support
 from click.testing import CliRunner
 from test_mailing_support import server_entry
 
-import mailfleet.commands  # noqa: F401  (registers the command groups)
-from mailfleet.cli import cli
+import mailfleet.cli.commands  # noqa: F401  (registers the command groups)
+from mailfleet.cli.main import cli
 from mailfleet.clock import FakeClock
-from mailfleet.mailing import BadRowsError, create_mailing
+from mailfleet.mailings.mailing import BadRowsError, create_mailing
+from mailfleet.mailings.template import CompiledTemplate, DateCache, Template
 from mailfleet.store.sqlite import SqliteStore
-from mailfleet.template import CompiledTemplate, DateCache, Template
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.smtpd import FakeSMTP
 

@@ -19,10 +19,10 @@ from test_mailing_support import (
 from mailfleet.clock import FakeClock
 from mailfleet.errors import Classification, Diagnosis, SmtpError
 from mailfleet.hookspecs import hookimpl
-from mailfleet.plugins import load_plugins
-from mailfleet.servers import Server
+from mailfleet.mailings.template import Template
+from mailfleet.plugins.manager import load_plugins
+from mailfleet.sending.servers import Server
 from mailfleet.store.sqlite import SqliteStore
-from mailfleet.template import Template
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.smtpd import FakeSMTP
 
@@ -144,7 +144,7 @@ def test_pause_mailings_diagnosis_pauses_every_mailing_with_the_reason(
     db = tmp_path / "m.db"
     store, clock = SqliteStore(db), FakeClock()
     from mailfleet.config import parse_config
-    from mailfleet.fleet import Fleet
+    from mailfleet.sending.fleet import Fleet
     fleet = Fleet(parse_config({"servers": [server_entry("a", a, certs)]}),
                   load_plugins([("captcha", CaptchaPlugin())], entry_points=False))
     created = new_mailing(store, 3, clock)
@@ -171,7 +171,7 @@ def test_a_reply_that_needs_a_person_blocks_the_server_until_unblocked(
     a.add_rule("DATA", "554 5.7.1 [2] Message rejected; solve the captcha")
     store, clock = SqliteStore(tmp_path / "m.db"), FakeClock()
     from mailfleet.config import parse_config
-    from mailfleet.fleet import Fleet
+    from mailfleet.sending.fleet import Fleet
     fleet = Fleet(parse_config({"servers": [server_entry("a", a, certs),
                                             server_entry("b", b, certs)]}),
                   load_plugins([("stopped", AccountStoppedPlugin())], entry_points=False))
@@ -201,7 +201,7 @@ def test_auth_failure_fails_over_to_the_next_server(
 
 def test_many_consecutive_server_failures_pause_the_mailing_and_say_why(
         tmp_path: Path, servers: list[FakeSMTP], certs: TLSCerts) -> None:
-    from mailfleet.retry import RetryPolicy
+    from mailfleet.sending.retry import RetryPolicy
     a = servers[0]
     store, clock, fleet = setup(tmp_path, [server_entry("a", a, certs, password="wrong")])
     created = new_mailing(store, 2, clock)

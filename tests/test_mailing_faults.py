@@ -20,8 +20,8 @@ import test_mailing_support as support
 from test_mailing_support import Recorder, make_fleet, new_mailing, server_entry
 
 from mailfleet.clock import FakeClock, SystemClock
-from mailfleet.dispatcher import Dispatcher
-from mailfleet.providers import Limits
+from mailfleet.plugins.providers import Limits
+from mailfleet.sending.dispatcher import Dispatcher
 from mailfleet.store.sqlite import SqliteStore
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.smtpd import FakeSMTP, HostileSMTP
@@ -192,7 +192,7 @@ def test_status_says_who_holds_letters_and_quota_shows_the_open_breaker(
         tmp_path: Path, servers: list[FakeSMTP], capsys: Any) -> None:
     import json
 
-    from mailfleet.cli import main
+    from mailfleet.cli.main import main
     from mailfleet_testing.chaos import write_config
 
     a = servers[0]

@@ -13,14 +13,14 @@ import pytest
 
 from mailfleet.clock import FakeClock
 from mailfleet.config import parse_config
-from mailfleet.dispatcher import Dispatcher
 from mailfleet.events import DeliveryEvent
-from mailfleet.fleet import Fleet
 from mailfleet.hookspecs import hookimpl
-from mailfleet.mailing import CreateResult, create_mailing
-from mailfleet.plugins import load_plugins
+from mailfleet.mailings.mailing import CreateResult, create_mailing
+from mailfleet.mailings.template import Template
+from mailfleet.plugins.manager import load_plugins
+from mailfleet.sending.dispatcher import Dispatcher
+from mailfleet.sending.fleet import Fleet
 from mailfleet.store.sqlite import SqliteStore
-from mailfleet.template import Template
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.smtpd import FakeSMTP
 

@@ -9,8 +9,8 @@ import pytest
 
 from mailfleet.addresses import normalize_address
 from mailfleet.errors import AddressError, HeaderError
-from mailfleet.identity import LETTER_ID_HEADER
-from mailfleet.message import build_letter
+from mailfleet.mailings.message import build_letter
+from mailfleet.sending.identity import LETTER_ID_HEADER
 from mailfleet.smtp.client import dot_stuff
 
 

@@ -15,9 +15,9 @@ import pytest
 import test_mailing_support as support
 from test_mailing_support import server_entry
 
-from mailfleet.cli import main
-from mailfleet.dispatcher import iso
-from mailfleet.providers import Limits
+from mailfleet.cli.main import main
+from mailfleet.plugins.providers import Limits
+from mailfleet.sending.dispatcher import iso
 from mailfleet.store.sqlite import SqliteStore
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.smtpd import FakeSMTP

@@ -23,7 +23,6 @@ from mailfleet import hookspecs
 from mailfleet.config import BouncesConfig, Config, ServerConfig, parse_config
 from mailfleet.errors import ConfigError, MailboxError, SmtpError, Stage
 from mailfleet.events import DeliveryEvent, EventType
-from mailfleet.fleet import Fleet
 from mailfleet.mailbox.settings import resolve_mailbox
 from mailfleet.plugin import (
     Envelope,
@@ -34,9 +33,10 @@ from mailfleet.plugin import (
     Server,
     hookimpl,
 )
-from mailfleet.plugins import Plugins, load_plugins
-from mailfleet.providers import Security
-from mailfleet.servers import resolve_servers
+from mailfleet.plugins.manager import Plugins, load_plugins
+from mailfleet.plugins.providers import Security
+from mailfleet.sending.fleet import Fleet
+from mailfleet.sending.servers import resolve_servers
 from mailfleet_testing.smtpd import FakeSMTP
 
 ROOT = Path(__file__).parents[1]

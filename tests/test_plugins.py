@@ -13,10 +13,10 @@ import pytest
 from mailfleet import hookimpl
 from mailfleet.config import parse_config
 from mailfleet.errors import PluginError
-from mailfleet.plugins import load_plugins
-from mailfleet.providers import ProviderInfo
-from mailfleet.sender import SenderRequest
-from mailfleet.servers import resolve_servers
+from mailfleet.plugins.manager import load_plugins
+from mailfleet.plugins.providers import ProviderInfo
+from mailfleet.sending.sender import SenderRequest
+from mailfleet.sending.servers import resolve_servers
 
 BUILT_INS = {"gmail": "mailfleet-gmail", "yandex": "mailfleet-yandex",
              "mailru": "mailfleet-mailru", "rambler": "mailfleet-rambler",
@@ -65,7 +65,7 @@ def test_disable_env_var_blocks_listed_plugin_ids(monkeypatch: pytest.MonkeyPatc
 def test_third_party_plugin_is_found_through_the_entry_point_group(fake_distribution) -> None:  # type: ignore[no-untyped-def]
     fake_distribution("mailfleet-acme", "acme", "thirdparty_acme", '''
         from mailfleet import hookimpl
-        from mailfleet.providers import ProviderInfo
+        from mailfleet.plugins.providers import ProviderInfo
         @hookimpl
         def mailfleet_provider():
             return ProviderInfo(id="acme", name="Acme", domains=("acme.test",))
@@ -79,7 +79,7 @@ def test_third_party_plugin_is_found_through_the_entry_point_group(fake_distribu
 def test_duplicate_provider_id_is_refused(fake_distribution) -> None:  # type: ignore[no-untyped-def]
     fake_distribution("mailfleet-gmail-fork", "gmail", "thirdparty_gmail", '''
         from mailfleet import hookimpl
-        from mailfleet.providers import ProviderInfo
+        from mailfleet.plugins.providers import ProviderInfo
         @hookimpl
         def mailfleet_provider():
             return ProviderInfo(id="gmail", name="Fork")
@@ -139,7 +139,7 @@ def test_provider_answer_overrides_the_generic_plugin() -> None:
 
         @hookimpl
         def mailfleet_sender_policy(self, server, wanted):  # type: ignore[no-untyped-def]
-            from mailfleet.sender import SenderDecision
+            from mailfleet.sending.sender import SenderDecision
             return SenderDecision(server.sender, "", server.sender, True, "strict says so")
 
     plugins = load_plugins(extra=[("strict", Strict())], entry_points=False)
@@ -194,8 +194,8 @@ def test_hook_mailfleet_connect_lets_a_plugin_supply_its_own_transport() -> None
     import asyncio
     from collections.abc import Sequence
 
-    from mailfleet.envelope import Envelope, SendResult
-    from mailfleet.fleet import Fleet
+    from mailfleet.sending.envelope import Envelope, SendResult
+    from mailfleet.sending.fleet import Fleet
 
     delivered: list[Envelope] = []
 

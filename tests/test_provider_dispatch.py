@@ -8,13 +8,13 @@ from typing import Any
 
 from mailfleet.clock import FakeClock
 from mailfleet.config import parse_config
-from mailfleet.dispatcher import Dispatcher
-from mailfleet.fleet import Fleet
-from mailfleet.mailing import create_mailing
-from mailfleet.plugins import load_plugins
-from mailfleet.retry import RetryPolicy
+from mailfleet.mailings.mailing import create_mailing
+from mailfleet.mailings.template import Template
+from mailfleet.plugins.manager import load_plugins
+from mailfleet.sending.dispatcher import Dispatcher
+from mailfleet.sending.fleet import Fleet
+from mailfleet.sending.retry import RetryPolicy
 from mailfleet.store.sqlite import SqliteStore
-from mailfleet.template import Template
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.smtpd import FakeSMTP
 

@@ -22,11 +22,11 @@ from fleet_config import resolve_with
 
 from mailfleet.config import Config, Deployment, ServerConfig
 from mailfleet.errors import Classification, ConfigError, SmtpError
-from mailfleet.fleet import Fleet
-from mailfleet.plugins import load_plugins
-from mailfleet.providers import Security
-from mailfleet.sender import SenderRequest
-from mailfleet.servers import Server, resolve_servers
+from mailfleet.plugins.manager import load_plugins
+from mailfleet.plugins.providers import Security
+from mailfleet.sending.fleet import Fleet
+from mailfleet.sending.sender import SenderRequest
+from mailfleet.sending.servers import Server, resolve_servers
 from mailfleet_testing.postfix import PostfixServer
 from mailfleet_testing.smtpd import FakeSMTP
 

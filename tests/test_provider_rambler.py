@@ -10,12 +10,12 @@ from fleet_config import provider_fleet, resolve_with, send_error
 
 from mailfleet.config import Config, ServerConfig
 from mailfleet.errors import Classification, ConfigError, SmtpError, Stage
-from mailfleet.fleet import Fleet
-from mailfleet.plugins import load_plugins
-from mailfleet.providers import Security
+from mailfleet.plugins.manager import load_plugins
+from mailfleet.plugins.providers import Security
 from mailfleet.secrets import Secret
-from mailfleet.sender import SenderRequest
-from mailfleet.servers import Server, resolve_servers
+from mailfleet.sending.fleet import Fleet
+from mailfleet.sending.sender import SenderRequest
+from mailfleet.sending.servers import Server, resolve_servers
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.smtpd import FakeSMTP
 

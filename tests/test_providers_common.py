@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from mailfleet.config import Config, Deployment, ServerConfig
-from mailfleet.diagnosis import ReplyRule
 from mailfleet.errors import ConfigError, SmtpError, Stage
-from mailfleet.plugins import load_plugins
+from mailfleet.plugins.manager import load_plugins
 from mailfleet.secrets import Secret
-from mailfleet.servers import resolve_servers
+from mailfleet.sending.diagnosis import ReplyRule
+from mailfleet.sending.servers import resolve_servers
 
 PLUGINS = {  # provider id -> distribution
     "gmail": "mailfleet-gmail",

@@ -10,10 +10,10 @@ import pytest
 
 from mailfleet.clock import FakeClock
 from mailfleet.errors import TemplateError
-from mailfleet.mailing import BadRowsError, create_mailing
-from mailfleet.recipients import MAX_FIELD, read_rows
+from mailfleet.mailings.mailing import BadRowsError, create_mailing
+from mailfleet.mailings.recipients import MAX_FIELD, read_rows
+from mailfleet.mailings.template import Template
 from mailfleet.store.sqlite import SqliteStore
-from mailfleet.template import Template
 
 RUSSIAN = "Email;Имя;Компания\r\nivan@dest.test;Иван;ООО \"Ромашка\"\r\nolga@dest.test;Ольга;\r\n"
 

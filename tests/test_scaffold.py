@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from fresh_env import clean_environ, fresh_env, install_target
 
-from mailfleet.cli import cli
+from mailfleet.cli.main import cli
 
 
 def run(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -33,7 +33,7 @@ def test_generated_plugin_installs_is_listed_and_passes_its_tests_in_a_fresh_ven
                 "--no-build-isolation", "--target", str(install_target(python)), str(project),
                 cwd=tmp_path)
     assert built.returncode == 0, built.stderr
-    listed = run(str(python), "-c", "import sys; from mailfleet.cli import main; "
+    listed = run(str(python), "-c", "import sys; from mailfleet.cli.main import main; "
                  "sys.argv = ['mailfleet', 'plugins', '--json']; main()", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     [record] = [r for r in json.loads(listed.stdout) if r["id"] == "acmeisp"]

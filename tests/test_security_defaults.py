@@ -7,7 +7,7 @@ import pytest
 from fleet_config import fleet_for, resolve_with, send_error, server_entry
 
 from mailfleet.errors import ConfigError, Stage
-from mailfleet.providers import Security
+from mailfleet.plugins.providers import Security
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.smtpd import FakeSMTP
 

@@ -1,7 +1,8 @@
-"""Provider sender rules as data, applied by the core's one sender policy (mailfleet.sender):
-a server's sender outside what the login may send as is refused at load (or, where the
-provider rewrites, replaced by the login with the reason); a mailing's fixed sender on such a
-server is replaced by the login; substitution is off by default everywhere."""
+"""Provider sender rules as data, applied by the core's one sender policy
+(mailfleet.sending.sender): a server's sender outside what the login may send as is refused
+at load (or, where the provider rewrites, replaced by the login with the reason); a mailing's
+fixed sender on such a server is replaced by the login; substitution is off by default
+everywhere."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from typing import Any
 import pytest
 from fleet_config import provider_fleet, resolve_with, server_entry
 
-from mailfleet.cli import main
+from mailfleet.cli.main import main
 from mailfleet.errors import ConfigError
-from mailfleet.plugins import load_plugins
+from mailfleet.plugins.manager import load_plugins
 from mailfleet.secrets import Secret
-from mailfleet.sender import SenderRequest
+from mailfleet.sending.sender import SenderRequest
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.pytest_plugin import SMTP_PASSWORD, SMTP_USER
 from mailfleet_testing.smtpd import FakeSMTP

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from fleet_config import fleet_for, server_entry
 
-from mailfleet.envelope import Envelope, SendResult
+from mailfleet.sending.envelope import Envelope, SendResult
 from mailfleet.smtp import client as smtp_client
 from mailfleet.smtp.client import SmtpClient
 from mailfleet_testing.certs import TLSCerts

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 import pytest
 from fleet_config import fleet_for, server_entry
 
-from mailfleet.envelope import Envelope, SendResult
 from mailfleet.errors import Classification, SmtpError
+from mailfleet.sending.envelope import Envelope, SendResult
 from mailfleet.smtp.client import SmtpClient, open_session
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.pytest_plugin import SMTP_PASSWORD, SMTP_USER

@@ -9,10 +9,10 @@ import pytest
 from fleet_config import fleet_for, send_error, server_entry
 
 from mailfleet import hookimpl
-from mailfleet.envelope import Envelope
 from mailfleet.errors import Classification, Stage
-from mailfleet.fleet import Fleet
-from mailfleet.plugins import load_plugins
+from mailfleet.plugins.manager import load_plugins
+from mailfleet.sending.envelope import Envelope
+from mailfleet.sending.fleet import Fleet
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.pytest_plugin import SMTP_PASSWORD, SMTP_TOKEN, SMTP_USER
 from mailfleet_testing.smtpd import FakeSMTP

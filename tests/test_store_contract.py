@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 from mailfleet.clock import FakeClock
-from mailfleet.mailing import create_mailing
-from mailfleet.providers import Limits
+from mailfleet.mailings.mailing import create_mailing
+from mailfleet.mailings.template import Template
+from mailfleet.plugins.providers import Limits
 from mailfleet.store.base import LetterRow, MailingRecord, Outcome, Recovery, Store
-from mailfleet.template import Template
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 HOUR, DAY = 3600.0, 86400.0

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 from mailfleet.clock import FakeClock
-from mailfleet.mailing import create_mailing
-from mailfleet.providers import Limits
+from mailfleet.mailings.mailing import create_mailing
+from mailfleet.mailings.template import Template
+from mailfleet.plugins.providers import Limits
 from mailfleet.store.base import Outcome, Store
-from mailfleet.template import Template
 
 T0 = 1_767_225_600.0
 

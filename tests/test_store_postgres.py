@@ -16,12 +16,12 @@ from test_mailing_support import people, recipients_of, server_entry
 
 from mailfleet.clock import FakeClock
 from mailfleet.config import parse_config
-from mailfleet.dispatcher import Dispatcher, RunReport
 from mailfleet.errors import ConfigError, MailfleetError
-from mailfleet.fleet import Fleet
-from mailfleet.mailing import create_mailing
-from mailfleet.plugins import load_plugins
-from mailfleet.providers import Limits
+from mailfleet.mailings.mailing import create_mailing
+from mailfleet.plugins.manager import load_plugins
+from mailfleet.plugins.providers import Limits
+from mailfleet.sending.dispatcher import Dispatcher, RunReport
+from mailfleet.sending.fleet import Fleet
 from mailfleet.store import open_store
 from mailfleet.store.base import Recovery
 from mailfleet.store.postgres import PostgresStore, mask_dsn

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from mailfleet.errors import HeaderError, TemplateError
-from mailfleet.mailing import create_mailing
-from mailfleet.message import build_letter
+from mailfleet.mailings.mailing import create_mailing
+from mailfleet.mailings.message import build_letter
+from mailfleet.mailings.template import CompiledTemplate, DateCache, Template, _Body, analyse
 from mailfleet.store.sqlite import SqliteStore
-from mailfleet.template import CompiledTemplate, DateCache, Template, _Body, analyse
 
 
 def render(template: Template, fields: dict[str, str]) -> email.message.EmailMessage:

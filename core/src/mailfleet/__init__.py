@@ -41,10 +41,10 @@ if TYPE_CHECKING:
         Suppression,
         Window,
     )
-    from mailfleet.fleet import CheckResult, Sent
-    from mailfleet.mailing import BadRowsError
-    from mailfleet.recipients import BadRow
-    from mailfleet.template import Template
+    from mailfleet.mailings.mailing import BadRowsError
+    from mailfleet.mailings.recipients import BadRow
+    from mailfleet.mailings.template import Template
+    from mailfleet.sending.fleet import CheckResult, Sent
 
 __version__ = "0.1.0"
 
@@ -55,9 +55,9 @@ _LAZY = {
     "MailingStatus": "mailfleet.app", "SendReport": "mailfleet.app",
     "ServerQuota": "mailfleet.app", "SpentWindow": "mailfleet.app",
     "StoppedServer": "mailfleet.app", "Suppression": "mailfleet.app", "Window": "mailfleet.app",
-    "BadRowsError": "mailfleet.mailing", "BadRow": "mailfleet.recipients",
-    "Template": "mailfleet.template", "CheckResult": "mailfleet.fleet",
-    "Sent": "mailfleet.fleet",
+    "BadRowsError": "mailfleet.mailings.mailing", "BadRow": "mailfleet.mailings.recipients",
+    "Template": "mailfleet.mailings.template", "CheckResult": "mailfleet.sending.fleet",
+    "Sent": "mailfleet.sending.fleet",
 }
 
 

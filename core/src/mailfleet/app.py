@@ -40,26 +40,26 @@ import attrs
 
 from mailfleet import aio
 from mailfleet.addresses import check_header, normalize_address
-from mailfleet.bounce_handling import BounceHandler, Handled, fetch_bounces
+from mailfleet.bounces.handling import BounceHandler, Handled, fetch_bounces
 from mailfleet.clock import Clock, SystemClock
 from mailfleet.config import Config, load_config, parse_config
-from mailfleet.dispatcher import Dispatcher, RunReport
 from mailfleet.errors import ConfigError, MailfleetError
 from mailfleet.events import DeliveryEvent, EventType
-from mailfleet.fleet import CheckResult, Fleet, Sent
 from mailfleet.hookspecs import hookimpl
-from mailfleet.identity import parse_letter_id
 from mailfleet.mailbox.budget import SetAsideMessage
 from mailfleet.mailbox.settings import MailboxSettings, resolve_mailbox
-from mailfleet.mailing import BadRowsError, CreateResult, create_mailing
-from mailfleet.plugins import load_plugins
-from mailfleet.providers import Limits
-from mailfleet.quota import QuotaStatus, WindowStatus
-from mailfleet.recipients import BadRow
+from mailfleet.mailings.mailing import BadRowsError, CreateResult, create_mailing
+from mailfleet.mailings.recipients import BadRow
+from mailfleet.mailings.template import Template
+from mailfleet.plugins.manager import load_plugins
+from mailfleet.plugins.providers import Limits
 from mailfleet.secrets import Secret, SecretRef
-from mailfleet.servers import Server
+from mailfleet.sending.dispatcher import Dispatcher, RunReport
+from mailfleet.sending.fleet import CheckResult, Fleet, Sent
+from mailfleet.sending.identity import parse_letter_id
+from mailfleet.sending.quota import QuotaStatus, WindowStatus
+from mailfleet.sending.servers import Server
 from mailfleet.store.base import Claim, LetterRecord, Store
-from mailfleet.template import Template
 
 log = logging.getLogger(__name__)
 
@@ -551,12 +551,12 @@ class Mailfleet:
                        rows: Iterable[Mapping[str, Any]] | str | Path, *,
                        name: str = "", skip_bad_rows: bool = False,
                        hold_in_data: bool = False, start: bool = True) -> Created:
-        """Queue a mailing: ``template`` a :class:`~mailfleet.template.Template`, a dict
+        """Queue a mailing: ``template`` a :class:`~mailfleet.mailings.template.Template`, a dict
         with its keys (``subject``, ``text``, ``html``, ``sender``, ...) or a TOML file;
         ``rows`` any iterable of mappings with an ``email`` key and one key per merge field
         (read as it is consumed, inserted in batches), or a CSV / JSON-lines path.
 
-        Every row is checked first: bad rows raise :class:`~mailfleet.mailing.BadRowsError`
+        Every row is checked first: bad rows raise :class:`~mailfleet.mailings.mailing.BadRowsError`
         listing each (nothing queued) unless ``skip_bad_rows``. ``start=False`` leaves the
         mailing paused until :meth:`resume`."""
         if isinstance(template, Mapping):

@@ -2,7 +2,7 @@
 
 Loading turns TOML into these frozen models; any unknown key or bad value is a
 :class:`~mailfleet.errors.ConfigError` naming the key path, the bad value and the expected
-form. Presets from provider plugins are applied later, by :mod:`mailfleet.servers`.
+form. Presets from provider plugins are applied later, by :mod:`mailfleet.sending.servers`.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 from cattrs.gen import make_dict_structure_fn, override
 
 from mailfleet.errors import ConfigError
-from mailfleet.providers import Limits, Security
-from mailfleet.retry import RetryPolicy
+from mailfleet.plugins.providers import Limits, Security
 from mailfleet.secrets import Secret, SecretRef, read_password_file
+from mailfleet.sending.retry import RetryPolicy
 
 CONFIG_ENV = "MAILFLEET_CONFIG"
 T = TypeVar("T")

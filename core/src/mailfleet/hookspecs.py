@@ -44,14 +44,14 @@ import pluggy
 if TYPE_CHECKING:
     from mailfleet.bounces.report import BounceReport
     from mailfleet.config import Deployment
-    from mailfleet.envelope import Envelope, SendResult, SmtpSession
     from mailfleet.errors import Diagnosis, SmtpError
     from mailfleet.events import DeliveryEvent
     from mailfleet.mailbox.settings import MailboxSettings
-    from mailfleet.outgoing import OutgoingLetter
-    from mailfleet.providers import ProviderInfo
-    from mailfleet.sender import SenderDecision, SenderRequest
-    from mailfleet.servers import Server
+    from mailfleet.plugins.providers import ProviderInfo
+    from mailfleet.sending.envelope import Envelope, SendResult, SmtpSession
+    from mailfleet.sending.outgoing import OutgoingLetter
+    from mailfleet.sending.sender import SenderDecision, SenderRequest
+    from mailfleet.sending.servers import Server
 
 PROJECT = "mailfleet"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -114,7 +114,7 @@ def mailfleet_connect(
     :param oauth_token: for ``auth = "xoauth2"``, a fresh token from
         ``mailfleet_oauth_token``; ``None`` otherwise.
     :return: an awaitable (an ``async def``) yielding an open
-        :class:`~mailfleet.envelope.SmtpSession`; it raises
+        :class:`~mailfleet.sending.envelope.SmtpSession`; it raises
         :class:`~mailfleet.errors.SmtpError` with stage ``connect``, ``tls`` or ``auth`` on
         failure. Read the password with ``server.password()`` at this moment; never log it.
         ``None`` (returned, or yielded by the coroutine) means "use the next plugin" (in the
@@ -180,7 +180,7 @@ def mailfleet_send(
     :param envelopes: the letters, in order, already prepared and signed.
     :param stop: the failures after which the batch must stop (the dispatcher passes "the
         provider says quota or server"); hand it on to ``session.send``.
-    :return: an awaitable yielding one :class:`~mailfleet.envelope.SendResult` per envelope,
+    :return: an awaitable yielding one :class:`~mailfleet.sending.envelope.SendResult` per envelope,
         in order (for example: send one at a time and stop at the first refusal). ``None``
         means "send as is" (in the end the core calls ``session.send``).
 

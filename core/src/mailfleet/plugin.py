@@ -19,16 +19,16 @@ in docs/hooks.md and :mod:`mailfleet.hookspecs`.
 
 from mailfleet.bounces.report import BounceReport, FailedRecipient
 from mailfleet.config import Deployment
-from mailfleet.diagnosis import REPLY_LINK, ReplyRule, duration, match_rules
-from mailfleet.envelope import Envelope, SendResult, SmtpSession
 from mailfleet.errors import Classification, Diagnosis, SmtpError, Stage
 from mailfleet.events import DeliveryEvent, EventType
 from mailfleet.hookspecs import hookimpl
 from mailfleet.mailbox.settings import MailboxSettings
-from mailfleet.outgoing import OutgoingLetter
-from mailfleet.providers import Endpoint, Limits, ProviderInfo, Security
-from mailfleet.sender import SenderDecision, SenderRequest
-from mailfleet.servers import Server
+from mailfleet.plugins.providers import Endpoint, Limits, ProviderInfo, Security
+from mailfleet.sending.diagnosis import REPLY_LINK, ReplyRule, duration, match_rules
+from mailfleet.sending.envelope import Envelope, SendResult, SmtpSession
+from mailfleet.sending.outgoing import OutgoingLetter
+from mailfleet.sending.sender import SenderDecision, SenderRequest
+from mailfleet.sending.servers import Server
 
 __all__ = [
     "REPLY_LINK",

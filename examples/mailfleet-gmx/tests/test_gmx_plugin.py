@@ -10,10 +10,10 @@ import pytest
 
 from mailfleet.config import Config, ServerConfig
 from mailfleet.errors import SmtpError
-from mailfleet.fleet import Fleet
-from mailfleet.plugins import load_plugins
-from mailfleet.providers import Security
+from mailfleet.plugins.manager import load_plugins
+from mailfleet.plugins.providers import Security
 from mailfleet.secrets import Secret
+from mailfleet.sending.fleet import Fleet
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.conformance import ProviderConformance, Replies
 from mailfleet_testing.smtpd import FakeSMTP

@@ -29,7 +29,7 @@ from typing import Any
 
 import attrs
 
-from mailfleet.providers import Limits
+from mailfleet.plugins.providers import Limits
 from mailfleet.store.base import Store
 from mailfleet_testing.smtpd import FakeSMTP
 

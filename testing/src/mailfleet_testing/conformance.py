@@ -40,11 +40,11 @@ import pytest
 from mailfleet import hookspecs
 from mailfleet.config import Config, ServerConfig
 from mailfleet.errors import Classification, ConfigError, SmtpError
-from mailfleet.fleet import Fleet
-from mailfleet.plugins import Plugins, load_plugins
-from mailfleet.providers import ProviderInfo, Security
+from mailfleet.plugins.manager import Plugins, load_plugins
+from mailfleet.plugins.providers import ProviderInfo, Security
 from mailfleet.secrets import Secret
-from mailfleet.servers import Server, resolve_servers
+from mailfleet.sending.fleet import Fleet
+from mailfleet.sending.servers import Server, resolve_servers
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.smtpd import FakeSMTP
 

@@ -1,1 +1,2 @@
-"""Bounce parsing: turn delivery reports, complaints and auto-replies into BounceReports."""
+"""Bounces: turn delivery reports, complaints and auto-replies into BounceReports, and act on
+them (match the letter, mark it, suppress dead addresses, tell the host)."""

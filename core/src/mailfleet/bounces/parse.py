@@ -49,7 +49,7 @@ from mailfleet.bounces.text import (
     report_region,
     strip_addresses,
 )
-from mailfleet.identity import LETTER_ID_RE, VERP_RE
+from mailfleet.sending.identity import LETTER_ID_RE, VERP_RE
 
 _LETTER_ID = Phrases(LETTER_ID_RE.pattern, re.IGNORECASE)
 _LETTER_HEADER = b"x-mailfleet-letter-id"

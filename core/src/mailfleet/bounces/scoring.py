@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
               " [--generalisation]")
         return 2
     from mailfleet.bounces.parse import parse_bounce
-    from mailfleet.plugins import load_plugins
+    from mailfleet.plugins.manager import load_plugins
 
     parse = parse_bounce if "--core-only" in flags else load_plugins().parse_bounce
     scores = score(Path(args[0]), Path(args[1]), parse)

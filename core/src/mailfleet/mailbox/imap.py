@@ -31,7 +31,7 @@ from mailfleet.mailbox.settings import (
     connect_error,
     reconnect_policy,
 )
-from mailfleet.providers import Security
+from mailfleet.plugins.providers import Security
 
 PROCESSED_FLAG = b"$MailfleetProcessed"
 SET_ASIDE_FLAG = b"$MailfleetSetAside"

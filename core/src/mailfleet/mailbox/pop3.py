@@ -27,7 +27,7 @@ from mailfleet.mailbox.settings import (
     connect_error,
     reconnect_policy,
 )
-from mailfleet.providers import Security
+from mailfleet.plugins.providers import Security
 
 _CHUNK = 65536
 

@@ -11,11 +11,11 @@ import tenacity
 
 from mailfleet.config import BouncesConfig
 from mailfleet.errors import ConfigError, MailboxError
-from mailfleet.providers import Security
+from mailfleet.plugins.providers import Security
 from mailfleet.secrets import Secret, SecretRef, mask_secrets
 
 if TYPE_CHECKING:
-    from mailfleet.plugins import Plugins
+    from mailfleet.plugins.manager import Plugins
 
 _DEFAULT_PORTS = {
     ("imap", Security.SSL): 993, ("imap", Security.STARTTLS): 143, ("imap", Security.NONE): 143,

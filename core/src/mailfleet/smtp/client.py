@@ -19,11 +19,11 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 
-from mailfleet.envelope import Envelope, SendObserver, SendResult
 from mailfleet.errors import Classification, ConfigError, SmtpError, Stage
-from mailfleet.providers import Security
+from mailfleet.plugins.providers import Security
 from mailfleet.secrets import Secret, mask_secrets
-from mailfleet.servers import Server
+from mailfleet.sending.envelope import Envelope, SendObserver, SendResult
+from mailfleet.sending.servers import Server
 from mailfleet.smtp.replies import Reply, is_last_line, parse_reply_lines
 
 log = logging.getLogger(__name__)

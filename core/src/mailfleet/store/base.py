@@ -11,9 +11,9 @@ from typing import Literal, Protocol
 
 import attrs
 
-from mailfleet import identity
-from mailfleet.providers import Limits
-from mailfleet.quota import QuotaStatus
+from mailfleet.plugins.providers import Limits
+from mailfleet.sending import identity
+from mailfleet.sending.quota import QuotaStatus
 from mailfleet.store.leases import LEASE_SECONDS
 
 LetterState = Literal["queued", "claimed", "sending", "sent", "failed", "skipped", "bounced",

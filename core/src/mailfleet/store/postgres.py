@@ -24,8 +24,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from mailfleet.errors import ConfigError, MailfleetError
-from mailfleet.providers import Limits
-from mailfleet.quota import QuotaStatus, remaining_now, window_status
+from mailfleet.plugins.providers import Limits
+from mailfleet.sending.quota import QuotaStatus, remaining_now, window_status
 from mailfleet.store.base import (
     Claim,
     Holder,

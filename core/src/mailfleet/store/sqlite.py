@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from mailfleet.providers import Limits
-from mailfleet.quota import QuotaStatus, remaining_now, window_status
+from mailfleet.plugins.providers import Limits
+from mailfleet.sending.quota import QuotaStatus, remaining_now, window_status
 from mailfleet.store.base import (
     Claim,
     Holder,

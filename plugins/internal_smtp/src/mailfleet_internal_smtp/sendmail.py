@@ -36,7 +36,7 @@ def unusable(path: str) -> str | None:
 
 
 class SendmailSession:
-    """The :class:`~mailfleet.envelope.SmtpSession` protocol over a sendmail binary."""
+    """The :class:`~mailfleet.sending.envelope.SmtpSession` protocol over a sendmail binary."""
 
     def __init__(self, server: Server, path: str) -> None:
         self.server = server

@@ -20,7 +20,7 @@ import attrs
 
 from mailfleet.clock import Clock, SystemClock
 from mailfleet.errors import TemplateError
-from mailfleet.recipients import (
+from mailfleet.mailings.recipients import (
     BadRow,
     Recipient,
     number_rows,
@@ -28,8 +28,8 @@ from mailfleet.recipients import (
     unknown_fields,
     validate,
 )
+from mailfleet.mailings.template import Template, load_template
 from mailfleet.store.base import MailingRecord, Store
-from mailfleet.template import Template, load_template
 
 BATCH = 5000
 

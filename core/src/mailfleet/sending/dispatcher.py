@@ -35,16 +35,16 @@ import attrs
 
 from mailfleet import aio
 from mailfleet.clock import Clock, SystemClock
-from mailfleet.envelope import Envelope, SendResult, SmtpSession
 from mailfleet.errors import Classification, SmtpError, Stage
 from mailfleet.events import DeliveryEvent, EventType
-from mailfleet.fleet import Fleet
-from mailfleet.quota import block_until_reset
-from mailfleet.retry import RetryPolicy
-from mailfleet.sender import SenderDecision, SenderRequest, envelope_for, verp_template
-from mailfleet.servers import Server
+from mailfleet.mailings.template import CompiledTemplate, DateCache, Template
+from mailfleet.sending.envelope import Envelope, SendResult, SmtpSession
+from mailfleet.sending.fleet import Fleet
+from mailfleet.sending.quota import block_until_reset
+from mailfleet.sending.retry import RetryPolicy
+from mailfleet.sending.sender import SenderDecision, SenderRequest, envelope_for, verp_template
+from mailfleet.sending.servers import Server
 from mailfleet.store.base import Claim, LetterRow, Outcome, Recovery, Store
-from mailfleet.template import CompiledTemplate, DateCache, Template
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 import attrs
 
 from mailfleet.errors import Classification, Diagnosis, SmtpError, Stage
-from mailfleet.providers import Security
-from mailfleet.servers import Server
+from mailfleet.plugins.providers import Security
+from mailfleet.sending.servers import Server
 
 Text = Mapping[str, str]  # locale -> text; "en" is required
 

@@ -12,15 +12,15 @@ from typing import Any
 
 import click
 
-from mailfleet.bounce_handling import BounceHandler, Handled, fetch_bounces
+from mailfleet.bounces.handling import BounceHandler, Handled, fetch_bounces
 from mailfleet.bounces.mime import MAX_BYTES
 from mailfleet.bounces.report import BounceReport
-from mailfleet.cli import EXIT_FAILURE, Context, cli, json_option, print_table
+from mailfleet.cli.main import EXIT_FAILURE, Context, cli, json_option, print_table
 from mailfleet.errors import ConfigError, MailboxError
 from mailfleet.mailbox.budget import ParseWorker, SetAside, SetAsideMessage
 from mailfleet.mailbox.imap import ImapReader, idle_wait
 from mailfleet.mailbox.settings import MailboxSettings, resolve_mailbox
-from mailfleet.plugins import load_plugins
+from mailfleet.plugins.manager import load_plugins
 from mailfleet.store import Store
 
 

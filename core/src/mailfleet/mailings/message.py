@@ -17,7 +17,7 @@ import attrs
 
 from mailfleet.addresses import check_header, normalize_address
 from mailfleet.errors import HeaderError
-from mailfleet.identity import LETTER_ID_HEADER
+from mailfleet.sending.identity import LETTER_ID_HEADER
 
 _RESERVED = {"from", "to", "subject", "message-id", "date", "mime-version", "content-type",
              "content-transfer-encoding", "sender", "return-path"}

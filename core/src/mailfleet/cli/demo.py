@@ -14,9 +14,9 @@ from pathlib import Path
 
 import click
 
-from mailfleet.dispatcher import Dispatcher, iso
-from mailfleet.fleet import Fleet
-from mailfleet.mailing import create_mailing
+from mailfleet.mailings.mailing import create_mailing
+from mailfleet.sending.dispatcher import Dispatcher, iso
+from mailfleet.sending.fleet import Fleet
 from mailfleet.store.sqlite import SqliteStore
 
 PASSWORD = "demo-password"  # noqa: S105  (a throwaway server's password)
@@ -31,7 +31,7 @@ unsubscribe_url = "https://shop.example/unsubscribe?e={{ email }}"
 
 
 def _quota(store: SqliteStore, fleet: Fleet, title: str) -> None:
-    from mailfleet.cli import print_table
+    from mailfleet.cli.main import print_table
     click.echo(f"\n== {title}")
     rows = []
     for server in fleet.servers:
@@ -84,7 +84,7 @@ def main() -> None:
                        f"; sending resumes at {iso(report.resume_at)} when the first hourly "
                        f"window frees a letter")
             click.echo("\n== where each letter went")
-            from mailfleet.cli import print_table
+            from mailfleet.cli.main import print_table
             rows = store.db.execute(
                 "SELECT seq, email, state, COALESCE(server, '-'), COALESCE(from_addr, '-') "
                 "FROM letters WHERE mailing_id=? ORDER BY seq", (created.id,)).fetchall()

@@ -13,12 +13,12 @@ import attrs
 
 from mailfleet.addresses import normalize_address
 from mailfleet.config import Config, load_config
-from mailfleet.envelope import Envelope
 from mailfleet.errors import ConfigError, SmtpError
-from mailfleet.message import build_letter
-from mailfleet.plugins import Plugins, load_plugins
-from mailfleet.sender import SenderDecision, SenderRequest
-from mailfleet.servers import Server, resolve_servers
+from mailfleet.mailings.message import build_letter
+from mailfleet.plugins.manager import Plugins, load_plugins
+from mailfleet.sending.envelope import Envelope
+from mailfleet.sending.sender import SenderDecision, SenderRequest
+from mailfleet.sending.servers import Server, resolve_servers
 from mailfleet.store import open_store
 from mailfleet.store.base import Store
 

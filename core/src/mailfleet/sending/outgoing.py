@@ -11,7 +11,7 @@ from __future__ import annotations
 import attrs
 
 from mailfleet.addresses import check_header
-from mailfleet.envelope import Envelope
+from mailfleet.sending.envelope import Envelope
 
 
 @attrs.define

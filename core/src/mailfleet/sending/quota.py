@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
-from mailfleet.providers import Limits
+from mailfleet.plugins.providers import Limits
 
 SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 

@@ -26,10 +26,10 @@ import attrs
 
 from mailfleet.addresses import normalize_address
 from mailfleet.errors import AddressError
-from mailfleet.identity import verp_address
+from mailfleet.sending.identity import verp_address
 
 if TYPE_CHECKING:
-    from mailfleet.servers import Server
+    from mailfleet.sending.servers import Server
 
 
 @attrs.frozen

@@ -23,17 +23,18 @@ from typing import TYPE_CHECKING, Any, cast
 import attrs
 import pluggy
 
-from mailfleet import generic, hookspecs
+from mailfleet import hookspecs
 from mailfleet.bounces.report import BounceReport
 from mailfleet.config import Deployment, structure_section
-from mailfleet.envelope import Envelope, SendResult, SmtpSession
 from mailfleet.errors import ConfigError, Diagnosis, PluginError, SmtpError, Stage
 from mailfleet.events import DeliveryEvent
-from mailfleet.outgoing import OutgoingLetter
-from mailfleet.providers import ProviderInfo
+from mailfleet.plugins import generic
+from mailfleet.plugins.providers import ProviderInfo
 from mailfleet.secrets import Secret
-from mailfleet.sender import SenderDecision, SenderRequest
-from mailfleet.servers import GENERIC, Server
+from mailfleet.sending.envelope import Envelope, SendResult, SmtpSession
+from mailfleet.sending.outgoing import OutgoingLetter
+from mailfleet.sending.sender import SenderDecision, SenderRequest
+from mailfleet.sending.servers import GENERIC, Server
 
 if TYPE_CHECKING:
     from mailfleet.mailbox.settings import MailboxSettings

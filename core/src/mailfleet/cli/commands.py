@@ -23,14 +23,22 @@ from mailfleet.app import (
     outlook,
     resume_time,
 )
-from mailfleet.cli import EXIT_FAILURE, EXIT_USAGE, Context, cli, emit, json_option, print_table
+from mailfleet.cli.main import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    Context,
+    cli,
+    emit,
+    json_option,
+    print_table,
+)
 from mailfleet.clock import SystemClock
-from mailfleet.dispatcher import Dispatcher, RunReport, iso
 from mailfleet.errors import AddressError, TemplateError
-from mailfleet.fleet import Fleet
-from mailfleet.mailing import BadRowsError, create_mailing
-from mailfleet.quota import WindowStatus
-from mailfleet.recipients import BadRow, column_for, read_rows
+from mailfleet.mailings.mailing import BadRowsError, create_mailing
+from mailfleet.mailings.recipients import BadRow, column_for, read_rows
+from mailfleet.sending.dispatcher import Dispatcher, RunReport, iso
+from mailfleet.sending.fleet import Fleet
+from mailfleet.sending.quota import WindowStatus
 from mailfleet.store import Store
 from mailfleet.store.base import LetterRecord
 

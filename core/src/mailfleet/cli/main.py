@@ -27,10 +27,10 @@ from mailfleet.errors import (
     SmtpError,
     TemplateError,
 )
-from mailfleet.fleet import CheckResult, Fleet
-from mailfleet.plugins import load_plugins
-from mailfleet.quota import QuotaStatus
-from mailfleet.servers import Server
+from mailfleet.plugins.manager import load_plugins
+from mailfleet.sending.fleet import CheckResult, Fleet
+from mailfleet.sending.quota import QuotaStatus
+from mailfleet.sending.servers import Server
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_FAILURE, EXIT_USAGE = 1, 2
@@ -103,7 +103,7 @@ def plugin_group() -> None:
               help="Where to create the project (default: the current directory).")
 def plugin_new(name: str, directory: str) -> None:
     """Create a ready provider-plugin project mailfleet-NAME (pyproject, hook stubs, tests)."""
-    from mailfleet.scaffold import plugin_project
+    from mailfleet.cli.scaffold import plugin_project
 
     root = plugin_project(name, Path(directory))
     click.echo(f"created {root}: pip install -e \"{root}[test]\", then python -m pytest {root}")
@@ -306,8 +306,8 @@ def report_usage_error(exc: MailfleetError, as_json: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line; configuration and usage errors exit with 2."""
-    import mailfleet.bounce_cli
-    import mailfleet.commands  # noqa: F401  (registers the mailing commands)
+    import mailfleet.cli.bounces
+    import mailfleet.cli.commands  # noqa: F401  (registers the mailing commands)
 
     args = list(argv) if argv is not None else sys.argv[1:]
     as_json = "--json" in args  # errors of a --json command are JSON too

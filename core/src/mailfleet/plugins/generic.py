@@ -11,13 +11,13 @@ from email.message import EmailMessage
 
 from mailfleet.bounces.report import BounceReport
 from mailfleet.config import Deployment
-from mailfleet.diagnosis import generic_diagnosis
-from mailfleet.envelope import Envelope, SendResult, SmtpSession
 from mailfleet.errors import Diagnosis, SmtpError
 from mailfleet.hookspecs import hookimpl
-from mailfleet.providers import Security
-from mailfleet.sender import SenderDecision, SenderRequest, decide, sender_problems
-from mailfleet.servers import Server
+from mailfleet.plugins.providers import Security
+from mailfleet.sending.diagnosis import generic_diagnosis
+from mailfleet.sending.envelope import Envelope, SendResult, SmtpSession
+from mailfleet.sending.sender import SenderDecision, SenderRequest, decide, sender_problems
+from mailfleet.sending.servers import Server
 from mailfleet.smtp.client import open_session
 
 
@@ -88,7 +88,7 @@ def mailfleet_connect(server: Server, oauth_token: str | None) -> Awaitable[Smtp
 
 @hookimpl(trylast=True)
 def mailfleet_sender_policy(server: Server, wanted: SenderRequest) -> SenderDecision:
-    """The core's one sender policy (:func:`mailfleet.sender.decide`)."""
+    """The core's one sender policy (:func:`mailfleet.sending.sender.decide`)."""
     return decide(server, wanted)
 
 

@@ -35,7 +35,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from mailfleet.addresses import header_problem, normalize_address, normalize_domain
 from mailfleet.errors import AddressError, TemplateError
-from mailfleet.identity import LETTER_ID_HEADER
+from mailfleet.sending.identity import LETTER_ID_HEADER
 
 FIELD = re.compile(r"\{\{\s*([^\W\d]\w*(?:-\w+)*)\s*\}\}")
 #: What makes a part more than plain fields: any other tag or comment opener (a stray ``}}``,

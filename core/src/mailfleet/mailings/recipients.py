@@ -23,7 +23,7 @@ import attrs
 
 from mailfleet.addresses import header_problem, normalize_address
 from mailfleet.errors import AddressError, TemplateError
-from mailfleet.template import Template
+from mailfleet.mailings.template import Template
 
 #: The longest field read from a CSV file, in characters.
 MAX_FIELD = 65_536

@@ -9,11 +9,11 @@ import attrs
 from mailfleet.addresses import check_header, normalize_address
 from mailfleet.config import Config, ServerConfig
 from mailfleet.errors import AddressError, ConfigError, HeaderError, PluginError
-from mailfleet.providers import Limits, ProviderInfo, Security
+from mailfleet.plugins.providers import Limits, ProviderInfo, Security
 from mailfleet.secrets import Secret, SecretRef
 
 if TYPE_CHECKING:
-    from mailfleet.plugins import Plugins
+    from mailfleet.plugins.manager import Plugins
 
 GENERIC = "generic"
 

@@ -23,7 +23,7 @@ from mailfleet.mailbox.budget import PARSE_BUDGET, ParseWorker, SetAsideMessage
 from mailfleet.mailbox.imap import Fetched, ImapReader
 from mailfleet.mailbox.pop3 import Pop3Reader
 from mailfleet.mailbox.settings import MailboxSettings
-from mailfleet.plugins import Plugins
+from mailfleet.plugins.manager import Plugins
 from mailfleet.store.base import LetterRecord, Store
 
 log = logging.getLogger(__name__)
