@@ -230,3 +230,21 @@ def test_servers_list_json_shows_the_effective_timeout_gmail_preset_over_a_minut
     timeouts = {row["name"]: row["timeout"] for row in json.loads(out)}
     assert code == 0
     assert timeouts == {"g": 300.0, "y": 20.0, "e": 30.0}
+
+
+def test_servers_check_reads_blocks_from_a_postgresql_store_too(
+        capsys: pytest.CaptureFixture[str], config: Path, smtp: FakeSMTP, pg_dsn: str) -> None:
+    import time
+
+    from mailfleet.store.postgres import PostgresStore
+
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("[deployment]\n", f"[deployment]\nstore = {pg_dsn!r}\n", 1),
+                      encoding="utf-8")
+    store = PostgresStore(pg_dsn)
+    store.block_server("primary", time.time() + 3600, "550 5.4.5 Daily user sending limit")
+    store.close()
+    code, out, _ = run(capsys, "--config", str(config), "servers", "check", "primary", "--json")
+    [row] = json.loads(out)
+    assert code == 1 and not smtp.events
+    assert (row["ok"], row["classification"]) == (False, "quota")

@@ -746,7 +746,7 @@ class Mailfleet:
                 return CheckResult(server.name, False, None, None, None, quota.blocked_reason,
                                    "quota", f"blocked until {until.isoformat(timespec='seconds')}"
                                    f"; not contacted before then (probing may extend a "
-                                   f"provider's block)")
+                                   f"provider's block); wait, or check it with force")
             return await self.fleet.check(server)
 
         return list(await asyncio.gather(*(one(s) for s in chosen)))

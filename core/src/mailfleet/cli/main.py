@@ -18,6 +18,7 @@ import attrs
 import click
 
 from mailfleet.addresses import check_header, normalize_address
+from mailfleet.app import Mailfleet
 from mailfleet.errors import (
     AddressError,
     ConfigError,
@@ -28,9 +29,8 @@ from mailfleet.errors import (
     TemplateError,
 )
 from mailfleet.plugins.manager import load_plugins
-from mailfleet.sending.fleet import CheckResult, Fleet
+from mailfleet.sending.fleet import Fleet
 from mailfleet.sending.quota import QuotaStatus
-from mailfleet.sending.servers import Server
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_FAILURE, EXIT_USAGE = 1, 2
@@ -59,13 +59,18 @@ def print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
 class Context:
     def __init__(self, config: str | None) -> None:
         self.config_path = config
-        self._fleet: Fleet | None = None
+        self._app: Mailfleet | None = None
+
+    @property
+    def app(self) -> Mailfleet:
+        """The application layer over the config file, built on first use."""
+        if self._app is None:
+            self._app = Mailfleet.from_file(self.config_path)
+        return self._app
 
     @property
     def fleet(self) -> Fleet:
-        if self._fleet is None:
-            self._fleet = Fleet.from_file(self.config_path)
-        return self._fleet
+        return self.app.fleet
 
 
 @click.group()
@@ -143,26 +148,11 @@ def servers_check(obj: Context, name: str | None, force: bool, as_json: bool) ->
 
     A server blocked after a provider's limit or spam reply is reported, not contacted.
     """
-    fleet = obj.fleet
-    servers = [fleet.server(name)] if name else fleet.servers
-    blocked: dict[str, CheckResult] = {}
-    if not force and Path(fleet.store_location).exists():
-        store = fleet.open_store()
-        try:
-            now = time.time()
-            for server in servers:
-                if (result := fleet.blocked(server, store, now)) is not None:
-                    blocked[server.name] = result
-        finally:
-            store.close()
-
-    async def check(server: Server) -> CheckResult:
-        return blocked.get(server.name) or await fleet.check(server)
-
-    async def run() -> list[CheckResult]:
-        return list(await asyncio.gather(*(check(s) for s in servers)))
-
-    results = asyncio.run(run())
+    app = obj.app
+    try:
+        results = asyncio.run(app.check([name] if name else None, force=force))
+    finally:
+        app.close()
     data = [attrs.asdict(r) for r in results]
 
     def table() -> None:

@@ -7,7 +7,6 @@ and use it to check servers and send; the mailing engine builds on it.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 
 import attrs
 
@@ -91,21 +90,6 @@ class Fleet:
 
     def diagnose(self, server: Server, error: SmtpError) -> SmtpError:
         return self.plugins.diagnose(server, error, self.locale)
-
-    def blocked(self, server: Server, store: Store, now: float) -> CheckResult | None:
-        """The check result of a server the store has blocked, or ``None`` if it is free.
-
-        A blocked server is not contacted: a probe is an attempt, and some providers (Yandex)
-        extend a block with every attempt.
-        """
-        quota = store.quota(server.name, server.limits, now)
-        if quota.blocked_until is None:
-            return None
-        until = datetime.fromtimestamp(quota.blocked_until, UTC).isoformat(timespec="seconds")
-        return CheckResult(
-            server.name, False, None, None, None, quota.blocked_reason, "quota",
-            f"blocked until {until}; mailfleet does not contact it before then (probing "
-            f"may extend a provider's block). Next step: wait, or check with --force")
 
     async def check(self, server: Server) -> CheckResult:
         """Connect, TLS, AUTH and a sender probe (MAIL FROM then RSET); nothing is sent."""
