@@ -415,6 +415,8 @@ def test_each_letter_name_has_one_format_that_its_parser_reads_back() -> None:
     assert identity.parse_letter_id(lid) == ("m0123456789ab", 42)
     assert identity.parse_letter_id("not-a-letter") is None
     assert identity.message_id(lid, "shop.example") == f"<{lid}@shop.example>"
+    assert identity.parse_message_id(identity.message_id(lid, "shop.example")) == lid
+    assert identity.parse_message_id("<CAF1x=abc@mail.gmail.com>") is None
     verp = identity.verp_address("bounces@shop.example", lid)
     assert verp == f"bounces+mf-{lid}@shop.example"
     assert identity.parse_verp(f"Final-Recipient: rfc822; {verp}") == lid

@@ -38,6 +38,7 @@ from mailfleet.clock import Clock, SystemClock
 from mailfleet.errors import Classification, SmtpError, Stage
 from mailfleet.events import DeliveryEvent, EventType
 from mailfleet.mailings.template import CompiledTemplate, DateCache, Template
+from mailfleet.sending import identity
 from mailfleet.sending.envelope import Envelope, SendResult, SmtpSession
 from mailfleet.sending.fleet import Fleet
 from mailfleet.sending.quota import block_until_reset
@@ -521,8 +522,9 @@ class Dispatcher:
             fields = json.loads(letter.fields)
             fields["email"] = letter.email
             lid = letter.letter_id
-            data, ready = compiled.render_wire(to=letter.email, fields=fields, letter_id=lid,
-                                               message_id=f"<{lid}@{domain}>", date=date)
+            data, ready = compiled.render_wire(
+                to=letter.email, fields=fields, letter_id=lid,
+                message_id=identity.message_id(lid, domain), date=date)
             envelopes.append(Envelope(envelope_for(decision.envelope_from, lid),
                                       (letter.email,), data, lid, ready))
             decisions.append(decision)

@@ -43,6 +43,12 @@ def message_id(letter: str, domain: str) -> str:
     return f"<{letter}@{domain}>"
 
 
+def parse_message_id(text: str) -> str | None:
+    """The letter id inside a Message-ID (angle brackets optional), or ``None``."""
+    local, at, _ = text.strip().strip("<>").rpartition("@")
+    return local if at and parse_letter_id(local) is not None else None
+
+
 def verp_address(address: str, letter: str) -> str:
     """The VERP envelope sender naming ``letter`` under the mailbox ``address``."""
     local, _, domain = address.rpartition("@")

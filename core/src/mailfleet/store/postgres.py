@@ -25,6 +25,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from mailfleet.errors import ConfigError, MailfleetError
 from mailfleet.plugins.providers import Limits
+from mailfleet.sending import identity
 from mailfleet.sending.quota import QuotaStatus, remaining_now, window_status
 from mailfleet.store.base import (
     Claim,
@@ -563,15 +564,8 @@ class PostgresStore:
         return [(str(a), str(b), float(c), str(d)) for a, b, c, d in rows]
 
     # -- bounces --------------------------------------------------------------------------
-    @staticmethod
-    def _letter_key(letter_id: str) -> tuple[str, int] | None:
-        mailing, _, seq = letter_id.strip().rpartition("-")
-        if not mailing or not seq.isdigit():
-            return None
-        return mailing, int(seq)
-
     def find_letter(self, letter_id: str) -> LetterRecord | None:
-        key = self._letter_key(letter_id)
+        key = identity.parse_letter_id(letter_id)
         if key is None:
             return None
         with self._tx() as cur:
@@ -583,20 +577,21 @@ class PostgresStore:
         if row is None:
             return None
         mid, seq, email, state, server, from_addr, attempts, error, sent_at, domain = row
-        return LetterRecord(f"{mid}-{seq}", mid, email, state, server, from_addr,
-                            f"<{mid}-{seq}@{domain}>", int(attempts), error,
+        return LetterRecord(identity.letter_id(mid, seq), mid, email, state, server, from_addr,
+                            identity.message_id(identity.letter_id(mid, seq),
+                                                domain), int(attempts), error,
                             None if sent_at is None else float(sent_at))
 
     def find_by_message_id(self, message_id: str) -> LetterRecord | None:
-        local, _, domain = message_id.strip().strip("<>").rpartition("@")
-        found = self.find_letter(local)
-        if found is None or found.message_id != f"<{local}@{domain}>":
+        letter = identity.parse_message_id(message_id)
+        found = None if letter is None else self.find_letter(letter)
+        if found is None or found.message_id != message_id.strip():
             return None
         return found
 
     def mark_bounced(self, letter_id: str, *, hard: bool, reason: str, status: str | None,
                      diagnostic: str | None, now: float) -> bool:
-        key = self._letter_key(letter_id)
+        key = identity.parse_letter_id(letter_id)
         if key is None:
             return False
         with self._tx() as cur:
@@ -646,7 +641,9 @@ class PostgresStore:
                 "FROM letters WHERE mailing_id=%s AND seq>%s AND (%s::text[] IS NULL OR "
                 "state = ANY(%s::text[])) ORDER BY seq LIMIT %s",
                 (mailing_id, after, wanted, wanted, limit)).fetchall()
-        return [LetterRecord(f"{mailing_id}-{seq}", mailing_id, email, state, srv, frm,
-                             f"<{mailing_id}-{seq}@{domain}>", int(attempts), err,
+        return [LetterRecord(identity.letter_id(mailing_id, seq), mailing_id, email, state,
+                             srv, frm,
+                             identity.message_id(identity.letter_id(mailing_id, seq), domain),
+                             int(attempts), err,
                              None if at is None else float(at))
                 for seq, email, state, srv, frm, attempts, err, at in rows]

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mailfleet.plugins.providers import Limits
+from mailfleet.sending import identity
 from mailfleet.sending.quota import QuotaStatus, remaining_now, window_status
 from mailfleet.store.base import (
     Claim,
@@ -469,21 +470,17 @@ class SqliteStore:
         mid, seq, email, state, server, from_addr, attempts, error, sent_at, _ = row
         mailing = self.get_mailing(str(mid))
         domain = mailing.message_id_domain if mailing else "invalid"
-        return LetterRecord(f"{mid}-{seq}", str(mid), str(email), str(state),
+        letter = identity.letter_id(str(mid), int(seq))  # type: ignore[call-overload]
+        return LetterRecord(letter, str(mid), str(email), str(state),
                             None if server is None else str(server),
                             None if from_addr is None else str(from_addr),
-                            f"<{mid}-{seq}@{domain}>", int(attempts),  # type: ignore[call-overload]
+                            identity.message_id(letter, domain),
+                            int(attempts),  # type: ignore[call-overload]
                             None if error is None else str(error),
                             None if sent_at is None else float(sent_at))  # type: ignore[arg-type]
 
-    def _letter_key(self, letter_id: str) -> tuple[str, int] | None:
-        mailing, _, seq = letter_id.strip().rpartition("-")
-        if not mailing or not seq.isdigit():
-            return None
-        return mailing, int(seq)
-
     def find_letter(self, letter_id: str) -> LetterRecord | None:
-        key = self._letter_key(letter_id)
+        key = identity.parse_letter_id(letter_id)
         if key is None:
             return None
         return self._letter(self.db.execute(
@@ -491,15 +488,15 @@ class SqliteStore:
             key).fetchone())
 
     def find_by_message_id(self, message_id: str) -> LetterRecord | None:
-        local, _, domain = message_id.strip().strip("<>").rpartition("@")
-        found = self.find_letter(local)
-        if found is None or found.message_id != f"<{local}@{domain}>":
+        letter = identity.parse_message_id(message_id)
+        found = None if letter is None else self.find_letter(letter)
+        if found is None or found.message_id != message_id.strip():
             return None
         return found
 
     def mark_bounced(self, letter_id: str, *, hard: bool, reason: str, status: str | None,
                      diagnostic: str | None, now: float) -> bool:
-        key = self._letter_key(letter_id)
+        key = identity.parse_letter_id(letter_id)
         if key is None:
             return False
         with self._tx():
@@ -543,9 +540,10 @@ class SqliteStore:
             "letters WHERE mailing_id=? AND seq>? AND (? IS NULL OR state IN (SELECT value "
             "FROM json_each(?))) ORDER BY seq LIMIT ?",
             (mailing_id, after, wanted, wanted, limit)).fetchall()
-        return [LetterRecord(f"{mailing_id}-{seq}", mailing_id, str(email), str(state),
-                             None if srv is None else str(srv),
-                             None if frm is None else str(frm), f"<{mailing_id}-{seq}@{domain}>",
+        return [LetterRecord(identity.letter_id(mailing_id, seq), mailing_id, str(email),
+                             str(state), None if srv is None else str(srv),
+                             None if frm is None else str(frm),
+                             identity.message_id(identity.letter_id(mailing_id, seq), domain),
                              int(attempts), None if err is None else str(err),
                              None if at is None else float(at))
                 for seq, email, state, srv, frm, attempts, err, at in rows]
