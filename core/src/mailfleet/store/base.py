@@ -7,14 +7,14 @@ since the epoch from the engine's clock.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import attrs
 
 from mailfleet.plugins.providers import Limits
 from mailfleet.sending import identity
 from mailfleet.sending.quota import QuotaStatus
-from mailfleet.store.leases import LEASE_SECONDS
+from mailfleet.store.leases import LEASE_SECONDS, takeback_at
 
 LetterState = Literal["queued", "claimed", "sending", "sent", "failed", "skipped", "bounced",
                       "held"]
@@ -124,6 +124,21 @@ class Holder:
     takeback_at: float | None
 
 
+def holder(row: Sequence[Any], here: str, lease: float, now: float) -> Holder:
+    """A :class:`Holder` from a row ``(dispatcher id, host, pid, seen_at, claimed, sending)``
+    (host ``None``: the dispatcher's row is gone, so its letters go back at the next check)."""
+    did, host, pid, seen, claimed, sending = row
+    alive: bool | None
+    back: float | None
+    if host is None:
+        alive, back = False, now
+    else:
+        alive, back = takeback_at(str(host), int(pid), float(seen), here, lease, now)
+    return Holder(str(did), None if host is None else str(host),
+                  None if pid is None else int(pid), None if seen is None else float(seen),
+                  alive, int(claimed), int(sending), back)
+
+
 class Store(Protocol):
     """Everything the mailing engine and the bounce reader keep."""
 
@@ -162,8 +177,14 @@ class Store(Protocol):
         ...
     def claim(self, dispatcher_id: str, server: str, limits: Limits, count: int, now: float,
               mailing_ids: Sequence[str] | None = None) -> Claim: ...
-    def mark_sending(self, letter_ids: Sequence[int], now: float) -> None: ...
-    def finish(self, outcomes: Sequence[Outcome], now: float) -> None: ...
+    def mark_sending(self, letter_ids: Sequence[int], now: float) -> None:
+        """The letters' messages are about to go: ``sending`` (in doubt until an outcome)."""
+        self.record(letter_ids, (), now)
+
+    def finish(self, outcomes: Sequence[Outcome], now: float) -> None:
+        """Apply the outcomes of letters, as one commit."""
+        self.record((), outcomes, now)
+
     def record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float, *,
                settled: Sequence[int] = ()) -> None:
         """One commit of the dispatcher's journal: letters whose message is about to go
@@ -197,7 +218,14 @@ class Store(Protocol):
 
     # -- bounces --------------------------------------------------------------------------
     def find_letter(self, letter_id: str) -> LetterRecord | None: ...
-    def find_by_message_id(self, message_id: str) -> LetterRecord | None: ...
+    def find_by_message_id(self, message_id: str) -> LetterRecord | None:
+        """The letter a Message-ID of ours names, or ``None``."""
+        letter = identity.parse_message_id(message_id)
+        found = None if letter is None else self.find_letter(letter)
+        if found is None or found.message_id != message_id.strip():
+            return None
+        return found
+
     def mark_bounced(self, letter_id: str, *, hard: bool, reason: str, status: str | None,
                      diagnostic: str | None, now: float) -> bool: ...
     def count_soft_bounces(self, email: str, since: float) -> int: ...

@@ -35,13 +35,14 @@ from mailfleet.store.base import (
     MailingRecord,
     Outcome,
     Recovery,
+    Store,
+    holder,
 )
 from mailfleet.store.leases import (
     HELD_IN_DATA,
     LEASE_SECONDS,
     RESENT_IN_DATA,
     dead_dispatchers,
-    takeback_at,
 )
 
 # Advisory lock namespaces (first key of the two-key form).
@@ -148,7 +149,7 @@ class StoreUnavailable(MailfleetError):
     """The database of the store cannot be reached (the message never holds a password)."""
 
 
-class PostgresStore:
+class PostgresStore(Store):
     """The store in a PostgreSQL database (``deployment.store = "postgresql://..."``)."""
 
     def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:
@@ -348,18 +349,7 @@ class PostgresStore:
                 "(%(m)s::text IS NULL OR l.mailing_id=%(m)s) GROUP BY l.claimed_by, d.host, "
                 "d.pid, d.seen_at ORDER BY l.claimed_by COLLATE \"C\"",
                 {"m": mailing_id}).fetchall()
-        out = []
-        for did, host, pid, seen, claimed, sending in rows:
-            alive: bool | None
-            back: float | None
-            if host is None:  # its row is gone: taken back at the next check
-                alive, back = False, now
-            else:
-                alive, back = takeback_at(host, int(pid), float(seen), self.host, lease, now)
-            out.append(Holder(did, host, None if pid is None else int(pid),
-                              None if seen is None else float(seen), alive, int(claimed),
-                              int(sending), back))
-        return out
+        return [holder(row, self.host, lease, now) for row in rows]
 
     @staticmethod
     def _active_mailings(cur: psycopg.Cursor[tuple[Any, ...]],
@@ -443,12 +433,6 @@ class PostgresStore:
                 cur.execute("INSERT INTO ledger (server, at, letter_id) "
                             "SELECT %s, %s, unnest(%s::bigint[])", (server, now, ids))
             return Claim(tuple(letters), tuple(skipped), "" if letters or skipped else "empty")
-
-    def mark_sending(self, letter_ids: Sequence[int], now: float) -> None:
-        self.record(letter_ids, (), now)
-
-    def finish(self, outcomes: Sequence[Outcome], now: float) -> None:
-        self.record((), outcomes, now)
 
     def record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float, *,
                settled: Sequence[int] = ()) -> None:
@@ -581,13 +565,6 @@ class PostgresStore:
                             identity.message_id(identity.letter_id(mid, seq),
                                                 domain), int(attempts), error,
                             None if sent_at is None else float(sent_at))
-
-    def find_by_message_id(self, message_id: str) -> LetterRecord | None:
-        letter = identity.parse_message_id(message_id)
-        found = None if letter is None else self.find_letter(letter)
-        if found is None or found.message_id != message_id.strip():
-            return None
-        return found
 
     def mark_bounced(self, letter_id: str, *, hard: bool, reason: str, status: str | None,
                      diagnostic: str | None, now: float) -> bool:

@@ -27,13 +27,14 @@ from mailfleet.store.base import (
     MailingRecord,
     Outcome,
     Recovery,
+    Store,
+    holder,
 )
 from mailfleet.store.leases import (
     HELD_IN_DATA,
     LEASE_SECONDS,
     RESENT_IN_DATA,
     dead_dispatchers,
-    takeback_at,
 )
 
 SCHEMA = """
@@ -94,7 +95,7 @@ CREATE TABLE IF NOT EXISTS server_breakers (
 _SENT_LIKE = ("sent", "bounced")
 
 
-class SqliteStore:
+class SqliteStore(Store):
     """The default store, one SQLite file (``deployment.store``)."""
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0) -> None:
@@ -263,19 +264,7 @@ class SqliteStore:
             "SUM(l.state='sending') FROM letters l LEFT JOIN dispatchers d ON d.id=l.claimed_by "
             "WHERE l.claimed_by IS NOT NULL AND (? IS NULL OR l.mailing_id=?) "
             "GROUP BY l.claimed_by ORDER BY l.claimed_by", (mailing_id, mailing_id)).fetchall()
-        out = []
-        for did, host, pid, seen, claimed, sending in rows:
-            alive: bool | None
-            back: float | None
-            if host is None:  # its row is gone: taken back at the next check
-                alive, back = False, now
-            else:
-                alive, back = takeback_at(str(host), int(pid), float(seen), self.host, lease, now)
-            out.append(Holder(str(did), None if host is None else str(host),
-                              None if pid is None else int(pid),
-                              None if seen is None else float(seen), alive, int(claimed),
-                              int(sending), back))
-        return out
+        return [holder(row, self.host, lease, now) for row in rows]
 
     def _active_mailings(self, mailing_ids: Sequence[str] | None) -> list[str]:
         rows = self.db.execute("SELECT id FROM mailings WHERE state='active' "
@@ -349,12 +338,6 @@ class SqliteStore:
                     "INSERT INTO ledger (server, at, letter_id) VALUES (?,?,?)",
                     [(server, now, r.id) for r in letters])
             return Claim(tuple(letters), tuple(skipped), "" if letters or skipped else "empty")
-
-    def mark_sending(self, letter_ids: Sequence[int], now: float) -> None:
-        self.record(letter_ids, (), now)
-
-    def finish(self, outcomes: Sequence[Outcome], now: float) -> None:
-        self.record((), outcomes, now)
 
     def record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float, *,
                settled: Sequence[int] = ()) -> None:
@@ -486,13 +469,6 @@ class SqliteStore:
         return self._letter(self.db.execute(
             f"SELECT {self._LETTER_COLS} FROM letters WHERE mailing_id=? AND seq=?",  # noqa: S608
             key).fetchone())
-
-    def find_by_message_id(self, message_id: str) -> LetterRecord | None:
-        letter = identity.parse_message_id(message_id)
-        found = None if letter is None else self.find_letter(letter)
-        if found is None or found.message_id != message_id.strip():
-            return None
-        return found
 
     def mark_bounced(self, letter_id: str, *, hard: bool, reason: str, status: str | None,
                      diagnostic: str | None, now: float) -> bool:
