@@ -10,6 +10,11 @@ from mailfleet.errors import AddressError, HeaderError
 
 _LOCAL_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+# The common address in one match: dot-separated atoms before a single @ (so no leading,
+# trailing or doubled dot), an ASCII host after it; the domain still goes through
+# normalize_domain (cached). Anything else takes the full, step-by-step check below.
+_PLAIN = re.compile(r"((?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\.)*[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)"
+                    r"@([A-Za-z0-9.-]+)")
 
 
 def header_problem(value: str) -> str | None:
@@ -63,6 +68,9 @@ def normalize_address(address: str) -> str:
     """
     if not isinstance(address, str):
         raise AddressError("an address must be a string")
+    plain = _PLAIN.fullmatch(address)
+    if plain is not None and len(plain[1]) <= 64:
+        return f"{plain[1]}@{normalize_domain(plain[2])}"
     value = address.strip()
     if "\r" in value or "\n" in value or "\0" in value:
         raise AddressError("an address must not contain CR, LF or NUL")

@@ -373,8 +373,9 @@ def validate(rows: Iterable[tuple[int, Mapping[str, Any]]], template: Template
                 if name in required:
                     problems.append((name, f"missing field {name!r}"))
                 continue
-            text = str(value)
-            if name in in_headers and (problem := header_problem(text)) is not None:
+            text = value if type(value) is str else str(value)
+            if name in in_headers and not text.isprintable() \
+                    and (problem := header_problem(text)) is not None:
                 problems.append((column, f"field {name!r} is used in a header: {problem}"))
             values[name] = text
         if trial and not problems and (
