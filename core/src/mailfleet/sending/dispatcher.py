@@ -182,7 +182,8 @@ class _Journal:
             log.exception("the store could not record letter outcomes")
 
     def commit(self) -> None:
-        """Commit every entry now (one store transaction), then write the waiting messages."""
+        """Commit every entry now (one store transaction) and write the waiting messages the
+        moment the commit is sure (see :meth:`Store.record`)."""
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
@@ -191,22 +192,26 @@ class _Journal:
         outcomes, self._outcomes = self._outcomes, []
         settled, self._settled = self._settled, []
         waiters, self._waiters = self._waiters, []
+
+        def write_all() -> None:
+            for waiter, write in waiters:
+                if waiter.done():  # its session was cancelled meanwhile
+                    continue
+                try:
+                    write()
+                except Exception as exc:  # a closed session: the waiting client sees why
+                    waiter.set_exception(exc)
+                else:
+                    waiter.set_result(None)
+
         try:
-            self.store.record(sending, outcomes, self.clock.now(), settled=settled)
+            self.store.record(sending, outcomes, self.clock.now(), settled=settled,
+                              committed=write_all)
         except BaseException as exc:
             for waiter, _ in waiters:
                 if not waiter.done():
                     waiter.set_exception(exc)
             raise
-        for waiter, write in waiters:
-            if waiter.done():  # its session was cancelled meanwhile
-                continue
-            try:
-                write()
-            except Exception as exc:  # a closed session: the waiting client sees why
-                waiter.set_exception(exc)
-            else:
-                waiter.set_result(None)
 
 
 class _Batch:

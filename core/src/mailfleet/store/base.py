@@ -186,10 +186,16 @@ class Store(Protocol):
         self.record((), outcomes, now)
 
     def record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float, *,
-               settled: Sequence[int] = ()) -> None:
+               settled: Sequence[int] = (),
+               committed: Callable[[], None] | None = None) -> None:
         """One commit of the dispatcher's journal: letters whose message is about to go
         become ``sending`` (in doubt until their outcome), outcomes are applied, and the
-        charges of ``settled`` letters (sent earlier) are settled at ``now``."""
+        charges of ``settled`` letters (sent earlier) are settled at ``now``.
+
+        ``committed`` (the messages' writes) runs the moment the commit can no longer be
+        undone by this process dying: after it on SQLite; on PostgreSQL as soon as COMMIT is
+        on the wire, before its reply, so a kill during the round trip cannot leave a letter
+        marked ``sending`` (and charged) whose message never went."""
         ...
     def waiting(self, mailing_ids: Sequence[str] | None, now: float) -> tuple[int, float | None]:
         """Queued letters of active mailings and the earliest ``not_before`` in the future."""

@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import re
+import select
 import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -179,14 +180,43 @@ class PostgresStore(Store):
                                    f"{mask_dsn(self._dsn, str(exc)).strip()}") from None
 
     @contextmanager
-    def _tx(self) -> Iterator[psycopg.Cursor[tuple[Any, ...]]]:
+    def _tx(self, committed: Callable[[], None] | None = None
+            ) -> Iterator[psycopg.Cursor[tuple[Any, ...]]]:
         """One transaction (committed on exit, rolled back on error); reconnects a broken
-        connection before starting."""
+        connection before starting. ``committed`` runs once COMMIT is on the wire, before its
+        reply (see :meth:`Store.record`)."""
         with self._lock:
             if self.conn.closed or self.conn.broken:
                 self.conn = self._connect()
-            with self.conn.transaction(), self.conn.cursor() as cur:
-                yield cur
+            if committed is None:
+                with self.conn.transaction(), self.conn.cursor() as cur:
+                    yield cur
+                return
+            try:
+                with self.conn.cursor() as cur:
+                    yield cur
+            except BaseException:
+                self.conn.rollback()
+                raise
+            self._commit_then(committed)
+
+    def _commit_then(self, committed: Callable[[], None]) -> None:
+        """COMMIT, run ``committed`` the moment the command has left (the server commits
+        even if this process dies now), then wait for the reply."""
+        pg = self.conn.pgconn
+        pg.send_query(b"COMMIT")
+        while pg.flush():  # a non-blocking connection: wait until the command is out
+            select.select([], [pg.socket], [], 1.0)
+        try:
+            committed()
+        finally:
+            status: list[object] = []
+            while (result := pg.get_result()) is not None:
+                status.append((result.status, result.error_message))
+        if (status != [(psycopg.pq.ExecStatus.COMMAND_OK, b"")]
+                or pg.transaction_status != psycopg.pq.TransactionStatus.IDLE):
+            raise StoreUnavailable(f"the PostgreSQL store {self.location!r} did not commit: "
+                                   f"{mask_dsn(self._dsn, repr(status))}")
 
     def close(self) -> None:
         with self._lock:
@@ -435,11 +465,14 @@ class PostgresStore(Store):
             return Claim(tuple(letters), tuple(skipped), "" if letters or skipped else "empty")
 
     def record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float, *,
-               settled: Sequence[int] = ()) -> None:
+               settled: Sequence[int] = (),
+               committed: Callable[[], None] | None = None) -> None:
         if not sending and not outcomes and not settled:
+            if committed is not None:
+                committed()
             return
         ordered = sorted(outcomes, key=lambda o: o.letter)  # row locks in one order
-        with self._tx() as cur:
+        with self._tx(committed) as cur:
             if sending:
                 cur.execute("UPDATE letters SET state='sending' WHERE id = ANY(%s) AND "
                             "state='claimed'", (sorted(sending),))

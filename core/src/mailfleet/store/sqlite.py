@@ -340,7 +340,14 @@ class SqliteStore(Store):
             return Claim(tuple(letters), tuple(skipped), "" if letters or skipped else "empty")
 
     def record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float, *,
-               settled: Sequence[int] = ()) -> None:
+               settled: Sequence[int] = (),
+               committed: Callable[[], None] | None = None) -> None:
+        self._record(sending, outcomes, now, settled)
+        if committed is not None:
+            committed()
+
+    def _record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float,
+                settled: Sequence[int]) -> None:
         if not sending and not outcomes and not settled:
             return
         with self._tx():
