@@ -776,3 +776,17 @@ def test_failing_plugin_bounce_parser_leaves_the_report_to_the_core() -> None:
     plugins = load_plugins([("provider", _PluginParser(fail=True))], entry_points=False)
     raw = _text_bounce("550 5.1.1 <dan@example.org>: User unknown")
     assert [r.address for r in plugins.parse_bounce(raw).recipients] == ["dan@example.org"]
+
+
+def test_a_generic_code_is_hard_only_with_a_permanent_reply_and_no_transport_failure() -> None:
+    from mailfleet.bounces.reasons import is_hard
+
+    # Sendmail quoting a remote "550 User unknown": the address is dead.
+    assert is_hard("userunknown", "5.0.0", "550 <a@example.org>... User unknown")
+    # The same words without a reply of the server's own (an appliance's "[User unknown]").
+    assert not is_hard("userunknown", "5.0.0", "[User unknown]")
+    # A session that broke says nothing about the address, whatever else the report quotes.
+    assert not is_hard("hostunknown", "5.0.0",
+                       "Remote protocol error; Connection reset by peer; 550 Host unknown")
+    # A dead-address code needs no wording at all.
+    assert is_hard("userunknown", "5.1.1", "")

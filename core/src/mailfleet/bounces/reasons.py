@@ -359,6 +359,14 @@ _DEAD_CODES = frozenset({"1.1", "1.2", "1.6", "1.10"})
 _GENERIC_CODES = frozenset({"", "0.0", "1.0", "5.0", "2.0", "4.0", "3.0"})
 
 
+#: With a generic code the text alone must carry the evidence: an SMTP reply of its own
+#: (5xx, as every MTA quotes the remote reply) and no word of a transport failure (a reset
+#: or timed-out session says nothing about the address, whatever else the report quotes).
+_PERMANENT_REPLY = re.compile(r"(?<!\d)5\d\d(?:[ -]|$)")
+_TRANSPORT_TROUBLE = re.compile(r"connection (?:reset|refused|timed out|closed)|protocol error"
+                                r"|timed? ?out|broken pipe")
+
+
 def is_hard(reason: str, status: str | None, text: str | None, *,
             provider: bool = False) -> bool:
     """True only on evidence that the address itself is dead: a permanent (5.x.x) failure
@@ -379,5 +387,8 @@ def is_hard(reason: str, status: str | None, text: str | None, *,
     if detail not in _GENERIC_CODES and not detail.startswith("1.") and detail != "2.1":
         return False
     low = " ".join(_CONTINUATION.sub(" ", (text or "").lower()).split())
+    if detail in _GENERIC_CODES and (_TRANSPORT_TROUBLE.search(low)
+                                     or not _PERMANENT_REPLY.search(text or "")):
+        return False
     found, strong = _by_text(low, detail)
     return strong and found == reason
