@@ -26,7 +26,8 @@ CORPUS = Path(__file__).resolve().parent.parent / "tests" / "data" / "bounce-cor
 
 
 def _flufl() -> Callable[[bytes], Any]:
-    if importlib.util.find_spec("flufl.bounce") is None:
+    if (importlib.util.find_spec("flufl") is None
+            or importlib.util.find_spec("flufl.bounce") is None):
         print("installing flufl.bounce from PyPI ...", flush=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "flufl.bounce"],
                        check=True)
