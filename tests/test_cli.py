@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from fleet_config import server_entry
 
 from mailfleet.cli.main import main
+from mailfleet.store import Store
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.pytest_plugin import SMTP_PASSWORD, SMTP_USER
 from mailfleet_testing.smtpd import FakeSMTP
@@ -196,17 +198,27 @@ def test_secret_never_printed_by_any_command(capsys: pytest.CaptureFixture[str],
     assert '"ok": false' in outputs[-1]
 
 
-def test_servers_check_does_not_contact_a_blocked_server_until_forced_or_unblocked(
-        capsys: pytest.CaptureFixture[str], config: Path, smtp: FakeSMTP) -> None:
-    import time
+def block_primary(store: Store) -> None:
+    """Block the server ``primary`` for an hour after a provider's limit reply."""
+    try:
+        store.block_server("primary", time.time() + 3600, "550 5.4.5 Daily user sending limit")
+    finally:
+        store.close()
 
-    from mailfleet.store.sqlite import SqliteStore
 
-    store = SqliteStore(config.parent / "mailfleet.db")  # the default store, beside the config
-    store.block_server("primary", time.time() + 3600, "550 5.4.5 Daily user sending limit")
-    store.close()
+def check_primary(capsys: pytest.CaptureFixture[str], config: Path) -> tuple[int, Any]:
+    """``servers check primary --json``: the exit code and the one row."""
     code, out, _ = run(capsys, "--config", str(config), "servers", "check", "primary", "--json")
     [row] = json.loads(out)
+    return code, row
+
+
+def test_servers_check_does_not_contact_a_blocked_server_until_forced_or_unblocked(
+        capsys: pytest.CaptureFixture[str], config: Path, smtp: FakeSMTP) -> None:
+    from mailfleet.store.sqlite import SqliteStore
+
+    block_primary(SqliteStore(config.parent / "mailfleet.db"))  # the default store
+    code, row = check_primary(capsys, config)
     assert code == 1 and not smtp.events
     assert (row["ok"], row["classification"]) == (False, "quota")
     assert "Daily user sending limit" in row["reply"] and "blocked until" in row["diagnosis"]
@@ -234,17 +246,12 @@ def test_servers_list_json_shows_the_effective_timeout_gmail_preset_over_a_minut
 
 def test_servers_check_reads_blocks_from_a_postgresql_store_too(
         capsys: pytest.CaptureFixture[str], config: Path, smtp: FakeSMTP, pg_dsn: str) -> None:
-    import time
-
     from mailfleet.store.postgres import PostgresStore
 
     text = config.read_text(encoding="utf-8")
     config.write_text(text.replace("[deployment]\n", f"[deployment]\nstore = {pg_dsn!r}\n", 1),
                       encoding="utf-8")
-    store = PostgresStore(pg_dsn)
-    store.block_server("primary", time.time() + 3600, "550 5.4.5 Daily user sending limit")
-    store.close()
-    code, out, _ = run(capsys, "--config", str(config), "servers", "check", "primary", "--json")
-    [row] = json.loads(out)
+    block_primary(PostgresStore(pg_dsn))
+    code, row = check_primary(capsys, config)
     assert code == 1 and not smtp.events
     assert (row["ok"], row["classification"]) == (False, "quota")

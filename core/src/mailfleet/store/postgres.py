@@ -594,9 +594,9 @@ class PostgresStore(Store):
         if row is None:
             return None
         mid, seq, email, state, server, from_addr, attempts, error, sent_at, domain = row
-        return LetterRecord(identity.letter_id(mid, seq), mid, email, state, server, from_addr,
-                            identity.message_id(identity.letter_id(mid, seq),
-                                                domain), int(attempts), error,
+        letter = identity.letter_id(mid, seq)
+        return LetterRecord(letter, mid, email, state, server, from_addr,
+                            identity.message_id(letter, domain), int(attempts), error,
                             None if sent_at is None else float(sent_at))
 
     def mark_bounced(self, letter_id: str, *, hard: bool, reason: str, status: str | None,
@@ -651,9 +651,10 @@ class PostgresStore(Store):
                 "FROM letters WHERE mailing_id=%s AND seq>%s AND (%s::text[] IS NULL OR "
                 "state = ANY(%s::text[])) ORDER BY seq LIMIT %s",
                 (mailing_id, after, wanted, wanted, limit)).fetchall()
-        return [LetterRecord(identity.letter_id(mailing_id, seq), mailing_id, email, state,
-                             srv, frm,
-                             identity.message_id(identity.letter_id(mailing_id, seq), domain),
-                             int(attempts), err,
-                             None if at is None else float(at))
-                for seq, email, state, srv, frm, attempts, err, at in rows]
+        records = []
+        for seq, email, state, srv, frm, attempts, err, at in rows:
+            letter = identity.letter_id(mailing_id, seq)
+            records.append(LetterRecord(letter, mailing_id, email, state, srv, frm,
+                                        identity.message_id(letter, domain), int(attempts), err,
+                                        None if at is None else float(at)))
+        return records

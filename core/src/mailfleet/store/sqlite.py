@@ -523,10 +523,13 @@ class SqliteStore(Store):
             "letters WHERE mailing_id=? AND seq>? AND (? IS NULL OR state IN (SELECT value "
             "FROM json_each(?))) ORDER BY seq LIMIT ?",
             (mailing_id, after, wanted, wanted, limit)).fetchall()
-        return [LetterRecord(identity.letter_id(mailing_id, seq), mailing_id, str(email),
-                             str(state), None if srv is None else str(srv),
-                             None if frm is None else str(frm),
-                             identity.message_id(identity.letter_id(mailing_id, seq), domain),
-                             int(attempts), None if err is None else str(err),
-                             None if at is None else float(at))
-                for seq, email, state, srv, frm, attempts, err, at in rows]
+        records = []
+        for seq, email, state, srv, frm, attempts, err, at in rows:
+            letter = identity.letter_id(mailing_id, seq)
+            records.append(LetterRecord(letter, mailing_id, str(email), str(state),
+                                        None if srv is None else str(srv),
+                                        None if frm is None else str(frm),
+                                        identity.message_id(letter, domain), int(attempts),
+                                        None if err is None else str(err),
+                                        None if at is None else float(at)))
+        return records
