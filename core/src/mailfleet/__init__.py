@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         StoppedServer,
         Suppression,
         Window,
+        WorkerStatus,
     )
     from mailfleet.mailings.mailing import BadRowsError
     from mailfleet.mailings.recipients import BadRow
@@ -55,6 +56,7 @@ _LAZY = {
     "MailingStatus": "mailfleet.app", "SendReport": "mailfleet.app",
     "ServerQuota": "mailfleet.app", "SpentWindow": "mailfleet.app",
     "StoppedServer": "mailfleet.app", "Suppression": "mailfleet.app", "Window": "mailfleet.app",
+    "WorkerStatus": "mailfleet.app",
     "BadRowsError": "mailfleet.mailings.mailing", "BadRow": "mailfleet.mailings.recipients",
     "Template": "mailfleet.mailings.template", "CheckResult": "mailfleet.sending.fleet",
     "Sent": "mailfleet.sending.fleet",
@@ -106,6 +108,7 @@ __all__ = [
     "Template",
     "TemplateError",
     "Window",
+    "WorkerStatus",
     "__version__",
     "hookimpl",
 ]

@@ -41,7 +41,7 @@ import attrs
 from mailfleet import aio
 from mailfleet.addresses import check_header, normalize_address
 from mailfleet.bounces.handling import BounceHandler, Handled, fetch_bounces
-from mailfleet.clock import Clock, SystemClock
+from mailfleet.clock import Clock
 from mailfleet.config import Config, load_config, parse_config
 from mailfleet.errors import ConfigError, MailfleetError
 from mailfleet.events import DeliveryEvent, EventType
@@ -59,7 +59,8 @@ from mailfleet.sending.fleet import CheckResult, Fleet, Sent
 from mailfleet.sending.identity import parse_letter_id
 from mailfleet.sending.quota import QuotaStatus, WindowStatus
 from mailfleet.sending.servers import Server
-from mailfleet.store.base import Claim, LetterRecord, Store
+from mailfleet.sending.worker import Worker
+from mailfleet.store.base import Claim, LetterRecord, Store, WorkerInfo
 
 log = logging.getLogger(__name__)
 
@@ -329,6 +330,29 @@ class ServerQuota:
 
 
 @attrs.frozen
+class WorkerStatus:
+    """A running worker (or any dispatcher): where, since when, its lease, the letters it
+    holds (``claimed``, and ``sending``: inside DATA) and its servers. ``alive``: ``True``
+    or ``False`` on this host, ``None`` on another host with a fresh lease."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    seen_at: datetime
+    alive: bool | None
+    claimed: int
+    sending: int
+    servers: tuple[str, ...]
+
+    @classmethod
+    def of(cls, w: WorkerInfo) -> WorkerStatus:
+        return cls(w.id, w.host, w.pid, datetime.fromtimestamp(w.started_at, UTC),
+                   datetime.fromtimestamp(w.seen_at, UTC), w.alive, w.claimed, w.sending,
+                   w.servers)
+
+
+@attrs.frozen
 class Suppression:
     """An address never sent to: why, since when, and who put it there (manual, import,
     bounce)."""
@@ -481,9 +505,10 @@ class Mailfleet:
                                                 host=self._host_secret(s.name)))
             if s.name in hosted else s for s in self.fleet.servers]
         self.config = config
-        self.clock: Clock = clock or SystemClock()
+        self._clock = clock
         self._store: Store | None = None
         self._dispatcher: Dispatcher | None = None
+        self._worker: Worker | None = None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str] | None = None, **options: Any
@@ -508,6 +533,12 @@ class Mailfleet:
         return read
 
     # -- the store ----------------------------------------------------------------------
+    @property
+    def clock(self) -> Clock:
+        """The clock given to the constructor, else the store's (a shared PostgreSQL
+        store counts every quota window on the database's clock)."""
+        return self._clock or self.store.clock()
+
     @property
     def store(self) -> Store:
         """The deployment's store (``deployment.store``), opened on first use."""
@@ -663,9 +694,40 @@ class Mailfleet:
                                         max_letters=max_letters, batch_size=batch_size,
                                         grace=grace))
 
-    def stop(self) -> None:
-        """Ask a running send to return after the batches in flight."""
+    async def work(self, *, concurrency: int | None = None, batch_size: int = 100,
+                   poll_seconds: float = 5.0, grace: float = 30.0,
+                   started: Callable[[Worker], None] | None = None) -> SendReport:
+        """Run as a worker until :meth:`stop`: send every active mailing's letters, rest
+        while nothing can go, wake when letters are queued (PostgreSQL notifications, else
+        polling every ``poll_seconds``). Stopping lets the batches in hand finish for up to
+        ``grace`` seconds and releases every other letter. ``concurrency``: connections per
+        server (default: each server's ``connections``). ``started`` is called with the
+        worker once it exists (its ``id`` is in :meth:`workers`)."""
         if self._dispatcher is not None:
+            raise RuntimeError("this Mailfleet is already sending; one send at a time")
+        worker = Worker(self.fleet, self.store, clock=self.clock, concurrency=concurrency,
+                        batch_size=batch_size, poll_seconds=poll_seconds, grace=grace)
+        self._dispatcher = worker.dispatcher
+        self._worker = worker
+        if started is not None:
+            started(worker)
+        try:
+            report = await worker.run()
+        finally:
+            self._dispatcher = self._worker = None
+        return SendReport.of(report, "stopped")
+
+    def workers(self) -> list[WorkerStatus]:
+        """The workers (and other running sends) registered in the store, oldest first."""
+        now = self.clock.now()
+        lease = self.config.deployment.lease_seconds
+        return [WorkerStatus.of(w) for w in self.store.workers(now, lease=lease)]
+
+    def stop(self) -> None:
+        """Ask a running send or worker to return after the batches in flight."""
+        if self._worker is not None:
+            self._worker.stop()
+        elif self._dispatcher is not None:
             self._dispatcher.stop()
 
     def _blocking(self, work: Coroutine[Any, Any, SendReport]) -> SendReport:
@@ -872,4 +934,5 @@ __all__ = [
     "StoppedServer",
     "Suppression",
     "Window",
+    "WorkerStatus",
 ]

@@ -8,7 +8,9 @@ can be passed through ``extra_args``.
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
+from collections import Counter
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,8 @@ from mailfleet_testing._util import (
 
 __all__ = ["SmtpSink", "SourceResult", "run_smtp_source"]
 
+_LETTER_ID = re.compile(rb"X-Mailfleet-Letter-Id: (\S+)")
+
 
 class SmtpSink:
     """``smtp-sink -a [-u nobody] [extra_args] 127.0.0.1:PORT backlog`` in its own session."""
@@ -36,8 +40,9 @@ class SmtpSink:
     host = LOCALHOST
 
     def __init__(self, extra_args: list[str] | None = None, backlog: int = 256,
-                 start_timeout: float = 10.0) -> None:
+                 start_timeout: float = 10.0, *, dump: bool = False) -> None:
         self.extra_args = list(extra_args or [])
+        self.dump = dump
         self.backlog = backlog
         self.start_timeout = start_timeout
         self.port = 0
@@ -60,6 +65,10 @@ class SmtpSink:
         cmd = [binary, "-a"]
         if is_root():
             cmd += ["-u", "nobody" if user_ids("nobody") else "postfix"]
+        if self.dump:  # one file per message, for counting what arrived (-d)
+            (self.directory / "dump").mkdir(mode=0o777)
+            (self.directory / "dump").chmod(0o777)
+            cmd += ["-d", str(self.directory / "dump" / "%H%M/")]
         cmd += [*self.extra_args, f"{LOCALHOST}:{self.port}", str(self.backlog)]
         assert self.log_file is not None
         with open(self.log_file, "ab") as log:
@@ -71,6 +80,16 @@ class SmtpSink:
             self.stop()
             raise
         return self
+
+    def dumped(self) -> Counter[str]:
+        """With ``dump``: the copies of each ``X-Mailfleet-Letter-Id`` the sink received."""
+        assert self.directory is not None and self.dump
+        found: Counter[str] = Counter()
+        for path in (self.directory / "dump").rglob("*"):
+            if path.is_file():
+                match = _LETTER_ID.search(path.read_bytes())
+                found[match.group(1).decode() if match else ""] += 1
+        return found
 
     def stop(self) -> None:
         """Kill the sink and remove its directory."""

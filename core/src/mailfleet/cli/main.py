@@ -297,7 +297,8 @@ def report_usage_error(exc: MailfleetError, as_json: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line; configuration and usage errors exit with 2."""
     import mailfleet.cli.bounces
-    import mailfleet.cli.commands  # noqa: F401  (registers the mailing commands)
+    import mailfleet.cli.commands
+    import mailfleet.cli.worker  # noqa: F401  (registers the worker commands)
 
     args = list(argv) if argv is not None else sys.argv[1:]
     as_json = "--json" in args  # errors of a --json command are JSON too

@@ -267,13 +267,15 @@ class Dispatcher:
     :param mailings: only these mailing ids (default: every active mailing).
     :param batch_size: letters per claim and per pipelined SMTP batch on one connection.
     :param on_progress: called with ``(mailing_id, letters finished)`` after each batch.
+    :param connections: connections per server at once (default: each server's
+        ``connections``).
     """
 
     def __init__(self, fleet: Fleet, store: Store, *, clock: Clock | None = None,
                  retry: RetryPolicy | None = None, batch_size: int = 100,
                  mailings: Sequence[str] | None = None,
                  on_progress: Callable[[str, int], None] | None = None,
-                 dispatcher_id: str | None = None) -> None:
+                 dispatcher_id: str | None = None, connections: int | None = None) -> None:
         self.fleet = fleet
         self.store = store
         self.clock = clock or SystemClock()
@@ -281,6 +283,7 @@ class Dispatcher:
         self.batch_size = batch_size
         self.mailings = list(mailings) if mailings is not None else None
         self.on_progress = on_progress
+        self.connections = connections
         self.id = dispatcher_id or f"{os.getpid()}-{secrets.token_hex(4)}"
         deployment = fleet.config.deployment
         self.lease_seconds = deployment.lease_seconds
@@ -325,29 +328,42 @@ class Dispatcher:
                 if delay <= 0 and report.sent == 0 and report.failed == 0:
                     delay = min(1.0, self.heartbeat_seconds)
                 if delay > 0:
-                    await self._sleep_beating(delay)
+                    await self.rest(delay)
                     self._emit(EventType.RESUMED, detail="a quota window reopened or a block "
                                "ended; sending goes on")
         finally:
+            self.unregister()
+
+    def unregister(self) -> None:
+        """Leave the store's list of dispatchers and take back at once the letters this
+        dispatcher still holds (after a cancelled pass)."""
+        if self._registered:
             self.store.unregister_dispatcher(self.id)
             self._registered = False
+            self._recover(None)
 
-    async def _sleep_beating(self, delay: float) -> None:
+    async def rest(self, delay: float, wake: asyncio.Event | None = None) -> None:
         """Sleep ``delay`` seconds of the clock, renewing the lease and recovering others'
-        letters meanwhile (a sleeping dispatcher is alive too)."""
-        beat = asyncio.ensure_future(self._heartbeat(None))
+        letters meanwhile (a sleeping dispatcher is alive too); return early when ``wake``
+        is set, or when the heartbeat took letters back (they can go now)."""
+        wake = wake or asyncio.Event()
+        beat = asyncio.ensure_future(self._heartbeat(None, wake))
+        sleep = asyncio.ensure_future(self.clock.sleep(delay))
+        woken = asyncio.ensure_future(wake.wait())
         try:
-            await self.clock.sleep(delay)
+            await asyncio.wait([sleep, woken, beat], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            beat.cancel()
+            for task in (beat, sleep, woken):
+                task.cancel()
+            await asyncio.gather(beat, sleep, woken, return_exceptions=True)
 
     async def arun_once(self) -> RunReport:
         now = self.clock.now()
+        servers = [s for s in self.fleet.servers if s.enabled]
         if not self._registered:
-            self.store.register_dispatcher(self.id, now)
+            self.store.register_dispatcher(self.id, now, [s.name for s in servers])
             self._registered = True
         self._observed = self.fleet.plugins.has_event_observers()
-        servers = [s for s in self.fleet.servers if s.enabled]
         run = _Run(servers)
         self._recover(run)
         self._journal = _Journal(self.store, self.clock)
@@ -379,7 +395,7 @@ class Dispatcher:
 
     def _spawn(self, run: _Run, server: Server) -> None:
         run.status[server.name] = "open"
-        for _ in range(max(1, server.connections)):
+        for _ in range(max(1, self.connections or server.connections)):
             run.track(self._worker(run, server))
 
     def _revive_at(self, run: _Run, server: Server, until: float) -> None:
@@ -410,18 +426,23 @@ class Dispatcher:
                                          r.held + found.held)
         return found
 
-    async def _heartbeat(self, run: _Run | None) -> None:
+    async def _heartbeat(self, run: _Run | None, wake: asyncio.Event | None = None) -> None:
         """Renew this dispatcher's lease and take back the letters of dispatchers that are
         gone, every ``heartbeat_seconds`` (a wall-clock period: the injected clock may
-        jump). Letters taken back mid-pass wake the connections that went idle."""
+        jump). Letters taken back mid-pass wake the connections that went idle; while
+        resting they set ``wake``."""
+        servers = [s.name for s in self.fleet.servers if s.enabled]
         while True:
             await asyncio.sleep(self.heartbeat_seconds)
             try:
-                self.store.register_dispatcher(self.id, self.clock.now())
+                self.store.register_dispatcher(self.id, self.clock.now(), servers)
+                self._registered = True
                 found = self._recover(run)
             except Exception:  # a store hiccup: the next beat tries again
                 log.exception("the dispatcher's heartbeat failed")
                 continue
+            if wake is not None and (found.requeued or found.resent):
+                wake.set()
             if run is not None and (found.requeued or found.resent):
                 for server in run.servers:
                     if run.status[server.name] == "idle" and run.workers[server.name] == 0:

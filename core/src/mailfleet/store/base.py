@@ -11,6 +11,7 @@ from typing import Any, Literal, Protocol
 
 import attrs
 
+from mailfleet.clock import Clock, SystemClock
 from mailfleet.plugins.providers import Limits
 from mailfleet.sending import identity
 from mailfleet.sending.quota import QuotaStatus
@@ -139,6 +140,46 @@ def holder(row: Sequence[Any], here: str, lease: float, now: float) -> Holder:
                   alive, int(claimed), int(sending), back)
 
 
+@attrs.frozen
+class WorkerInfo:
+    """A registered dispatcher (a ``mailfleet worker``, or any running send): where it runs,
+    since when, the letters it holds and the servers it sends through. ``alive`` as for
+    :class:`Holder` (``None``: another host, alive while its lease is fresh)."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: float
+    seen_at: float
+    alive: bool | None
+    claimed: int
+    sending: int
+    servers: tuple[str, ...]
+
+
+def worker_info(row: Sequence[Any], here: str, lease: float, now: float) -> WorkerInfo:
+    """A :class:`WorkerInfo` from ``(id, host, pid, started_at, seen_at, servers, claimed,
+    sending)``; ``servers`` is the comma-joined list the dispatcher registered."""
+    did, host, pid, started, seen, servers, claimed, sending = row
+    alive, _ = takeback_at(str(host), int(pid), float(seen), here, lease, now)
+    if alive is None and float(seen) < now - lease:
+        alive = False
+    return WorkerInfo(str(did), str(host), int(pid), float(started), float(seen), alive,
+                      int(claimed or 0), int(sending or 0),
+                      tuple(s for s in str(servers or "").split(",") if s))
+
+
+class Wakeups(Protocol):
+    """Notifications that there may be work: letters queued, a mailing resumed, a server
+    unblocked (PostgreSQL ``LISTEN``). Without them a worker polls."""
+
+    async def wait(self) -> None:
+        """Return at the next notification (those that came meanwhile count)."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class Store(Protocol):
     """Everything the mailing engine and the bounce reader keep."""
 
@@ -161,8 +202,24 @@ class Store(Protocol):
     def complete_finished(self) -> list[str]: ...
 
     # -- dispatching ----------------------------------------------------------------------
-    def register_dispatcher(self, dispatcher_id: str, now: float) -> None: ...
+    def register_dispatcher(self, dispatcher_id: str, now: float,
+                            servers: Sequence[str] = ()) -> None:
+        """Register (or renew the lease of) a dispatcher of this process, sending through
+        ``servers``."""
+        ...
     def unregister_dispatcher(self, dispatcher_id: str) -> None: ...
+    def workers(self, now: float, *, lease: float = LEASE_SECONDS) -> list[WorkerInfo]:
+        """The registered dispatchers, oldest first, with the letters each holds."""
+        ...
+    def wakeups(self) -> Wakeups | None:
+        """A source of wake-up notifications for an idle worker, or ``None``: poll."""
+        return None
+
+    def clock(self) -> Clock:
+        """The clock every quota window is counted on: the database's where the store is
+        shared between machines (their own clocks may differ), else this machine's."""
+        return SystemClock()
+
     def recover(self, now: float, *, lease: float = LEASE_SECONDS,
                 hold_in_doubt: bool = False) -> Recovery:
         """Take back the letters of dispatchers that are gone (a local process that ended,

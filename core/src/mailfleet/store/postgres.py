@@ -9,13 +9,16 @@ transaction per method, never open across SMTP. The DSN's password is never show
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import hashlib
 import json
 import os
 import re
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +27,7 @@ from urllib.parse import unquote
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from mailfleet.clock import Clock, SystemClock
 from mailfleet.errors import ConfigError, MailfleetError
 from mailfleet.plugins.providers import Limits
 from mailfleet.sending import identity
@@ -37,7 +41,10 @@ from mailfleet.store.base import (
     Outcome,
     Recovery,
     Store,
+    Wakeups,
+    WorkerInfo,
     holder,
+    worker_info,
 )
 from mailfleet.store.leases import (
     HELD_IN_DATA,
@@ -112,10 +119,35 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS dispatchers (
     id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
     seen_at DOUBLE PRECISION NOT NULL);
+ALTER TABLE dispatchers ADD COLUMN IF NOT EXISTS started_at DOUBLE PRECISION NOT NULL DEFAULT 0;
+ALTER TABLE dispatchers ADD COLUMN IF NOT EXISTS servers TEXT NOT NULL DEFAULT '';
+-- Wake-ups for idle workers (LISTEN mailfleet): a mailing becomes active (created, resumed)
+-- or a server's block ends early (unblocked). A notification is sent at commit.
+CREATE OR REPLACE FUNCTION mailfleet_wake() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('mailfleet', TG_TABLE_NAME);
+    RETURN NULL;
+END $$;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'mailings_wake'
+                   AND tgrelid = 'mailings'::regclass) THEN
+        CREATE TRIGGER mailings_wake AFTER INSERT OR UPDATE OF state ON mailings
+        FOR EACH ROW WHEN (NEW.state = 'active') EXECUTE FUNCTION mailfleet_wake();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'server_blocks_wake'
+                   AND tgrelid = 'server_blocks'::regclass) THEN
+        CREATE TRIGGER server_blocks_wake AFTER DELETE ON server_blocks
+        FOR EACH STATEMENT EXECUTE FUNCTION mailfleet_wake();
+    END IF;
+END $$;
 -- The circuit breaker of each server: consecutive failures (the block is in server_blocks).
 CREATE TABLE IF NOT EXISTS server_breakers (
     server TEXT PRIMARY KEY, failures INTEGER NOT NULL, last_at DOUBLE PRECISION NOT NULL);
 """
+
+#: The version of SCHEMA this code needs (kept in the ``meta`` table).
+_SCHEMA_VERSION = hashlib.sha256(SCHEMA.encode()).hexdigest()[:16]
 
 _URL_PASSWORD = re.compile(r"^[a-z]+://[^:/@?#]*:([^@/?#]*)@", re.IGNORECASE)
 MASK = "***"
@@ -146,6 +178,48 @@ def mask_dsn(dsn: str, text: str | None = None) -> str:
     return out
 
 
+class DatabaseClock(SystemClock):
+    """This machine's clock moved onto the database's (the offset measured when the store
+    opened): every worker on every machine counts quota windows on one clock."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = offset
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+
+class _Listener:
+    """``LISTEN mailfleet`` on a connection of its own, read by the event loop."""
+
+    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]], location: str) -> None:
+        self.conn = conn
+        self.location = location
+        conn.execute("LISTEN mailfleet")
+
+    async def wait(self) -> None:
+        pg = self.conn.pgconn
+        loop = asyncio.get_running_loop()
+        while True:
+            pg.consume_input()
+            if pg.notifies() is not None:
+                while pg.notifies() is not None:  # the ones that came meanwhile count too
+                    pass
+                return
+            if pg.status != psycopg.pq.ConnStatus.OK:
+                raise StoreUnavailable(f"the PostgreSQL store {self.location!r} closed the "
+                                       "connection that listened for new letters")
+            readable = loop.create_future()
+            loop.add_reader(pg.socket, readable.set_result, None)
+            try:
+                await readable
+            finally:
+                loop.remove_reader(pg.socket)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 class StoreUnavailable(MailfleetError):
     """The database of the store cannot be reached (the message never holds a password)."""
 
@@ -160,16 +234,46 @@ class PostgresStore(Store):
         self.host = socket.gethostname()
         self._lock = threading.RLock()
         self.conn = self._connect()
+        self._create_schema()
+        self._clock = DatabaseClock(self._database_offset())
+
+    def _create_schema(self) -> None:
+        """Create or update the tables, once per schema version: the DDL takes table locks
+        that would wait on (and deadlock with) running workers, so a store whose schema is
+        current runs none of it."""
         with self._tx() as cur:
+            if self._schema_current(cur):
+                return
             cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_LOCK_SCHEMA,))
+            if self._schema_current(cur):  # another process made it meanwhile
+                return
             cur.execute(SCHEMA.encode())
+            cur.execute("INSERT INTO meta (key, value) VALUES ('schema', %s) ON CONFLICT (key) "
+                        "DO UPDATE SET value=EXCLUDED.value", (_SCHEMA_VERSION,))
+
+    @staticmethod
+    def _schema_current(cur: psycopg.Cursor[tuple[Any, ...]]) -> bool:
+        row = cur.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()
+        if not (row and row[0]):
+            return False
+        found = cur.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        return found is not None and found[0] == _SCHEMA_VERSION
+
+    def _database_offset(self) -> float:
+        """The database's clock minus this machine's, read at the middle of a round trip."""
+        with self._tx() as cur:
+            before = time.time()
+            row = cur.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+            after = time.time()
+        assert row is not None
+        return float(row[0]) - (before + after) / 2
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.location!r})"
 
-    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+    def _connect(self, *, autocommit: bool = False) -> psycopg.Connection[tuple[Any, ...]]:
         try:
-            return psycopg.connect(self._dsn, autocommit=False,
+            return psycopg.connect(self._dsn, autocommit=autocommit,
                                    connect_timeout=max(1, int(self.connect_timeout)),
                                    application_name="mailfleet")
         except psycopg.ProgrammingError as exc:
@@ -320,11 +424,14 @@ class PostgresStore(Store):
         return [str(r[0]) for r in rows]
 
     # -- dispatching ----------------------------------------------------------------------
-    def register_dispatcher(self, dispatcher_id: str, now: float) -> None:
+    def register_dispatcher(self, dispatcher_id: str, now: float,
+                            servers: Sequence[str] = ()) -> None:
         with self._tx() as cur:
-            cur.execute("INSERT INTO dispatchers (id, host, pid, seen_at) VALUES (%s,%s,%s,%s) "
-                        "ON CONFLICT (id) DO UPDATE SET host=EXCLUDED.host, pid=EXCLUDED.pid, "
-                        "seen_at=EXCLUDED.seen_at", (dispatcher_id, self.host, os.getpid(), now))
+            cur.execute("INSERT INTO dispatchers (id, host, pid, seen_at, started_at, servers) "
+                        "VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO UPDATE SET "
+                        "host=EXCLUDED.host, pid=EXCLUDED.pid, seen_at=EXCLUDED.seen_at, "
+                        "servers=EXCLUDED.servers",
+                        (dispatcher_id, self.host, os.getpid(), now, now, ",".join(servers)))
 
     def unregister_dispatcher(self, dispatcher_id: str) -> None:
         with self._tx() as cur:
@@ -367,6 +474,22 @@ class PostgresStore(Store):
             resent = cur.rowcount
             cur.execute("DELETE FROM dispatchers WHERE id = ANY(%s)", (ids,))
         return Recovery(requeued, resent, held)
+
+    def workers(self, now: float, *, lease: float = LEASE_SECONDS) -> list[WorkerInfo]:
+        with self._tx() as cur:
+            rows = cur.execute(
+                "SELECT d.id, d.host, d.pid, d.started_at, d.seen_at, d.servers, "
+                "COUNT(l.id) FILTER (WHERE l.state='claimed'), "
+                "COUNT(l.id) FILTER (WHERE l.state='sending') FROM dispatchers d LEFT JOIN "
+                "letters l ON l.claimed_by = d.id GROUP BY d.id ORDER BY d.started_at, "
+                "d.id COLLATE \"C\"").fetchall()
+        return [worker_info(row, self.host, lease, now) for row in rows]
+
+    def wakeups(self) -> Wakeups:
+        return _Listener(self._connect(autocommit=True), self.location)
+
+    def clock(self) -> Clock:
+        return self._clock
 
     def holders(self, mailing_id: str | None, now: float, *,
                 lease: float = LEASE_SECONDS) -> list[Holder]:
@@ -427,9 +550,9 @@ class PostgresStore(Store):
             cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_QUOTA, server))
             # the heartbeat; re-registers a dispatcher that another host's recover() dropped
             # while it slept through a spent window (it holds letters again from here on)
-            cur.execute("INSERT INTO dispatchers (id, host, pid, seen_at) VALUES (%s,%s,%s,%s) "
-                        "ON CONFLICT (id) DO UPDATE SET seen_at=EXCLUDED.seen_at",
-                        (dispatcher_id, self.host, os.getpid(), now))
+            cur.execute("INSERT INTO dispatchers (id, host, pid, seen_at, started_at) VALUES "
+                        "(%s,%s,%s,%s,%s) ON CONFLICT (id) DO UPDATE SET seen_at=EXCLUDED.seen_at",
+                        (dispatcher_id, self.host, os.getpid(), now, now))
             block = self._block(cur, server, now)
             if block is not None:
                 return Claim(reason="blocked", until=block[0])

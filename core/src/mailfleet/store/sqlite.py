@@ -28,7 +28,9 @@ from mailfleet.store.base import (
     Outcome,
     Recovery,
     Store,
+    WorkerInfo,
     holder,
+    worker_info,
 )
 from mailfleet.store.leases import (
     HELD_IN_DATA,
@@ -86,7 +88,8 @@ CREATE TABLE IF NOT EXISTS bounces (
 CREATE INDEX IF NOT EXISTS bounces_email ON bounces (email, hard, at);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS dispatchers (
-    id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, seen_at REAL NOT NULL);
+    id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, seen_at REAL NOT NULL,
+    started_at REAL NOT NULL DEFAULT 0, servers TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS letters_owner ON letters (claimed_by) WHERE claimed_by IS NOT NULL;
 -- The circuit breaker of each server: consecutive failures (the block is in server_blocks).
 CREATE TABLE IF NOT EXISTS server_breakers (
@@ -110,6 +113,10 @@ class SqliteStore(Store):
         self.db.execute("PRAGMA wal_autocheckpoint=10000")
         self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         self.db.executescript(SCHEMA)
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(dispatchers)")}
+        for column in ("started_at REAL NOT NULL DEFAULT 0", "servers TEXT NOT NULL DEFAULT ''"):
+            if column.split()[0] not in columns:  # a store made before workers were listed
+                self.db.execute(f"ALTER TABLE dispatchers ADD COLUMN {column}")
         self.host = socket.gethostname()
 
     @contextmanager
@@ -216,10 +223,14 @@ class SqliteStore(Store):
         return ids
 
     # -- dispatching ----------------------------------------------------------------------
-    def register_dispatcher(self, dispatcher_id: str, now: float) -> None:
+    def register_dispatcher(self, dispatcher_id: str, now: float,
+                            servers: Sequence[str] = ()) -> None:
         with self._tx():
-            self.db.execute("INSERT OR REPLACE INTO dispatchers (id, host, pid, seen_at) "
-                            "VALUES (?,?,?,?)", (dispatcher_id, self.host, os.getpid(), now))
+            self.db.execute(
+                "INSERT INTO dispatchers (id, host, pid, seen_at, started_at, servers) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET host=excluded.host, "
+                "pid=excluded.pid, seen_at=excluded.seen_at, servers=excluded.servers",
+                (dispatcher_id, self.host, os.getpid(), now, now, ",".join(servers)))
 
     def unregister_dispatcher(self, dispatcher_id: str) -> None:
         with self._tx():
@@ -256,6 +267,14 @@ class SqliteStore(Store):
                     (RESENT_IN_DATA, did)).rowcount
                 self.db.execute("DELETE FROM dispatchers WHERE id=?", (did,))
         return Recovery(requeued, resent, held)
+
+    def workers(self, now: float, *, lease: float = LEASE_SECONDS) -> list[WorkerInfo]:
+        rows = self.db.execute(
+            "SELECT d.id, d.host, d.pid, d.started_at, d.seen_at, d.servers, "
+            "(SELECT COUNT(*) FROM letters l WHERE l.claimed_by=d.id AND l.state='claimed'), "
+            "(SELECT COUNT(*) FROM letters l WHERE l.claimed_by=d.id AND l.state='sending') "
+            "FROM dispatchers d ORDER BY d.started_at, d.id").fetchall()
+        return [worker_info(row, self.host, lease, now) for row in rows]
 
     def holders(self, mailing_id: str | None, now: float, *,
                 lease: float = LEASE_SECONDS) -> list[Holder]:
@@ -300,9 +319,10 @@ class SqliteStore(Store):
               mailing_ids: Sequence[str] | None = None) -> Claim:
         with self._tx():
             # the heartbeat; re-registers a dispatcher whose row a recover() removed meanwhile
-            self.db.execute("INSERT INTO dispatchers (id, host, pid, seen_at) VALUES (?,?,?,?) "
-                            "ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
-                            (dispatcher_id, self.host, os.getpid(), now))
+            self.db.execute("INSERT INTO dispatchers (id, host, pid, seen_at, started_at) "
+                            "VALUES (?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
+                            "seen_at = excluded.seen_at",
+                            (dispatcher_id, self.host, os.getpid(), now, now))
             block = self._block(server, now)
             if block is not None:
                 return Claim(reason="blocked", until=block[0])

@@ -1,0 +1,128 @@
+"""The worker: a dispatcher that runs until it is stopped (``mailfleet worker``).
+
+Any number of workers on any number of machines share one store; every quota holds exactly
+across them (the store serialises each server's charge). A worker sends what can go, then
+rests until the next quota window or retry is due, or until the store says there is new work
+(PostgreSQL ``LISTEN``: letters queued, a mailing resumed, a server unblocked); without such
+notifications (SQLite) it polls every ``poll_seconds``. While it rests it renews its lease and
+takes back the letters of workers that are gone.
+
+Stopping is in two steps: :meth:`Worker.stop` lets the batches in hand finish (no new claim),
+releases the letters not yet sent and returns; if the batches are not done within ``grace``
+seconds they are cancelled (a letter inside DATA is then in doubt, as after a crash).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from mailfleet.clock import Clock
+from mailfleet.sending.dispatcher import Dispatcher, RunReport
+from mailfleet.sending.fleet import Fleet
+from mailfleet.store.base import Store, Wakeups
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Runs :class:`Dispatcher` passes until :meth:`stop`.
+
+    :param concurrency: connections per server at once (default: each server's
+        ``connections``).
+    :param poll_seconds: the longest rest without a notification.
+    :param grace: seconds the batches in hand get to finish after :meth:`stop`.
+    """
+
+    def __init__(self, fleet: Fleet, store: Store, *, clock: Clock | None = None,
+                 concurrency: int | None = None, batch_size: int = 100,
+                 poll_seconds: float = 5.0, grace: float = 30.0,
+                 dispatcher_id: str | None = None) -> None:
+        if concurrency is not None and concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.store = store
+        self.clock = clock or store.clock()
+        self.dispatcher = Dispatcher(fleet, store, clock=self.clock, batch_size=batch_size,
+                                     connections=concurrency, dispatcher_id=dispatcher_id)
+        self.poll_seconds = poll_seconds
+        self.grace = grace
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self.report = RunReport()  # the sum of the passes
+        self._last = RunReport()
+
+    @property
+    def id(self) -> str:
+        return self.dispatcher.id
+
+    def stop(self) -> None:
+        """Finish the letters in hand, release the rest and return from :meth:`run`."""
+        self._stopping.set()
+        self._wake.set()
+        self.dispatcher.stop()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self) -> RunReport:
+        """Send until stopped; returns what was done. Cancelling it is safe (the letters it
+        holds are released; one inside DATA is in doubt)."""
+        wakeups = self.store.wakeups()
+        listening = (None if wakeups is None
+                     else asyncio.ensure_future(self._listen(wakeups)))
+        try:
+            while not self.stopping:
+                self._wake.clear()
+                if not await self._pass():
+                    break
+                delay = self.poll_seconds
+                report = self._last
+                if report.waiting and report.resume_at is not None:
+                    delay = report.resume_at - self.clock.now()
+                    if delay <= 0 and report.sent == 0 and report.failed == 0:
+                        delay = min(1.0, self.poll_seconds)  # something else holds them
+                    if wakeups is None:
+                        delay = min(delay, self.poll_seconds)
+                if delay > 0 and not self.stopping:
+                    await self.dispatcher.rest(delay, self._wake)
+        finally:
+            if listening is not None:
+                listening.cancel()
+                await asyncio.gather(listening, return_exceptions=True)
+            if wakeups is not None:
+                wakeups.close()
+            self.dispatcher.unregister()
+        return self.report
+
+    async def _pass(self) -> bool:
+        """One dispatcher pass; after :meth:`stop`, ``grace`` seconds more at most."""
+        task = asyncio.ensure_future(self.dispatcher.arun_once())
+        stopped = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                done, _ = await asyncio.wait([task], timeout=self.grace)
+                if not done:
+                    log.warning("the letters in hand did not finish within %.0f s; "
+                                "cancelled", self.grace)
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    return False
+            self._last = task.result()
+            self.report = self.report + self._last
+            return not self.stopping
+        finally:
+            stopped.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _listen(self, wakeups: Wakeups) -> None:
+        while True:
+            try:
+                await wakeups.wait()
+            except Exception:  # the listening connection broke: polling goes on
+                log.exception("wake-up notifications stopped; polling instead")
+                return
+            self._wake.set()
