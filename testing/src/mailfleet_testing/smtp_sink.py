@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import re
 import subprocess
-from collections import Counter
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
