@@ -68,7 +68,7 @@ API_VERSION = "1.0.0"
 
 #: Letter states that still wait to be sent (claimed and ``sending`` ones are in flight).
 WAITING_STATES = ("queued", "claimed", "sending")
-#: A block this long means "until a person unblocks it" (the dispatcher's HELD_UNTIL_UNBLOCKED
+#: A block this long means "until a person unblocks it" (the failure rules' HELD_UNTIL_UNBLOCKED
 #: is a year; anything over 300 days is taken as such).
 HELD_SECONDS = 300 * 86_400.0
 
