@@ -15,7 +15,8 @@ attempts, the letter in DATA is in doubt (resent, or held for review: ``deployme
 and the server rests behind its circuit breaker (persisted, shared by every dispatcher,
 doubling with each consecutive failure). A provider's quota reply blocks the server and puts
 the letter back uncharged; a refused account (auth, sender) rests the server; transient
-refusals retry later with backoff; permanent refusals fail that letter only. Every live
+refusals retry later with backoff; permanent refusals fail that letter only (the rule table
+is :mod:`mailfleet.sending.failure`; the dispatcher applies its decisions). Every live
 dispatcher takes back the letters of a dead one while it runs (its heartbeat renews its own
 lease and checks the others').
 """

@@ -57,7 +57,11 @@ class Sent:
 
 
 class Fleet:
-    """The configured servers, resolved through the installed provider plugins."""
+    """The configured servers, resolved through the installed provider plugins.
+
+    Its transport methods (:meth:`connect`, :meth:`send`, :meth:`check`, :meth:`send_one`)
+    diagnose every failure once, where it comes back: what they return or raise carries its
+    diagnosis, and nothing downstream diagnoses again."""
 
     def __init__(self, config: Config, plugins: Plugins | None = None) -> None:
         self.config = config
