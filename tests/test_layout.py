@@ -39,3 +39,35 @@ def test_nothing_outside_the_cli_imports_the_cli() -> None:
             if any(n == "mailfleet.cli" or n.startswith("mailfleet.cli.") for n in names):
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+def _cli_imports(path: Path) -> set[str]:
+    """The ``mailfleet.cli`` modules one module imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "mailfleet.cli":
+                found |= {f"mailfleet.cli.{a.name}" for a in node.names}
+            elif node.module.startswith("mailfleet.cli."):
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("mailfleet.cli.")}
+    return found
+
+
+def test_the_cli_modules_import_each_other_without_a_circle() -> None:
+    graph = {f"mailfleet.cli.{p.stem}": _cli_imports(p) for p in (ROOT / "cli").glob("*.py")
+             if p.stem != "__init__"}
+    assert graph["mailfleet.cli.main"] >= {"mailfleet.cli.commands", "mailfleet.cli.bounces"}
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, f"import circle: {' -> '.join((*path, module))}"
+        if module in done:
+            return
+        for imported in graph.get(module, ()):
+            visit(imported, (*path, module))
+        done.add(module)
+
+    for module in graph:
+        visit(module, ())
