@@ -71,3 +71,15 @@ def test_the_cli_modules_import_each_other_without_a_circle() -> None:
 
     for module in graph:
         visit(module, ())
+
+
+def test_the_cli_reaches_the_library_only_through_the_application_layer() -> None:
+    allowed = {"mailfleet", "mailfleet.app", "mailfleet.errors"}  # mailfleet_testing: the demo
+    offenders = []
+    for path in (ROOT / "cli").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith("mailfleet.")
+                          and n not in allowed and not n.startswith("mailfleet.cli")]
+    assert offenders == []

@@ -47,6 +47,9 @@ if TYPE_CHECKING:
         Suppression,
         Window,
     )
+    from mailfleet.bounces.handling import Handled
+    from mailfleet.bounces.report import BounceReport
+    from mailfleet.mailbox.budget import SetAsideMessage
     from mailfleet.mailings.mailing import BadRowsError
     from mailfleet.mailings.recipients import BadRow
     from mailfleet.mailings.template import Template
@@ -63,7 +66,8 @@ _LAZY = {
     "StoppedServer": "mailfleet.app", "Suppression": "mailfleet.app", "Window": "mailfleet.app",
     "Holder": "mailfleet.app", "MailingStateError": "mailfleet.app",
     "ServerBusyError": "mailfleet.app", "SuppressedError": "mailfleet.app",
-    "SuppressImport": "mailfleet.app",
+    "SuppressImport": "mailfleet.app", "Handled": "mailfleet.bounces.handling",
+    "SetAsideMessage": "mailfleet.mailbox.budget", "BounceReport": "mailfleet.bounces.report",
     "BadRowsError": "mailfleet.mailings.mailing", "BadRow": "mailfleet.mailings.recipients",
     "Template": "mailfleet.mailings.template", "CheckResult": "mailfleet.sending.fleet",
     "Sent": "mailfleet.sending.fleet",
@@ -87,6 +91,7 @@ __all__ = [
     "BadRow",
     "BadRowsError",
     "BounceFetch",
+    "BounceReport",
     "CheckResult",
     "Classification",
     "ConfigError",
@@ -96,6 +101,7 @@ __all__ = [
     "Diagnosis",
     "EventStream",
     "EventType",
+    "Handled",
     "HeaderError",
     "Holder",
     "LetterResult",
@@ -111,6 +117,7 @@ __all__ = [
     "Sent",
     "ServerBusyError",
     "ServerQuota",
+    "SetAsideMessage",
     "SmtpError",
     "SpentWindow",
     "Stage",

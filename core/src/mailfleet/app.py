@@ -9,11 +9,14 @@ sending as an ``async`` call inside the host's event loop, as a blocking call, o
 bounded step for job systems; pause, resume, cancel; status, per-letter results, quotas,
 blocked servers, suppression and bounce fetching; events to a callback or an async iterator.
 
-The business rules the CLI shares with hosts live here too: a mailing's counts
-(:func:`mailing_counts`), which servers cannot send and when sending resumes
-(:func:`outlook`), a server's circuit breaker state (:func:`breaker_state`). Nothing here
-speaks to a terminal: every result is a typed value, every failure an exception of
-:mod:`mailfleet.errors` whose message names the cause and the fix.
+The command line (:mod:`mailfleet.cli`) is a thin layer over this module and calls nothing
+else of the library, so the business rules it shares with hosts live here once: a mailing's
+counts (:func:`mailing_counts`), which servers cannot send and when sending resumes
+(:func:`outlook`, :func:`resume_time`), a server's circuit breaker state
+(:func:`breaker_state`), the suppression import, the bounce tally, report parsing within
+the budget. Nothing here speaks to a terminal: every result is a typed value, every failure
+an exception whose message names the cause and the fix, and whose attributes carry the
+data (a command line words its own options from them).
 """
 
 from __future__ import annotations
@@ -1028,21 +1031,27 @@ class Mailfleet:
 
 __all__ = [
     "API_VERSION",
+    "BadRow",
     "BadRowsError",
     "BounceFetch",
+    "BounceReport",
+    "BounceTally",
     "CheckResult",
     "Created",
     "EventStream",
+    "Handled",
     "Holder",
     "LetterResult",
     "Mailfleet",
     "MailingCounts",
     "MailingStateError",
     "MailingStatus",
+    "ParsedReport",
     "SendReport",
     "Sent",
     "ServerBusyError",
     "ServerQuota",
+    "SetAsideMessage",
     "SpentWindow",
     "StoppedServer",
     "SuppressImport",

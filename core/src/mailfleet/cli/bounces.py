@@ -11,12 +11,16 @@ from typing import Any
 
 import click
 
-from mailfleet.app import BounceFetch, BounceTally, parse_report_files
-from mailfleet.bounces.handling import Handled
-from mailfleet.bounces.report import BounceReport
+from mailfleet.app import (
+    BounceFetch,
+    BounceReport,
+    BounceTally,
+    Handled,
+    SetAsideMessage,
+    parse_report_files,
+)
 from mailfleet.cli.output import EXIT_FAILURE, Context, json_option, print_table
 from mailfleet.errors import MailboxError
-from mailfleet.mailbox.budget import SetAsideMessage
 
 
 def report_json(report: BounceReport, file: str | None = None) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from typing import Any, cast
 import click
 
 from mailfleet.app import (
+    BadRow,
+    BadRowsError,
     Holder,
     LetterResult,
     MailingCounts,
@@ -36,8 +38,6 @@ from mailfleet.cli.output import (
     print_table,
 )
 from mailfleet.errors import AddressError, TemplateError
-from mailfleet.mailings.mailing import BadRowsError
-from mailfleet.mailings.recipients import BadRow
 
 #: The letter states, disjoint: every letter of a mailing is in exactly one.
 COUNTED = ("sent", "bounced", "failed", "skipped", "held", "waiting")
