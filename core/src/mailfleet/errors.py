@@ -51,6 +51,16 @@ class ConfigError(MailfleetError):
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in self.problems))
 
 
+class ConfigFileError(ConfigError):
+    """The config file cannot be read at all: ``path``, and ``reason``: ``missing`` (no such
+    file) or ``directory`` (the path names a directory)."""
+
+    def __init__(self, path: str, reason: str, problem: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(problem)
+
+
 class PluginError(MailfleetError):
     """A plugin could not be loaded or broke its contract."""
 
