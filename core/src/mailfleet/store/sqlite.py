@@ -2,7 +2,8 @@
 
 Claims run in ``BEGIN IMMEDIATE`` transactions that check the quota and charge the ledger in
 the same step, so every dispatcher sharing the file counts exactly. ``synchronous=NORMAL``
-with WAL survives a killed process (kill -9); a power loss may lose the last commits.
+with WAL survives a killed process (kill -9); a power loss may lose the last commits. The
+statements it shares with the PostgreSQL store are in :mod:`mailfleet.store.sql`.
 """
 
 from __future__ import annotations
