@@ -1,7 +1,6 @@
 """The PostgreSQL store: many dispatchers on many machines share one database.
 
-Same tables and semantics as the SQLite store, whose SQL it shares (:mod:`mailfleet.store.sql`,
-run here with psycopg's placeholders). A claim serializes the quota check and the
+Same tables and semantics as the SQLite store. A claim serializes the quota check and the
 charge per server with a transaction-scoped advisory lock, so the count is exact for every
 dispatcher everywhere; letters are picked with ``FOR UPDATE SKIP LOCKED``, so dispatchers never
 wait for each other's letters. One connection per store object, autocommit off, one short
