@@ -2,11 +2,12 @@
 PostgreSQL, written once.
 
 Statements are spelled the way SQLite reads them (``?`` placeholders) and only in SQL that
-PostgreSQL reads the same way; the PostgreSQL store swaps the placeholders once per statement.
-Text is ordered in Python (code point order, which is SQLite's ``BINARY`` and PostgreSQL's
-``"C"``), so every listing comes out the same on both. A backend supplies its connection
-(:meth:`SqlStore._read`, :meth:`SqlStore._write`) and what really differs per dialect: the
-bulk insert of letters, the claim and its locking, recovery, the journal's commit
+PostgreSQL reads the same way (upserts, ``RETURNING`` and ``FILTER``: SQLite 3.35 or later,
+which the SQLite store needed already); the PostgreSQL store swaps the placeholders once per
+statement. Text is ordered in Python (code point order, which is SQLite's ``BINARY`` and
+PostgreSQL's ``"C"``), so every listing comes out the same on both. A backend supplies its
+connection (:meth:`SqlStore._read`, :meth:`SqlStore._write`) and what really differs per
+dialect: the bulk insert of letters, the claim and its locking, recovery, the journal's commit
 (:meth:`SqlStore._record`), the heartbeat and the quota windows its ledger triggers keep.
 """
 
