@@ -28,7 +28,7 @@ from mailfleet.config import (
     load_config,
     parse_config,
 )
-from mailfleet.errors import ConfigError
+from mailfleet.errors import ConfigError, ConfigFileError
 from mailfleet.mailbox.settings import resolve_mailbox
 from mailfleet.plugins.manager import load_plugins
 from mailfleet.plugins.providers import Limits
@@ -90,12 +90,20 @@ def test_utf8_config_with_a_bom_loads(tmp_path: Path) -> None:
     assert Fleet.from_file(path).servers[0].name == "x"
 
 
-def test_config_option_on_a_directory_says_to_pass_the_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError) as info:
+def test_a_config_path_naming_a_directory_says_to_give_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigFileError) as info:
         load_config(tmp_path)
+    assert (info.value.path, info.value.reason) == (str(tmp_path), "directory")
     assert info.value.problems == [
-        f"{tmp_path}: is a directory; pass the config file itself, such as "
-        f"--config {tmp_path / 'mailfleet.toml'}"]
+        f"{tmp_path}: is a directory; give the config file itself, such as "
+        f"{tmp_path / 'mailfleet.toml'}"]
+    assert "--" not in str(info.value)  # the command line words its own option
+
+
+def test_a_missing_config_file_is_reported_as_missing(tmp_path: Path) -> None:
+    with pytest.raises(ConfigFileError) as info:
+        load_config(tmp_path / "nope.toml")
+    assert info.value.reason == "missing" and "--" not in str(info.value)
 
 
 @pytest.mark.parametrize("text", [
@@ -526,6 +534,14 @@ def test_cli_prints_config_errors_as_json_under_json(
         "ok": False, "error": "config", "problems": [
         f"{tmp_path}: is a directory; pass the config file itself, such as "
         f"--config {tmp_path / 'mailfleet.toml'}"]}
+
+
+def test_cli_names_its_config_option_for_a_missing_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "--config", str(tmp_path / "nope.toml"), "servers", "list")
+    assert code == 2 and out == ""
+    assert err == (f"mailfleet: {tmp_path / 'nope.toml'}: no such file; pass --config PATH or "
+                   f"set MAILFLEET_CONFIG\n")
 
 
 def test_cli_on_a_cp1251_config_exits_2_with_one_line(

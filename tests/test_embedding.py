@@ -317,8 +317,28 @@ def test_pause_resume_cancel_and_suppression(tmp_path: Path, servers: list[FakeS
         app.cancel(other.id)
         assert app.status(other.id).state == "cancelled"
         assert [q.server for q in app.quotas()] == ["a"] and app.blocked() == []
-        with pytest.raises(mailfleet.MailfleetError, match="cancelled"):
+        with pytest.raises(mailfleet.MailingStateError, match="cancelled") as refused:
             app.pause(other.id)
+        assert (refused.value.mailing_id, refused.value.state) == (other.id, "cancelled")
+
+
+def test_a_send_tells_its_progress_and_what_it_waits_for_before_each_sleep(
+        tmp_path: Path, servers: list[FakeSMTP], certs: TLSCerts) -> None:
+    config = data(tmp_path, entry("a", servers[0], certs, limits={"per_hour": 4}))
+    clock = FakeClock()
+    progress: list[tuple[str, int]] = []
+    waits: list[mailfleet.SendReport] = []
+    with mailfleet.Mailfleet.from_data(config, passwords={"a": support.PASSWORD},
+                                       entry_points=False, clock=clock) as app:
+        created = app.create_mailing(TEMPLATE, iter(ROWS))
+        report = app.send_blocking(on_progress=lambda m, n: progress.append((m, n)),
+                                   on_wait=waits.append)
+        assert app.holders(created.id) == []  # nothing left claimed
+    assert (report.sent, report.waiting, report.stopped) == (6, 0, "done")
+    assert {m for m, _ in progress} == {created.id} and sum(n for _, n in progress) == 6
+    [wait] = waits  # one sleep: 4 sent in the first hour, 2 wait for the next
+    assert (wait.sent, wait.waiting) == (4, 2) and wait.resume_at is not None
+    assert clock.slept and clock.slept[-1] >= 1.0
 
 
 def test_bad_rows_from_python_data_queue_nothing_and_name_the_row(tmp_path: Path) -> None:
@@ -399,12 +419,14 @@ def test_send_one_counts_in_the_quota_and_refuses_a_suppressed_address(
         sent = asyncio.run(app.send_one("a", to="one@dest.test", subject="Hi", text="Hello"))
         assert sent.server == "a" and sent.message_id
         assert app.quotas()[0].day.used == 1
-        with pytest.raises(mailfleet.MailfleetError, match="cannot send now"):
+        with pytest.raises(mailfleet.ServerBusyError, match="cannot send now") as busy:
             asyncio.run(app.send_one("a", to="two@dest.test", subject="Hi", text="Hello"))
+        assert (busy.value.quota.server, busy.value.quota.day.remaining) == ("a", 0)
         app.suppress("three@dest.test")
-        with pytest.raises(mailfleet.MailfleetError, match="suppression list"):
-            asyncio.run(app.send_one("a", to="three@dest.test", subject="Hi", text="Hello",
+        with pytest.raises(mailfleet.SuppressedError, match="suppression list") as refused:
+            asyncio.run(app.send_one("a", to="Three@dest.test", subject="Hi", text="Hello",
                                      count_in_quota=False))
+        assert refused.value.address == "Three@dest.test"
     assert len(servers[0].messages) == 1
 
 

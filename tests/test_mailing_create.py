@@ -12,7 +12,6 @@ import test_mailing_support as support
 from click.testing import CliRunner
 from test_mailing_support import server_entry
 
-import mailfleet.cli.commands  # noqa: F401  (registers the command groups)
 from mailfleet.cli.main import cli
 from mailfleet.clock import FakeClock
 from mailfleet.mailings.mailing import BadRowsError, create_mailing

@@ -361,3 +361,21 @@ def test_a_sent_letter_settled_later_keeps_its_charge_even_if_the_dispatcher_die
     assert store.quota("a", limits, T0 + 2).hour.used == 1  # the sent letter stays charged
     store.record([], [], T0 + 3, settled=[first.id])
     assert store.quota("a", limits, T0 + 3).hour.used == 1 and second.seq == 2
+
+
+def test_listings_come_out_in_code_point_order_on_every_store(store: Store) -> None:
+    for mid in ("m_b", "mB", "ma"):  # created at one time: the id decides, byte by byte
+        store.create_mailing(MailingRecord(mid, mid, T0, "active", {}, "d.test"))
+    assert [m.id for m in store.list_mailings()] == ["mB", "m_b", "ma"]
+    assert store.complete_finished() == ["mB", "m_b", "ma"]
+    for email in ("zed@d.test", "ab@d.test", "a_b@d.test", "Ab.c@d.test"):
+        store.suppress(email, "asked", T0)
+    assert [email for email, *_ in store.suppressed()] == [
+        "a_b@d.test", "ab.c@d.test", "ab@d.test", "zed@d.test"]
+    mid = mailing(store, 4)
+    for dispatcher, server in (("d_b", "b"), ("dB", "A")):
+        store.register_dispatcher(dispatcher, T0)
+        letters = store.claim(dispatcher, server, Limits(), 2, T0).letters
+        store.finish(sent(letters[:1], server), T0)
+    assert list(store.by_server(mid).items()) == [("A", 1), ("b", 1)]
+    assert [h.dispatcher for h in store.holders(mid, T0)] == ["dB", "d_b"]

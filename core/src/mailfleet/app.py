@@ -9,11 +9,14 @@ sending as an ``async`` call inside the host's event loop, as a blocking call, o
 bounded step for job systems; pause, resume, cancel; status, per-letter results, quotas,
 blocked servers, suppression and bounce fetching; events to a callback or an async iterator.
 
-The business rules the CLI shares with hosts live here too: a mailing's counts
-(:func:`mailing_counts`), which servers cannot send and when sending resumes
-(:func:`outlook`), a server's circuit breaker state (:func:`breaker_state`). Nothing here
-speaks to a terminal: every result is a typed value, every failure an exception of
-:mod:`mailfleet.errors` whose message names the cause and the fix.
+The command line (:mod:`mailfleet.cli`) is a thin layer over this module and calls nothing
+else of the library, so the business rules it shares with hosts live here once: a mailing's
+counts (:func:`mailing_counts`), which servers cannot send and when sending resumes
+(:func:`outlook`, :func:`resume_time`), a server's circuit breaker state
+(:func:`breaker_state`), the suppression import, the bounce tally, report parsing within
+the budget. Nothing here speaks to a terminal: every result is a typed value, every failure
+an exception whose message names the cause and the fix, and whose attributes carry the
+data (a command line words its own options from them).
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import asyncio
 import functools
 import logging
 import os
+import signal
 import threading
+import time
 from collections.abc import (
     AsyncIterator,
     Callable,
@@ -41,17 +46,20 @@ import attrs
 from mailfleet import aio
 from mailfleet.addresses import check_header, normalize_address
 from mailfleet.bounces.handling import BounceHandler, Handled, fetch_bounces
+from mailfleet.bounces.mime import MAX_BYTES
+from mailfleet.bounces.report import BounceReport
 from mailfleet.clock import Clock
 from mailfleet.config import Config, load_config, parse_config
-from mailfleet.errors import ConfigError, MailfleetError
+from mailfleet.errors import AddressError, ConfigError, MailfleetError
 from mailfleet.events import DeliveryEvent, EventType
 from mailfleet.hookspecs import hookimpl
-from mailfleet.mailbox.budget import SetAsideMessage
+from mailfleet.mailbox.budget import ParseWorker, SetAside, SetAsideMessage
+from mailfleet.mailbox.imap import ImapReader, idle_wait
 from mailfleet.mailbox.settings import MailboxSettings, resolve_mailbox
 from mailfleet.mailings.mailing import BadRowsError, CreateResult, create_mailing
-from mailfleet.mailings.recipients import BadRow
+from mailfleet.mailings.recipients import BadRow, column_for, read_rows
 from mailfleet.mailings.template import Template
-from mailfleet.plugins.manager import load_plugins
+from mailfleet.plugins.manager import PluginRecord, load_plugins
 from mailfleet.plugins.providers import Limits
 from mailfleet.secrets import Secret, SecretRef
 from mailfleet.sending.dispatcher import Dispatcher, RunReport
@@ -60,7 +68,7 @@ from mailfleet.sending.identity import parse_letter_id
 from mailfleet.sending.quota import QuotaStatus, WindowStatus
 from mailfleet.sending.servers import Server
 from mailfleet.sending.worker import Worker
-from mailfleet.store.base import Claim, LetterRecord, Store, WorkerInfo
+from mailfleet.store.base import Claim, Holder, LetterRecord, Store, WorkerInfo
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +77,7 @@ API_VERSION = "1.0.0"
 
 #: Letter states that still wait to be sent (claimed and ``sending`` ones are in flight).
 WAITING_STATES = ("queued", "claimed", "sending")
-#: A block this long means "until a person unblocks it" (the dispatcher's HELD_UNTIL_UNBLOCKED
+#: A block this long means "until a person unblocks it" (the failure rules' HELD_UNTIL_UNBLOCKED
 #: is a year; anything over 300 days is taken as such).
 HELD_SECONDS = 300 * 86_400.0
 
@@ -77,6 +85,10 @@ HELD_SECONDS = 300 * 86_400.0
 #: password, or ``None`` to use the config's ``password``/``password_env``/``password_file``.
 SecretSource = Callable[[str], "str | Secret | None"]
 EventCallback = Callable[[DeliveryEvent], None]
+#: ``on_progress`` of a send: the mailing id and the letters one batch finished.
+ProgressCallback = Callable[[str, int], None]
+#: ``on_wait`` of a send: what the send did so far, what waits and when it resumes.
+WaitCallback = Callable[["SendReport"], None]
 MailingState = Literal["draft", "active", "paused", "done", "cancelled"]
 
 
@@ -375,6 +387,96 @@ class BounceFetch:
     set_aside: tuple[SetAsideMessage, ...]
 
 
+class BounceTally:
+    """Counts the results of a read of the bounce mailbox as they come (what
+    :class:`BounceFetch` reports); nothing per message is kept but the suppressed addresses
+    and the messages set aside."""
+
+    def __init__(self) -> None:
+        self.read = self.bounces = self.marked = 0
+        self._suppressed: dict[str, None] = {}
+        self._aside: list[SetAsideMessage] = []
+
+    def add(self, result: Handled | SetAsideMessage) -> None:
+        if isinstance(result, SetAsideMessage):
+            self._aside.append(result)
+            return
+        self.read += 1
+        self.bounces += result.report.kind == "bounce"
+        self.marked += result.marked
+        self._suppressed.update(dict.fromkeys(result.suppressed))
+
+    def result(self) -> BounceFetch:
+        return BounceFetch(self.read, self.bounces, self.marked, tuple(self._suppressed),
+                           tuple(self._aside))
+
+
+@attrs.frozen
+class ParsedReport:
+    """One report file parsed as the mailbox reader parses a message (its first 512 KiB,
+    within the parse budget): the report, or why it was set aside."""
+
+    path: Path
+    report: BounceReport | None
+    set_aside: str | None
+
+
+@attrs.frozen
+class SuppressImport:
+    """An import into the suppression list: addresses added, rows refused."""
+
+    added: int
+    rejected: tuple[BadRow, ...]
+
+
+class MailingStateError(MailfleetError):
+    """The mailing's state does not allow the operation (``mailing_id``, ``state``)."""
+
+    def __init__(self, mailing_id: str, state: str, message: str) -> None:
+        self.mailing_id = mailing_id
+        self.state = state
+        super().__init__(message)
+
+
+class SuppressedError(MailfleetError):
+    """:meth:`Mailfleet.send_one` refused: ``address`` is on the suppression list."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__(f"{address} is on the suppression list; unsuppress it to send anyway")
+
+
+class ServerBusyError(MailfleetError):
+    """:meth:`Mailfleet.send_one` refused: the server cannot send now; ``quota`` says why
+    (a spent window, or a block) and ``quota.next_letter_at`` when it can."""
+
+    def __init__(self, quota: ServerQuota) -> None:
+        self.quota = quota
+        free = quota.next_letter_at.isoformat(timespec="seconds")
+        super().__init__(f"server {quota.server} cannot send now (a limit is spent or it is "
+                         f"blocked) until {free}; use another server or wait")
+
+
+def installed_plugins() -> list[PluginRecord]:
+    """Every installed plugin (the built-in ones first): id, distribution, version, hooks."""
+    return load_plugins().records()
+
+
+def parse_report_files(paths: Iterable[Path]) -> Iterator[ParsedReport]:
+    """Parse report files one by one as the mailbox reader does, through every installed
+    plugin's parser."""
+    with ParseWorker(load_plugins().parse_bounce) as worker:
+        for path in paths:
+            with path.open("rb") as file:
+                raw = file.read(MAX_BYTES)
+            try:
+                report = worker.parse(raw)
+            except SetAside as exc:
+                yield ParsedReport(path, None, exc.reason)
+            else:
+                yield ParsedReport(path, report, None)
+
+
 # -- events ------------------------------------------------------------------------------
 class EventStream:
     """Events as an async iterator: ``async for event in stream``; ends after
@@ -581,7 +683,8 @@ class Mailfleet:
     def create_mailing(self, template: Template | Mapping[str, Any] | str | Path,
                        rows: Iterable[Mapping[str, Any]] | str | Path, *,
                        name: str = "", skip_bad_rows: bool = False,
-                       hold_in_data: bool = False, start: bool = True) -> Created:
+                       hold_in_data: bool = False, start: bool = True,
+                       encoding: str | None = None) -> Created:
         """Queue a mailing: ``template`` a :class:`~mailfleet.mailings.template.Template`, a dict
         with its keys (``subject``, ``text``, ``html``, ``sender``, ...) or a TOML file;
         ``rows`` any iterable of mappings with an ``email`` key and one key per merge field
@@ -589,12 +692,13 @@ class Mailfleet:
 
         Every row is checked first: bad rows raise :class:`~mailfleet.mailings.mailing.BadRowsError`
         listing each (nothing queued) unless ``skip_bad_rows``. ``start=False`` leaves the
-        mailing paused until :meth:`resume`."""
+        mailing paused until :meth:`resume`; ``encoding`` is that of a CSV file (default:
+        detected)."""
         if isinstance(template, Mapping):
             template = Template.from_dict(template)
         result = create_mailing(self.store, template, rows, name=name,
                                 skip_bad_rows=skip_bad_rows, hold_in_data=hold_in_data,
-                                clock=self.clock)
+                                encoding=encoding, clock=self.clock)
         if not start:
             self.store.set_mailing_state(result.id, "paused", "created paused")
         return Created.of(result)
@@ -614,20 +718,22 @@ class Mailfleet:
         """Stop claiming letters of this mailing (letters in flight finish)."""
         state = self._mailing(mailing_id)
         if state not in ("active", "paused"):
-            raise MailfleetError(f"mailing {mailing_id} is {state}; only an active mailing "
-                                 f"can be paused")
+            raise MailingStateError(mailing_id, state, f"mailing {mailing_id} is {state}; only "
+                                    f"an active mailing can be paused")
         self.store.set_mailing_state(mailing_id, "paused", reason)
         self._emit(EventType.PAUSED, mailing_id, reason)
 
-    def resume(self, mailing_id: str) -> int:
+    def resume(self, mailing_id: str, reason: str = "resumed by the host application"
+               ) -> int:
         """Resume a paused mailing; returns the letters released that were held for review
         after a crash."""
         state = self._mailing(mailing_id)
         if state not in ("active", "paused", "done"):
-            raise MailfleetError(f"mailing {mailing_id} is {state}; it cannot be resumed")
+            raise MailingStateError(mailing_id, state, f"mailing {mailing_id} is {state}; it "
+                                    f"cannot be resumed")
         released = self.store.release_held(mailing_id)
         self.store.set_mailing_state(mailing_id, "active", "")
-        self._emit(EventType.RESUMED, mailing_id, "resumed by the host application")
+        self._emit(EventType.RESUMED, mailing_id, reason)
         return released
 
     def cancel(self, mailing_id: str) -> None:
@@ -654,21 +760,43 @@ class Mailfleet:
         self._mailing(mailing_id)
         return (LetterResult.of(r) for r in letter_pages(self.store, mailing_id, states))
 
+    def holders(self, mailing_id: str | None = None) -> list[Holder]:
+        """The dispatchers holding letters (of one mailing, or any) and when the letters are
+        taken back if a dispatcher is gone (``deployment.lease_seconds``)."""
+        if mailing_id is not None:
+            self._mailing(mailing_id)
+        return self.store.holders(mailing_id, self.clock.now(),
+                                  lease=self.config.deployment.lease_seconds)
+
+    def stopped_servers(self) -> tuple[StoppedServer, ...]:
+        """The servers that cannot send now, and why (disabled, a window spent, blocked)."""
+        return outlook(self.fleet, self.store, self.clock.now()).stopped
+
     # -- sending --------------------------------------------------------------------------
     async def send(self, mailings: Sequence[str] | None = None, *,
-                   until_idle: bool = False, batch_size: int = 100) -> SendReport:
+                   until_idle: bool = False, batch_size: int = 100,
+                   on_progress: ProgressCallback | None = None,
+                   on_wait: WaitCallback | None = None) -> SendReport:
         """Send the letters of ``mailings`` (default: every active one) inside the running
         event loop, until nothing waits (sleeping while quotas are spent), or with
         ``until_idle`` until nothing can go now. Cancelling it is safe: no letter stays
         claimed (the one inside DATA, if any, is in doubt: resent with the same
-        Message-ID, or held, as ``deployment.in_doubt`` says)."""
-        return await self._run(mailings, until_idle=until_idle, batch_size=batch_size)
+        Message-ID, or held, as ``deployment.in_doubt`` says).
+
+        ``on_progress(mailing_id, letters)`` is called after each batch with the letters
+        it finished; ``on_wait(report)`` before each sleep, with what was done so far, what
+        waits and when sending resumes."""
+        return await self._run(mailings, until_idle=until_idle, batch_size=batch_size,
+                               on_progress=on_progress, on_wait=on_wait)
 
     def send_blocking(self, mailings: Sequence[str] | None = None, *,
-                      until_idle: bool = False, batch_size: int = 100) -> SendReport:
+                      until_idle: bool = False, batch_size: int = 100,
+                      on_progress: ProgressCallback | None = None,
+                      on_wait: WaitCallback | None = None) -> SendReport:
         """:meth:`send` for blocking code (it runs its own event loop)."""
         return self._blocking(self.send(mailings, until_idle=until_idle,
-                                        batch_size=batch_size))
+                                        batch_size=batch_size, on_progress=on_progress,
+                                        on_wait=on_wait))
 
     async def step(self, mailings: Sequence[str] | None = None, *,
                    max_seconds: float | None = None, max_letters: int | None = None,
@@ -696,13 +824,13 @@ class Mailfleet:
 
     async def work(self, *, concurrency: int | None = None, batch_size: int = 100,
                    poll_seconds: float = 5.0, grace: float = 30.0,
-                   started: Callable[[Worker], None] | None = None) -> SendReport:
+                   started: Callable[[str], None] | None = None) -> SendReport:
         """Run as a worker until :meth:`stop`: send every active mailing's letters, rest
         while nothing can go, wake when letters are queued (PostgreSQL notifications, else
         polling every ``poll_seconds``). Stopping lets the batches in hand finish for up to
         ``grace`` seconds and releases every other letter. ``concurrency``: connections per
         server (default: each server's ``connections``). ``started`` is called with the
-        worker once it exists (its ``id`` is in :meth:`workers`)."""
+        worker's id once it runs (the id :meth:`workers` lists)."""
         if self._dispatcher is not None:
             raise RuntimeError("this Mailfleet is already sending; one send at a time")
         worker = Worker(self.fleet, self.store, clock=self.clock, concurrency=concurrency,
@@ -710,12 +838,46 @@ class Mailfleet:
         self._dispatcher = worker.dispatcher
         self._worker = worker
         if started is not None:
-            started(worker)
+            started(worker.id)
         try:
             report = await worker.run()
         finally:
             self._dispatcher = self._worker = None
         return SendReport.of(report, "stopped")
+
+    def work_blocking(self, *, concurrency: int | None = None, batch_size: int = 100,
+                      poll_seconds: float = 5.0, grace: float = 30.0,
+                      started: Callable[[str], None] | None = None,
+                      stopping: Callable[[], None] | None = None) -> SendReport:
+        """:meth:`work` as the main loop of a process of its own: SIGTERM or SIGINT stops
+        it as :meth:`stop` does (``stopping`` is called then); a second signal ends the
+        process at once with status 128 + the signal (its letters go back to the other
+        workers when its lease runs out; one inside DATA is in doubt)."""
+
+        async def main() -> SendReport:
+            loop = asyncio.get_running_loop()
+            seen = 0
+
+            def on_signal(signum: int) -> None:
+                nonlocal seen
+                seen += 1
+                if seen > 1:
+                    os._exit(128 + signum)
+                if stopping is not None:
+                    stopping()
+                self.stop()
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, on_signal, sig)
+            try:
+                return await self.work(concurrency=concurrency, batch_size=batch_size,
+                                       poll_seconds=poll_seconds, grace=grace,
+                                       started=started)
+            finally:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+
+        return self._blocking(main())
 
     def workers(self) -> list[WorkerStatus]:
         """The workers (and other running sends) registered in the store, oldest first."""
@@ -741,16 +903,21 @@ class Mailfleet:
 
     async def _run(self, mailings: Sequence[str] | None, *, until_idle: bool,
                    batch_size: int, budget: _Budget | None = None,
-                   max_seconds: float | None = None, grace: float = 0.0) -> SendReport:
+                   max_seconds: float | None = None, grace: float = 0.0,
+                   on_progress: ProgressCallback | None = None,
+                   on_wait: WaitCallback | None = None) -> SendReport:
         if self._dispatcher is not None:
             raise RuntimeError("this Mailfleet is already sending; one send at a time")
         for mailing_id in mailings or ():
             self._mailing(mailing_id)
         store = cast(Store, budget) if budget is not None else self.store
         dispatcher = Dispatcher(self.fleet, store, clock=self.clock, batch_size=batch_size,
-                                mailings=list(mailings) if mailings else None)
+                                mailings=list(mailings) if mailings else None,
+                                on_progress=on_progress)
         self._dispatcher = dispatcher
-        task = asyncio.ensure_future(dispatcher.arun(until_idle=until_idle))
+        task = asyncio.ensure_future(
+            dispatcher.arun(until_idle=until_idle) if until_idle or on_wait is None
+            else self._waiting(dispatcher, on_wait))
         why = "idle"
         try:
             if max_seconds is None:
@@ -779,6 +946,17 @@ class Mailfleet:
             why = "stopped"
         self._release()
         return SendReport.of(report, why)
+
+    async def _waiting(self, dispatcher: Dispatcher, on_wait: WaitCallback) -> RunReport:
+        """The dispatcher's loop (send what can go, sleep until a server frees), telling
+        ``on_wait`` before each sleep."""
+        total = RunReport()
+        while True:
+            total = total + await dispatcher.arun(until_idle=True)
+            if total.waiting == 0 or total.resume_at is None or dispatcher._stop:
+                return total
+            on_wait(SendReport.of(total, "idle"))
+            await self.clock.sleep(max(1.0, total.resume_at - self.clock.now()))
 
     def _after_cancel(self, why: str, dispatcher: Dispatcher) -> SendReport:
         self._release()
@@ -817,23 +995,21 @@ class Mailfleet:
                        html: str | None = None, from_addr: str = "", from_name: str = "",
                        count_in_quota: bool = True) -> Sent:
         """Send one letter now through ``server`` (outside any mailing). It is refused
-        (MailfleetError) for a suppressed address or a server that cannot send now, and
-        counts against the server's quota unless ``count_in_quota=False`` (a test letter);
-        a refusal by the server raises its diagnosed SmtpError."""
+        for a suppressed address (:class:`SuppressedError`) or a server that cannot send now
+        (:class:`ServerBusyError`), and counts against the server's quota unless
+        ``count_in_quota=False`` (a test letter); a refusal by the server raises its
+        diagnosed SmtpError."""
         chosen = self.fleet.server(server)
         check_header("Subject", subject)
         check_header("display name", from_name)
         address = normalize_address(to)
         if self.store.is_suppressed(address):
-            raise MailfleetError(f"{address} is on the suppression list; unsuppress it to "
-                                 f"send anyway")
+            raise SuppressedError(address)
         if count_in_quota:
-            quota = self.store.quota(chosen.name, chosen.limits, self.clock.now())
+            now = self.clock.now()
+            quota = self.store.quota(chosen.name, chosen.limits, now)
             if not quota.available:
-                free = datetime.fromtimestamp(quota.next_free(self.clock.now()), UTC)
-                raise MailfleetError(f"server {chosen.name} cannot send now (a limit is spent "
-                                     f"or it is blocked) until {free.isoformat(timespec='seconds')}"
-                                     f"; use another server or wait")
+                raise ServerBusyError(ServerQuota.of(chosen, quota, now))
         sent = await self.fleet.send_one(chosen, to=address, subject=subject, text=text,
                                          html=html, from_addr=from_addr, from_name=from_name)
         if count_in_quota:
@@ -841,6 +1017,10 @@ class Mailfleet:
         return sent
 
     # -- servers, quotas, suppression -----------------------------------------------------
+    def servers(self) -> list[Server]:
+        """The configured servers in priority order, with provider presets applied."""
+        return list(self.fleet.servers)
+
     def quotas(self) -> list[ServerQuota]:
         """Each server's windows, block and circuit breaker, in priority order."""
         now = self.clock.now()
@@ -851,15 +1031,44 @@ class Mailfleet:
         """The servers blocked now (a provider's quota reply, or resting after failures)."""
         return [q for q in self.quotas() if q.blocked_until is not None]
 
-    def unblock(self, server: str) -> None:
-        """End a server's block and close its circuit breaker."""
-        self.store.unblock_server(self.fleet.server(server).name)
+    def unblock(self, server: str) -> str:
+        """End a server's block and close its circuit breaker; returns the server's name."""
+        name = self.fleet.server(server).name
+        self.store.unblock_server(name)
+        return name
 
-    def suppress(self, email: str, reason: str = "added by the host application") -> str:
-        """Never send to ``email`` again; returns the address as stored."""
+    def suppress(self, email: str, reason: str = "added by the host application", *,
+                 source: str = "host") -> str:
+        """Never send to ``email`` again; returns the address as stored. ``source`` says who
+        put it there (``host``, ``manual``, ``import``, ``bounce``)."""
         address = normalize_address(email).lower()
-        self.store.suppress(address, reason, self.clock.now(), source="host")
+        self.store.suppress(address, reason, self.clock.now(), source=source)
         return address
+
+    def import_suppressions(self, path: str | os.PathLike[str], reason: str = "imported", *,
+                            encoding: str | None = None) -> SuppressImport:
+        """Suppress the addresses of a CSV file (an ``email`` column and optionally a
+        ``reason`` one; ``reason`` for rows without) or a JSON-lines file; rows that are
+        not addresses are refused and listed, the others are added."""
+        source = read_rows(str(path), encoding)
+        email_column = column_for("email", source.columns or ("email",))
+        reason_column = column_for("reason", source.columns or ())
+        now = self.clock.now()
+        added, bad = 0, []
+        for number, row in source:
+            if "__error__" in row:
+                bad.append(BadRow(number, "", str(row["__error__"]), row.get("__column__")))
+                continue
+            raw = str(row.get(email_column or "email") or "").strip()
+            try:
+                address = normalize_address(raw)
+            except AddressError as exc:
+                bad.append(BadRow(number, raw, f"invalid address: {exc}", email_column))
+                continue
+            why = str(row.get(reason_column) or "").strip() if reason_column else ""
+            self.store.suppress(address, why or reason, now, source="import")
+            added += 1
+        return SuppressImport(added, tuple(bad))
 
     def unsuppress(self, email: str) -> bool:
         """Send to ``email`` again; False when it was not suppressed."""
@@ -896,42 +1105,54 @@ class Mailfleet:
         assert self.config.bounces is not None
         handler = BounceHandler(self.store, self.fleet.plugins, self.config.bounces,
                                 self.clock)
-        read = bounces = marked = 0
-        suppressed: dict[str, None] = {}
-        aside: list[SetAsideMessage] = []
+        tally = BounceTally()
 
         def count(result: Handled | SetAsideMessage) -> None:
-            nonlocal read, bounces, marked
-            if isinstance(result, SetAsideMessage):
-                aside.append(result)
-            else:
-                read += 1
-                bounces += result.report.kind == "bounce"
-                marked += result.marked
-                suppressed.update(dict.fromkeys(result.suppressed))
+            tally.add(result)
             if on_result is not None:
                 on_result(result)
 
         fetch_bounces(settings, handler, count)
-        return BounceFetch(read, bounces, marked, tuple(suppressed), tuple(aside))
+        return tally.result()
+
+    def wait_for_bounces(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for new mail in the bounce mailbox (IMAP IDLE: returns as
+        soon as a report arrives; other protocols just wait); raises MailboxError when the
+        mailbox refuses the login."""
+        settings = self.mailbox()
+        if settings.protocol == "imap":
+            idle_wait(ImapReader(settings, self.store), seconds)
+        else:
+            time.sleep(seconds)
 
 
 __all__ = [
     "API_VERSION",
+    "BadRow",
     "BadRowsError",
     "BounceFetch",
+    "BounceReport",
+    "BounceTally",
     "CheckResult",
     "Created",
     "EventStream",
+    "Handled",
+    "Holder",
     "LetterResult",
     "Mailfleet",
     "MailingCounts",
+    "MailingStateError",
     "MailingStatus",
+    "ParsedReport",
     "SendReport",
     "Sent",
+    "ServerBusyError",
     "ServerQuota",
+    "SetAsideMessage",
     "SpentWindow",
     "StoppedServer",
+    "SuppressImport",
+    "SuppressedError",
     "Suppression",
     "Window",
     "WorkerStatus",

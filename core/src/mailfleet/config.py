@@ -25,7 +25,7 @@ import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn, override
 
-from mailfleet.errors import ConfigError
+from mailfleet.errors import ConfigError, ConfigFileError
 from mailfleet.plugins.providers import Limits, Security
 from mailfleet.secrets import Secret, SecretRef, read_password_file
 from mailfleet.sending.retry import RetryPolicy
@@ -594,7 +594,7 @@ def _check_ca_file(file: str, key: str) -> list[str]:
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The config file: ``--config``, else ``$MAILFLEET_CONFIG``, else ``./mailfleet.toml``."""
+    """The config file: ``explicit``, else ``$MAILFLEET_CONFIG``, else ``./mailfleet.toml``."""
     return Path(explicit or os.environ.get(CONFIG_ENV) or "mailfleet.toml")
 
 
@@ -610,12 +610,12 @@ def _read_toml(file: Path) -> dict[str, Any]:
         with file.open("rb") as handle:
             data = handle.read(_MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
-        raise ConfigError(
-            f"{file}: no such file; pass --config PATH or set {CONFIG_ENV}"
-        ) from None
+        raise ConfigFileError(str(file), "missing", f"{file}: no such file; give the path of "
+                              f"the config file or set {CONFIG_ENV}") from None
     except IsADirectoryError:
-        raise ConfigError(f"{file}: is a directory; pass the config file itself, such as "
-                          f"--config {file / 'mailfleet.toml'}") from None
+        raise ConfigFileError(str(file), "directory", f"{file}: is a directory; give the "
+                              f"config file itself, such as {file / 'mailfleet.toml'}"
+                              ) from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read ({exc.strerror or exc}); check the path and "
                           f"its permissions") from None

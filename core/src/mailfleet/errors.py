@@ -51,6 +51,16 @@ class ConfigError(MailfleetError):
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in self.problems))
 
 
+class ConfigFileError(ConfigError):
+    """The config file cannot be read at all: ``path``, and ``reason``: ``missing`` (no such
+    file) or ``directory`` (the path names a directory)."""
+
+    def __init__(self, path: str, reason: str, problem: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(problem)
+
+
 class PluginError(MailfleetError):
     """A plugin could not be loaded or broke its contract."""
 
@@ -90,7 +100,9 @@ class SmtpError(MailfleetError):
 
     Carries the ``stage``, the ``code`` and ``enhanced_status`` of the reply (``None`` when no
     reply came: connect refused, timeout, TLS failure), the server's ``reply`` text and a
-    ``classification``. ``diagnosis`` is filled by the provider's diagnosis hook.
+    ``classification``. Immutable: :meth:`with_diagnosis` returns the diagnosed copy, which
+    is what the fleet hands on (each failure is diagnosed once, where the transport returns
+    it).
     """
 
     def __init__(
@@ -105,15 +117,26 @@ class SmtpError(MailfleetError):
         server: str | None = None,
         recipient: str | None = None,
     ) -> None:
-        self.stage = stage
-        self.code = code
-        self.enhanced_status = enhanced_status
-        self.reply = reply
-        self.classification = classification or default_classification(stage, code)
-        self.diagnosis = diagnosis
-        self.server = server
-        self.recipient = recipient
+        self.__dict__.update(
+            stage=stage, code=code, enhanced_status=enhanced_status, reply=reply,
+            classification=classification or default_classification(stage, code),
+            diagnosis=diagnosis, server=server, recipient=recipient)
         super().__init__(str(self))
+
+    stage: Stage
+    code: int | None
+    enhanced_status: str | None
+    reply: str
+    classification: Classification
+    diagnosis: Diagnosis | None
+    server: str | None
+    recipient: str | None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if not name.startswith("__"):  # Python itself sets __traceback__, __cause__, ...
+            raise AttributeError(f"SmtpError is immutable (cannot set {name!r}); "
+                                 "with_diagnosis returns a diagnosed copy")
+        super().__setattr__(name, value)
 
     def __str__(self) -> str:
         where = f"server {self.server!r}, " if self.server else ""
@@ -126,13 +149,18 @@ class SmtpError(MailfleetError):
                 text += f" Next step: {self.diagnosis.next_step}"
         return text
 
-    def with_diagnosis(self, diagnosis: Diagnosis | None) -> SmtpError:
-        """Attach a provider's diagnosis, which also decides the classification."""
-        if diagnosis is not None:
-            self.diagnosis = diagnosis
-            self.classification = diagnosis.classification
-            self.args = (str(self),)
-        return self
+    def with_diagnosis(self, diagnosis: Diagnosis | None, server: str | None = None
+                       ) -> SmtpError:
+        """This failure with a provider's diagnosis (which also decides the classification)
+        and the server's name when it had none; ``self`` when there is nothing to add."""
+        server = self.server or server
+        if diagnosis is None and server == self.server:
+            return self
+        return SmtpError(self.stage, self.reply, code=self.code,
+                         enhanced_status=self.enhanced_status,
+                         classification=diagnosis.classification if diagnosis else
+                         self.classification, diagnosis=diagnosis or self.diagnosis,
+                         server=server, recipient=self.recipient)
 
 
 def default_classification(stage: Stage, code: int | None) -> Classification:

@@ -5,23 +5,22 @@ from __future__ import annotations
 import itertools
 import json
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from mailfleet.bounces.handling import BounceHandler, Handled, fetch_bounces
-from mailfleet.bounces.mime import MAX_BYTES
-from mailfleet.bounces.report import BounceReport
-from mailfleet.cli.main import EXIT_FAILURE, Context, cli, json_option, print_table
-from mailfleet.errors import ConfigError, MailboxError
-from mailfleet.mailbox.budget import ParseWorker, SetAside, SetAsideMessage
-from mailfleet.mailbox.imap import ImapReader, idle_wait
-from mailfleet.mailbox.settings import MailboxSettings, resolve_mailbox
-from mailfleet.plugins.manager import load_plugins
-from mailfleet.store import Store
+from mailfleet.app import (
+    BounceFetch,
+    BounceReport,
+    BounceTally,
+    Handled,
+    SetAsideMessage,
+    parse_report_files,
+)
+from mailfleet.cli.output import EXIT_FAILURE, Context, json_option, print_table
+from mailfleet.errors import MailboxError
 
 
 def report_json(report: BounceReport, file: str | None = None) -> dict[str, Any]:
@@ -39,7 +38,7 @@ def report_json(report: BounceReport, file: str | None = None) -> dict[str, Any]
     return data
 
 
-@cli.group("bounces")
+@click.group("bounces")
 def bounces_group() -> None:
     """Parse bounce reports and read the bounce mailbox."""
 
@@ -51,44 +50,25 @@ def bounces_group() -> None:
 def bounces_parse(files: tuple[Path, ...], as_json: bool) -> None:
     """Parse report files as the mailbox reader does (the first 512 KiB, within the parse
     budget); with --json one object per file, one per line."""
-    plugins = load_plugins()
     rows: list[tuple[str | None, ...]] = []
-    with ParseWorker(plugins.parse_bounce) as worker:
-        for path in files:
-            with path.open("rb") as file:
-                raw = file.read(MAX_BYTES)
-            try:
-                report = worker.parse(raw)
-            except SetAside as exc:
-                if as_json:
-                    click.echo(json.dumps({"file": str(path), "error": exc.reason},
-                                          ensure_ascii=False))
-                else:
-                    rows.append((path.name, "set aside", "-", "-", exc.reason, "-"))
-                continue
+    for parsed in parse_report_files(files):
+        path, report = parsed.path, parsed.report
+        if report is None:
             if as_json:
-                click.echo(json.dumps(report_json(report, str(path)), ensure_ascii=False))
+                click.echo(json.dumps({"file": str(path), "error": parsed.set_aside},
+                                      ensure_ascii=False))
             else:
-                for r in report.recipients or (None,):
-                    rows.append((path.name, report.kind, *(
-                        (r.address, r.status, r.reason, "yes" if r.hard else "no")
-                        if r else ("-", "-", "-", "-"))))
+                rows.append((path.name, "set aside", "-", "-", parsed.set_aside, "-"))
+            continue
+        if as_json:
+            click.echo(json.dumps(report_json(report, str(path)), ensure_ascii=False))
+        else:
+            for r in report.recipients or (None,):
+                rows.append((path.name, report.kind, *(
+                    (r.address, r.status, r.reason, "yes" if r.hard else "no")
+                    if r else ("-", "-", "-", "-"))))
     if not as_json:
         print_table(rows, ["file", "kind", "recipient", "status", "reason", "hard"])
-
-
-def _settings(obj: Context) -> MailboxSettings:
-    fleet = obj.fleet
-    if fleet.config.bounces is None:
-        raise ConfigError(f"{fleet.config.source}: no [bounces] section; add the bounce "
-                          f"mailbox (protocol, host, login, password_env)")
-    return resolve_mailbox(fleet.config.bounces, fleet.plugins)
-
-
-def _handler(obj: Context, store: Store) -> BounceHandler:
-    fleet = obj.fleet
-    assert fleet.config.bounces is not None
-    return BounceHandler(store, fleet.plugins, fleet.config.bounces)
 
 
 def _handled_json(handled: Handled) -> dict[str, Any]:
@@ -104,37 +84,21 @@ def _error_json(exc: MailboxError) -> dict[str, Any]:
     return {"stage": exc.stage, "message": str(exc), "transient": exc.transient}
 
 
-class _Summary:
-    """What one read of the mailbox did, counted as the messages come (nothing per message
-    is kept but the suppressed addresses and the messages set aside)."""
+def summary_json(summary: BounceFetch) -> dict[str, Any]:
+    return {"read": summary.read, "bounces": summary.bounces, "marked": summary.marked,
+            "suppressed": sorted(summary.suppressed),
+            "set_aside": [_set_aside_json(m) for m in summary.set_aside]}
 
-    def __init__(self) -> None:
-        self.read = self.bounces = self.marked = 0
-        self.suppressed: dict[str, None] = {}
-        self.set_aside: list[SetAsideMessage] = []
 
-    def add(self, result: Handled | SetAsideMessage) -> None:
-        if isinstance(result, SetAsideMessage):
-            self.set_aside.append(result)
-            return
-        self.read += 1
-        self.bounces += result.report.kind == "bounce"
-        self.marked += result.marked
-        self.suppressed.update(dict.fromkeys(result.suppressed))
-
-    def as_json(self) -> dict[str, Any]:
-        return {"read": self.read, "bounces": self.bounces, "marked": self.marked,
-                "suppressed": sorted(self.suppressed),
-                "set_aside": [_set_aside_json(m) for m in self.set_aside]}
-
-    def print(self) -> None:
-        aside = f", {len(self.set_aside)} set aside" if self.set_aside else ""
-        click.echo(f"read {self.read} message(s): {self.bounces} bounce(s), {self.marked} "
-                   f"letter(s) marked, {len(self.suppressed)} address(es) suppressed{aside}")
-        for address in sorted(self.suppressed):
-            click.echo(f"  suppressed {address}")
-        for message in self.set_aside:
-            click.echo(f"  set aside message {message.id}: {message.reason}")
+def print_summary(summary: BounceFetch) -> None:
+    aside = f", {len(summary.set_aside)} set aside" if summary.set_aside else ""
+    click.echo(f"read {summary.read} message(s): {summary.bounces} bounce(s), "
+               f"{summary.marked} letter(s) marked, {len(summary.suppressed)} address(es) "
+               f"suppressed{aside}")
+    for address in sorted(summary.suppressed):
+        click.echo(f"  suppressed {address}")
+    for message in summary.set_aside:
+        click.echo(f"  set aside message {message.id}: {message.reason}")
 
 
 class _JsonFetch:
@@ -142,18 +106,16 @@ class _JsonFetch:
     mailbox needs no memory for them; counts, and any error, follow."""
 
     def __init__(self) -> None:
-        self.summary = _Summary()
         self.first = True
 
     def add(self, result: Handled | SetAsideMessage) -> None:
-        self.summary.add(result)
         if isinstance(result, Handled):
             click.echo(("{\"reports\": [" if self.first else ", ")
                        + json.dumps(_handled_json(result), ensure_ascii=False), nl=False)
             self.first = False
 
-    def finish(self, error: MailboxError | None) -> None:
-        tail = {"ok": error is None, **self.summary.as_json()}
+    def finish(self, summary: BounceFetch, error: MailboxError | None) -> None:
+        tail = {"ok": error is None, **summary_json(summary)}
         if error is not None:
             tail["error"] = _error_json(error)
         rest = json.dumps(tail, ensure_ascii=False)
@@ -165,21 +127,24 @@ class _JsonFetch:
 @click.pass_obj
 def bounces_fetch(obj: Context, as_json: bool) -> None:
     """Read the bounce mailbox once and apply every new report."""
-    settings = _settings(obj)
-    store = obj.fleet.open_store()
+    app = obj.app
     out = _JsonFetch() if as_json else None
-    summary = _Summary()
+    tally = BounceTally()
+
+    def result(item: Handled | SetAsideMessage) -> None:
+        tally.add(item)
+        if out is not None:
+            out.add(item)
+
     error = None
     try:
-        fetch_bounces(settings, _handler(obj, store), out.add if out else summary.add)
+        app.fetch_bounces(result)
     except MailboxError as exc:
         error = exc
-    finally:
-        store.close()
     if out is not None:
-        out.finish(error)
+        out.finish(tally.result(), error)
     else:
-        summary.print()
+        print_summary(tally.result())
     if error is not None:
         click.echo(f"mailfleet: {error}", err=True)
         sys.exit(EXIT_FAILURE)
@@ -201,12 +166,9 @@ def bounces_watch(obj: Context, interval: float, count: int, as_json: bool) -> N
     """Keep reading the bounce mailbox: over IMAP it waits in IDLE and reads as soon as a
     report arrives. A dropped connection is retried; a refused login stops. With --json,
     one JSON line per report, message set aside, read and error, each with its time."""
-    settings = _settings(obj)
-    store = obj.fleet.open_store()
-    handler = _handler(obj, store)
+    app = obj.app
 
     def result(item: Handled | SetAsideMessage) -> None:
-        summary.add(item)
         if not as_json:
             return
         if isinstance(item, Handled):
@@ -214,30 +176,26 @@ def bounces_watch(obj: Context, interval: float, count: int, as_json: bool) -> N
         else:
             _line("set-aside", **_set_aside_json(item))
 
-    try:
-        for rounds in itertools.count(1):
-            summary = _Summary()
-            try:
-                fetch_bounces(settings, handler, result)
-            except MailboxError as exc:
-                if as_json:
-                    _line("error", **_error_json(exc))
-                else:
-                    click.echo(f"mailfleet: {exc}", err=True)
-                if not exc.transient:
-                    sys.exit(EXIT_FAILURE)
+    for rounds in itertools.count(1):
+        try:
+            summary = app.fetch_bounces(result)
+        except MailboxError as exc:
+            if as_json:
+                _line("error", **_error_json(exc))
             else:
-                if as_json:
-                    data = summary.as_json()
-                    data["set_aside"] = len(summary.set_aside)
-                    _line("read", **data)
-                else:
-                    summary.print()
-            if count and rounds >= count:
-                return
-            if settings.protocol == "imap":
-                idle_wait(ImapReader(settings, store), interval)
+                click.echo(f"mailfleet: {exc}", err=True)
+            if not exc.transient:
+                sys.exit(EXIT_FAILURE)
+        else:
+            if as_json:
+                data = summary_json(summary)
+                data["set_aside"] = len(summary.set_aside)
+                _line("read", **data)
             else:
-                time.sleep(interval)
-    finally:
-        store.close()
+                print_summary(summary)
+        if count and rounds >= count:
+            return
+        app.wait_for_bounces(interval)
+
+
+COMMANDS = (bounces_group,)

@@ -1,4 +1,5 @@
-"""Command groups added to the ``mailfleet`` CLI: ``mailing``, ``quota`` and ``suppress``."""
+"""``mailing``, ``quota`` and ``suppress``: mass mailings, the servers' quotas and the
+suppression list, each command a call into :mod:`mailfleet.app` and its output."""
 
 from __future__ import annotations
 
@@ -6,63 +7,50 @@ import contextlib
 import csv
 import json
 import sys
-import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import click
 
-from mailfleet.addresses import normalize_address
 from mailfleet.app import (
-    WAITING_STATES,
+    BadRow,
+    BadRowsError,
+    Holder,
+    LetterResult,
+    MailingCounts,
+    MailingState,
+    MailingStateError,
+    MailingStatus,
+    SendReport,
+    ServerQuota,
     StoppedServer,
-    breaker_state,
-    letter_pages,
-    mailing_counts,
-    outlook,
-    resume_time,
+    Window,
 )
-from mailfleet.cli.main import (
+from mailfleet.cli.output import (
     EXIT_FAILURE,
     EXIT_USAGE,
     Context,
-    cli,
     emit,
+    iso,
     json_option,
+    no_mailing,
     print_table,
 )
-from mailfleet.clock import SystemClock
 from mailfleet.errors import AddressError, TemplateError
-from mailfleet.mailings.mailing import BadRowsError, create_mailing
-from mailfleet.mailings.recipients import BadRow, column_for, read_rows
-from mailfleet.sending.dispatcher import Dispatcher, RunReport, iso
-from mailfleet.sending.fleet import Fleet
-from mailfleet.sending.quota import WindowStatus
-from mailfleet.store import Store
-from mailfleet.store.base import LetterRecord
-
-
-def _store(obj: Context) -> Store:
-    return obj.fleet.open_store()
-
 
 #: The letter states, disjoint: every letter of a mailing is in exactly one.
 COUNTED = ("sent", "bounced", "failed", "skipped", "held", "waiting")
 
 
-def _iso(at: datetime | None) -> str | None:
-    return None if at is None else at.isoformat(timespec="seconds")
+def _epoch(at: float | None) -> str | None:
+    return None if at is None else iso(datetime.fromtimestamp(at, UTC))
 
 
-def mailing_status(store: Store, mailing_id: str) -> dict[str, Any]:
-    """``mailing status --json``: the counts of :func:`mailfleet.app.mailing_counts`
-    (disjoint: ``sent + bounced + failed + skipped + held + waiting == letters``),
-    ``rejected`` rows never queued, and letters sent (or bounced) by server."""
-    try:
-        c = mailing_counts(store, mailing_id)
-    except LookupError:
-        raise click.BadParameter(f"no mailing {mailing_id!r}", param_hint="ID") from None
+def counts_json(c: MailingCounts) -> dict[str, Any]:
+    """``mailing status --json`` without the outlook: the counts (disjoint: ``sent +
+    bounced + failed + skipped + held + waiting == letters``), ``rejected`` rows never
+    queued, and letters sent (or bounced) by server."""
     return {"id": c.id, "name": c.name, "state": c.state, "reason": c.reason,
             "letters": c.letters, "rejected": c.rejected, "sent": c.sent,
             "bounced": c.bounced, "failed": c.failed, "skipped": c.skipped, "held": c.held,
@@ -70,84 +58,68 @@ def mailing_status(store: Store, mailing_id: str) -> dict[str, Any]:
             "by_server": dict(c.by_server)}
 
 
+def _status(obj: Context, mailing_id: str) -> MailingStatus:
+    try:
+        return obj.app.status(mailing_id)
+    except LookupError as exc:
+        raise no_mailing(exc) from None
+
+
 _WINDOW_NAMES = {"minute": "per-minute", "hour": "hourly", "day": "daily"}
 
 
-def server_limits(fleet: Fleet, store: Store, now: float) -> tuple[list[dict[str, Any]],
-                                                                    float | None]:
-    """Each server that cannot send now and why, and when the first usable server frees
-    (the application layer's :func:`mailfleet.app.outlook`)."""
-    seen = outlook(fleet, store, now)
-    return [_stopped(s) for s in seen.stopped], seen.frees_at
-
-
-def _stopped(server: StoppedServer) -> dict[str, Any]:
+def stopped_json(server: StoppedServer) -> dict[str, Any]:
     return {"server": server.server, "enabled": server.enabled,
             "spent": [{"window": w.window, "used": w.used, "limit": w.limit,
-                       "frees_at": _iso(w.frees_at)} for w in server.spent],
-            "blocked_until": _iso(server.blocked_until),
+                       "frees_at": iso(w.frees_at)} for w in server.spent],
+            "blocked_until": iso(server.blocked_until),
             "blocked_reason": server.blocked_reason, "until_unblocked": server.until_unblocked}
 
 
-def limit_lines(servers: list[dict[str, Any]]) -> list[str]:
+def limit_lines(servers: Iterable[StoppedServer]) -> list[str]:
     """One line per server that cannot send now."""
     lines = []
-    for entry in servers:
-        name = entry["server"]
-        if not entry["enabled"]:
-            lines.append(f"server {name}: disabled in the config (enabled = false)")
+    for s in servers:
+        if not s.enabled:
+            lines.append(f"server {s.server}: disabled in the config (enabled = false)")
             continue
-        if entry["blocked_until"]:
-            until = ("until you run `mailfleet servers unblock " + name + "`"
-                     if entry["until_unblocked"] else f"until {entry['blocked_until']}")
-            lines.append(f"server {name}: blocked {until}: {entry['blocked_reason']}")
-        for window in entry["spent"]:
-            lines.append(f"server {name}: {_WINDOW_NAMES[window['window']]} limit reached "
-                         f"({window['used']}/{window['limit']}), frees at {window['frees_at']}")
+        if s.blocked_until:
+            until = (f"until you run `mailfleet servers unblock {s.server}`"
+                     if s.until_unblocked else f"until {iso(s.blocked_until)}")
+            lines.append(f"server {s.server}: blocked {until}: {s.blocked_reason}")
+        for w in s.spent:
+            lines.append(f"server {s.server}: {_WINDOW_NAMES[w.window]} limit reached "
+                         f"({w.used}/{w.limit}), frees at {iso(w.frees_at)}")
     return lines
 
 
-def outlook_lines(data: dict[str, Any], resume: float | None, now: float) -> list[str]:
+def outlook_lines(status: MailingStatus, resume: datetime | None) -> list[str]:
     """Which servers cannot send and why, what waits and when it goes (``mailing status``
     and ``mailing run``)."""
-    lines = limit_lines(data["servers"])
-    waiting = data["waiting"]
-    if not waiting:
+    lines = limit_lines(status.stopped_servers)
+    c = status.counts
+    if not c.waiting:
         return lines
-    if data["state"] == "paused":
-        return [*lines, f"the mailing is paused ({data['reason'] or 'by the user'}); "
-                        f"{waiting} letter(s) wait in the queue; `mailfleet mailing resume "
-                        f"{data['id']}` sends them"]
-    if data["state"] != "active":
+    if c.state == "paused":
+        return [*lines, f"the mailing is paused ({c.reason or 'by the user'}); "
+                        f"{c.waiting} letter(s) wait in the queue; `mailfleet mailing resume "
+                        f"{c.id}` sends them"]
+    if c.state != "active":
         return lines
     if resume is None:
-        lines.append(f"{waiting} letter(s) wait in the queue, but no enabled server frees by "
-                     f"itself: unblock or enable one (see `mailfleet quota`)")
-    elif resume <= now:
-        lines.append(f"{waiting} letter(s) wait in the queue; a server can send now: run "
-                     f"`mailfleet mailing run {data['id']}`")
+        lines.append(f"{c.waiting} letter(s) wait in the queue, but no enabled server frees "
+                     f"by itself: unblock or enable one (see `mailfleet quota`)")
+    elif resume <= datetime.now(UTC):
+        lines.append(f"{c.waiting} letter(s) wait in the queue; a server can send now: run "
+                     f"`mailfleet mailing run {c.id}`")
     else:
-        lines.append(f"{waiting} letter(s) wait in the queue; "
-                     + ("" if data["can_send"] else "every server is at a limit or blocked; ")
+        lines.append(f"{c.waiting} letter(s) wait in the queue; "
+                     + ("" if status.can_send else "every server is at a limit or blocked; ")
                      + f"sending resumes at {iso(resume)}")
     return lines
 
 
-def with_outlook(fleet: Fleet, store: Store, data: dict[str, Any], now: float
-                 ) -> float | None:
-    """Add ``servers`` (those that cannot send now, and why), ``can_send`` and
-    ``resume_at`` (:func:`mailfleet.app.resume_time`) to a mailing's status; returns the
-    resume time."""
-    seen = outlook(fleet, store, now)
-    counts = mailing_counts(store, data["id"])
-    data["servers"] = [_stopped(s) for s in seen.stopped]
-    data["can_send"] = seen.can_send
-    resume = resume_time(store, counts, seen, now)
-    data["resume_at"] = iso(resume)
-    return resume
-
-
-@cli.group("mailing")
+@click.group("mailing")
 def mailing_group() -> None:
     """Create, run and follow mass mailings."""
 
@@ -155,6 +127,12 @@ def mailing_group() -> None:
 def _rejected(rows: Iterable[BadRow]) -> list[dict[str, Any]]:
     return [{"row": r.row, "column": r.column, "email": r.email, "reason": r.reason}
             for r in rows]
+
+
+def _bad_rows(exc: BadRowsError) -> str:
+    count = len({r.row for r in exc.rows})
+    return (f"{count} bad recipient row(s), nothing was queued (use --skip-bad-rows to queue "
+            f"the {exc.valid} good ones):\n  " + "\n  ".join(r.line() for r in exc.rows))
 
 
 @mailing_group.command("create")
@@ -174,24 +152,23 @@ def mailing_create(obj: Context, template_path: str, recipients_path: str,
                    encoding: str | None, skip_bad_rows: bool, name: str, hold_in_data: bool,
                    as_json: bool) -> None:
     """Validate the template and every recipient and queue the mailing; prints its id."""
-    store = _store(obj)
     try:
-        result = create_mailing(store, template_path, recipients_path,
-                                skip_bad_rows=skip_bad_rows, name=name,
-                                hold_in_data=hold_in_data, encoding=encoding)
+        result = obj.app.create_mailing(template_path, recipients_path,
+                                        skip_bad_rows=skip_bad_rows, name=name,
+                                        hold_in_data=hold_in_data, encoding=encoding)
     except BadRowsError as exc:
-        message = str(exc)
+        message = _bad_rows(exc)
         bad: dict[str, Any] = {"ok": False, "id": None, "letters": 0, "error": message,
                                "rejected": _rejected(exc.rows)}
         emit(bad, as_json, lambda: click.echo(f"mailfleet: {message}", err=True))
         sys.exit(EXIT_USAGE)
     except TemplateError as exc:
-        message = str(exc)
-        emit({"ok": False, "id": None, "letters": 0, "rejected": [], "error": message},
-             as_json, lambda: click.echo(f"mailfleet: {message}", err=True))
+        text = str(exc)
+        emit({"ok": False, "id": None, "letters": 0, "rejected": [], "error": text},
+             as_json, lambda: click.echo(f"mailfleet: {text}", err=True))
         sys.exit(EXIT_USAGE)
-    rejected = _rejected(result.rejected)
-    data: dict[str, Any] = {"id": result.id, "letters": result.letters, "rejected": rejected,
+    data: dict[str, Any] = {"id": result.id, "letters": result.letters,
+                            "rejected": _rejected(result.rejected),
                             "duplicates": result.duplicates}
 
     def table() -> None:
@@ -214,12 +191,11 @@ def mailing_create(obj: Context, template_path: str, recipients_path: str,
 @click.pass_obj
 def mailing_list(obj: Context, states: tuple[str, ...], as_json: bool) -> None:
     """Every mailing: id, name, state, created, letters and how many wait."""
-    store = _store(obj)
     data = []
-    for mailing in store.list_mailings(list(states) or None):
-        status = mailing_status(store, mailing.id)
+    for counts in obj.app.mailings(cast(list[MailingState], list(states)) or None):
+        status = counts_json(counts)
         data.append({k: status[k] for k in ("id", "name", "state", "reason", "letters",
-                                            *COUNTED)} | {"created_at": iso(mailing.created_at)})
+                                            *COUNTED)} | {"created_at": iso(counts.created_at)})
     emit(data, as_json, lambda: print_table(
         [(d["id"], d["name"], d["state"], d["created_at"], d["letters"], d["sent"],
           d["bounced"], d["failed"], d["waiting"]) for d in data],
@@ -232,10 +208,10 @@ _LETTER_KEYS = ("letter_id", "email", "state", "server", "from", "attempts", "se
                 "error")
 
 
-def _letter(record: LetterRecord) -> dict[str, Any]:
-    return {"letter_id": record.letter_id, "email": record.email, "state": record.state,
-            "server": record.server, "from": record.from_addr, "attempts": record.attempts,
-            "sent_at": iso(record.sent_at), "error": record.last_error}
+def _letter(r: LetterResult) -> dict[str, Any]:
+    return {"letter_id": r.letter_id, "email": r.email, "state": r.state, "server": r.server,
+            "from": r.from_addr, "attempts": r.attempts, "sent_at": iso(r.sent_at),
+            "error": r.error}
 
 
 @mailing_group.command("letters")
@@ -250,22 +226,27 @@ def mailing_letters(obj: Context, mailing_id: str, states: tuple[str, ...], as_c
                     as_json: bool) -> None:
     """Who got what: each letter's address, state, server, From, and why it failed or
     bounced."""
-    store = _store(obj)
-    mailing_status(store, mailing_id)  # refuses an unknown id
-
-    def pages() -> Iterator[dict[str, Any]]:
-        return (_letter(r) for r in letter_pages(store, mailing_id, list(states) or None))
-
+    try:
+        letters = obj.app.letters(mailing_id, list(states) or None)
+    except LookupError as exc:
+        raise no_mailing(exc) from None
+    rows: Iterator[dict[str, Any]] = (_letter(r) for r in letters)
     if as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\r\n")
         writer.writerow(_LETTER_KEYS)
-        for row in pages():
+        for row in rows:
             writer.writerow(["" if row[k] is None else row[k] for k in _LETTER_KEYS])
         return
     if as_json:
-        click.echo(json.dumps(list(pages()), ensure_ascii=False))
+        click.echo(json.dumps(list(rows), ensure_ascii=False))
         return
-    print_table([[row[k] for k in _LETTER_KEYS] for row in pages()], _LETTER_KEYS)
+    print_table([[row[k] for k in _LETTER_KEYS] for row in rows], _LETTER_KEYS)
+
+
+def _report_json(report: SendReport) -> dict[str, Any]:
+    return {"sent": report.sent, "failed": report.failed, "skipped": report.skipped,
+            "deferred": report.deferred, "waiting": report.waiting,
+            "resume_at": iso(report.resume_at)}
 
 
 @mailing_group.command("run")
@@ -276,67 +257,51 @@ def mailing_letters(obj: Context, mailing_id: str, states: tuple[str, ...], as_c
 @click.pass_obj
 def mailing_run(obj: Context, mailing_id: str | None, until_idle: bool, as_json: bool) -> None:
     """Send the queued letters (of one mailing, or of every active one)."""
-    store = _store(obj)
-    fleet = obj.fleet
-    if mailing_id is not None:
-        found = store.get_mailing(mailing_id)
-        if found is None:
-            raise click.BadParameter(f"no mailing {mailing_id!r}", param_hint="ID")
-        mailings = [found]
-    else:
-        mailings = store.list_mailings(["active"])
+    app = obj.app
+    mailings = ([_status(obj, mailing_id).counts] if mailing_id is not None
+                else app.mailings(["active"]))
     bars: dict[str, Any] = {}
     if not as_json and sys.stderr.isatty():
         for m in mailings:
-            counts = store.counts(m.id)
-            bar = click.progressbar(length=max(1, m.total), label=m.name, file=sys.stderr)
-            bar.update(m.total - sum(counts.get(s, 0) for s in WAITING_STATES))
+            bar = click.progressbar(length=max(1, m.letters), label=m.name, file=sys.stderr)
+            bar.update(m.letters - m.waiting)
             bars[m.id] = bar
 
     def progress(mid: str, count: int) -> None:
         if mid in bars:
             bars[mid].update(count)
 
-    dispatcher = Dispatcher(fleet, store, clock=SystemClock(),
-                            mailings=[m.id for m in mailings] if mailing_id else None,
-                            on_progress=progress)
-    report = RunReport()
-    while True:  # the dispatcher's own loop, saying what it waits for before each sleep
-        report = report + dispatcher.run(until_idle=True)
-        if until_idle or report.waiting == 0 or report.resume_at is None:
-            break
-        now = SystemClock().now()
-        if not as_json:
-            servers, _ = server_limits(fleet, store, now)
-            for line in limit_lines(servers):
-                click.echo(line, err=True)
-            click.echo(f"{report.waiting} letter(s) wait in the queue; sending resumes at "
-                       f"{iso(report.resume_at)} (Ctrl-C stops; `mailfleet mailing run` "
-                       f"goes on later)", err=True)
-        time.sleep(max(1.0, report.resume_at - now))
+    def waiting(so_far: SendReport) -> None:
+        if as_json:
+            return
+        for line in limit_lines(app.stopped_servers()):
+            click.echo(line, err=True)
+        click.echo(f"{so_far.waiting} letter(s) wait in the queue; sending resumes at "
+                   f"{iso(so_far.resume_at)} (Ctrl-C stops; `mailfleet mailing run` "
+                   f"goes on later)", err=True)
+
+    report = app.send_blocking([mailing_id] if mailing_id is not None else None,
+                               until_idle=until_idle, on_progress=progress, on_wait=waiting)
     for bar in bars.values():
         bar.render_finish()
-    data = report.as_dict()
-    now = SystemClock().now()
-    servers, _ = server_limits(fleet, store, now)
-    data["servers"] = servers
-    lines = limit_lines(servers)
+    data = _report_json(report)
+    stopped = app.stopped_servers()
+    data["servers"] = [stopped_json(s) for s in stopped]
+    lines = limit_lines(stopped)
     if mailing_id is not None:
-        status = mailing_status(store, mailing_id)
-        with_outlook(fleet, store, status, now)
-        data["state"] = status["state"]
-        data["reason"] = status["reason"]
-        data["waiting"] = status["waiting"]
-        lines = outlook_lines(status, report.resume_at if status["state"] == "active"
-                              else None, now)
+        status = app.status(mailing_id)
+        data["state"] = status.counts.state
+        data["reason"] = status.counts.reason
+        data["waiting"] = status.counts.waiting
+        lines = outlook_lines(status, report.resume_at if status.state == "active" else None)
     else:
         if report.waiting:
             lines.append(f"{report.waiting} letter(s) wait in the queue; "
                          + (f"sending resumes at {iso(report.resume_at)}" if report.resume_at
                             else "no enabled server frees by itself (see `mailfleet quota`)"))
-        paused = store.list_mailings(["paused"])
+        paused = app.mailings(["paused"])
         if paused:
-            held = sum(mailing_status(store, m.id)["waiting"] for m in paused)
+            held = sum(m.waiting for m in paused)
             data["paused"] = [m.id for m in paused]
             lines.append(f"{len(paused)} paused mailing(s) with {held} letter(s) waiting were "
                          f"not sent (`mailfleet mailing list --state paused`)")
@@ -353,6 +318,11 @@ def mailing_run(obj: Context, mailing_id: str | None, until_idle: bool, as_json:
         sys.exit(EXIT_FAILURE)
 
 
+def _holder(h: Holder) -> dict[str, Any]:
+    return {"dispatcher": h.dispatcher, "host": h.host, "pid": h.pid, "alive": h.alive,
+            "claimed": h.claimed, "in_data": h.sending, "taken_back_at": _epoch(h.takeback_at)}
+
+
 @mailing_group.command("status")
 @click.argument("mailing_id", metavar="ID")
 @json_option
@@ -360,15 +330,12 @@ def mailing_run(obj: Context, mailing_id: str | None, until_idle: bool, as_json:
 def mailing_status_cmd(obj: Context, mailing_id: str, as_json: bool) -> None:
     """Letters by state, letters sent by each server, which servers hit which limit and when
     sending resumes, or why it is paused."""
-    store = _store(obj)
-    data = mailing_status(store, mailing_id)
-    now = SystemClock().now()
-    data["holders"] = [
-        {"dispatcher": h.dispatcher, "host": h.host, "pid": h.pid, "alive": h.alive,
-         "claimed": h.claimed, "in_data": h.sending, "taken_back_at": iso(h.takeback_at)}
-        for h in store.holders(mailing_id, now,
-                               lease=obj.fleet.config.deployment.lease_seconds)]
-    resume = with_outlook(obj.fleet, store, data, now)
+    status = _status(obj, mailing_id)
+    data = counts_json(status.counts)
+    data["holders"] = [_holder(h) for h in obj.app.holders(mailing_id)]
+    data["servers"] = [stopped_json(s) for s in status.stopped_servers]
+    data["can_send"] = status.can_send
+    data["resume_at"] = iso(status.resume_at)
 
     def table() -> None:
         click.echo(f"mailing {data['id']} ({data['name']}): {data['state']}"
@@ -378,7 +345,7 @@ def mailing_status_cmd(obj: Context, mailing_id: str, as_json: bool) -> None:
                    f"{data['rejected']} rejected row(s) were never queued)")
         if data["by_server"]:
             print_table(sorted(data["by_server"].items()), ["server", "sent"])
-        for line in outlook_lines(data, resume, now):
+        for line in outlook_lines(status, status.resume_at):
             click.echo(line)
         for h in data["holders"]:
             who = f"dispatcher {h['dispatcher']} ({h['host'] or 'gone'}, pid {h['pid']})"
@@ -393,25 +360,21 @@ def mailing_status_cmd(obj: Context, mailing_id: str, as_json: bool) -> None:
 
 
 def _set_state(obj: Context, mailing_id: str, as_json: bool, action: str) -> None:
-    store = _store(obj)
-    mailing = store.get_mailing(mailing_id)
-    if mailing is None:
-        raise click.BadParameter(f"no mailing {mailing_id!r}", param_hint="ID")
+    app = obj.app
     released = 0
-    if action == "pause":
-        if mailing.state not in ("active", "paused"):
-            click.echo(f"mailfleet: mailing {mailing_id} is {mailing.state}", err=True)
-            sys.exit(EXIT_USAGE)
-        store.set_mailing_state(mailing_id, "paused", "paused by the user")
-    elif action == "resume":
-        if mailing.state not in ("active", "paused", "done"):
-            click.echo(f"mailfleet: mailing {mailing_id} is {mailing.state}", err=True)
-            sys.exit(EXIT_USAGE)
-        released = store.release_held(mailing_id)
-        store.set_mailing_state(mailing_id, "active", "")
-    else:
-        store.cancel_mailing(mailing_id, SystemClock().now())
-    data = mailing_status(store, mailing_id)
+    try:
+        if action == "pause":
+            app.pause(mailing_id, "paused by the user")
+        elif action == "resume":
+            released = app.resume(mailing_id, "resumed by the user")
+        else:
+            app.cancel(mailing_id)
+    except LookupError as exc:
+        raise no_mailing(exc) from None
+    except MailingStateError as exc:
+        click.echo(f"mailfleet: mailing {exc.mailing_id} is {exc.state}", err=True)
+        sys.exit(EXIT_USAGE)
+    data = counts_json(_status(obj, mailing_id).counts)
     data["released"] = released
     emit(data, as_json, lambda: click.echo(f"mailing {mailing_id}: {data['state']}"))
 
@@ -443,27 +406,20 @@ def mailing_cancel(obj: Context, mailing_id: str, as_json: bool) -> None:
     _set_state(obj, mailing_id, as_json, "cancel")
 
 
-def _window(w: WindowStatus) -> dict[str, Any]:
+def _window(w: Window) -> dict[str, Any]:
     return {"used": w.used, "limit": w.limit, "remaining": w.remaining,
             "frees_at": iso(w.frees_at)}
 
 
-def quota_rows(obj: Context, store: Store) -> list[dict[str, Any]]:
-    """``quota --json``: per server, every window (minute, hour, day) with used, limit,
+def quota_json(q: ServerQuota) -> dict[str, Any]:
+    """``quota --json`` of one server: every window (minute, hour, day) with used, limit,
     remaining and when it frees, the block, and when the next letter may go."""
-    now = SystemClock().now()
-    out = []
-    for server in obj.fleet.servers:
-        q = store.quota(server.name, server.limits, now)
-        out.append({"server": server.name, "priority": server.priority,
-                    "enabled": server.enabled,
-                    "minute": _window(q.minute), "hour": _window(q.hour), "day": _window(q.day),
-                    "window": server.limits.window, "timezone": server.limits.timezone,
-                    "blocked_until": iso(q.blocked_until), "blocked_reason": q.blocked_reason,
-                    "next_letter_at": iso(max(now, q.next_free(now))),
-                    "breaker": {"state": breaker_state(q.failures, q.blocked_until),
-                                "failures": q.failures}})
-    return out
+    return {"server": q.server, "priority": q.priority, "enabled": q.enabled,
+            "minute": _window(q.minute), "hour": _window(q.hour), "day": _window(q.day),
+            "window": q.limits.window, "timezone": q.limits.timezone,
+            "blocked_until": iso(q.blocked_until), "blocked_reason": q.blocked_reason,
+            "next_letter_at": iso(q.next_letter_at),
+            "breaker": {"state": q.breaker, "failures": q.failures}}
 
 
 def _short(at: str | None) -> str:
@@ -488,17 +444,17 @@ def print_quota(data: list[dict[str, Any]]) -> None:
                  "why"])
 
 
-@cli.command("quota")
+@click.command("quota")
 @json_option
 @click.pass_obj
 def quota_cmd(obj: Context, as_json: bool) -> None:
     """Per server and window (minute, hour, day): used, limit, left and when it frees; when
     the next letter may go; blocked-until and why."""
-    data = quota_rows(obj, _store(obj))
+    data = [quota_json(q) for q in obj.app.quotas()]
     emit(data, as_json, lambda: print_quota(data))
 
 
-@cli.group("suppress")
+@click.group("suppress")
 def suppress_group() -> None:
     """The suppression list: addresses never sent to (hard bounces, unsubscribes, by hand)."""
 
@@ -510,16 +466,13 @@ def suppress_group() -> None:
 @click.pass_obj
 def suppress_add(obj: Context, emails: tuple[str, ...], reason: str, as_json: bool) -> None:
     """Add addresses to the suppression list."""
-    store = _store(obj)
     added = []
     for email in emails:
         try:
-            address = normalize_address(email)
+            added.append(obj.app.suppress(email, reason, source="manual"))
         except AddressError as exc:
             click.echo(f"mailfleet: {exc}", err=True)
             sys.exit(EXIT_USAGE)
-        store.suppress(address, reason, SystemClock().now())
-        added.append(address.lower())
     emit({"added": added}, as_json, lambda: click.echo(f"suppressed {len(added)} address(es)"))
 
 
@@ -528,8 +481,8 @@ def suppress_add(obj: Context, emails: tuple[str, ...], reason: str, as_json: bo
 @click.pass_obj
 def suppress_list(obj: Context, as_json: bool) -> None:
     """Every suppressed address with its reason."""
-    rows = _store(obj).suppressed()
-    data = [{"email": e, "reason": r, "added_at": iso(at), "source": s} for e, r, at, s in rows]
+    data = [{"email": s.email, "reason": s.reason, "added_at": iso(s.added_at),
+             "source": s.source} for s in obj.app.suppressed()]
     emit(data, as_json, lambda: print_table(
         [(d["email"], d["reason"], d["source"], d["added_at"]) for d in data],
         ["email", "reason", "source", "added"]))
@@ -541,8 +494,7 @@ def suppress_list(obj: Context, as_json: bool) -> None:
 @click.pass_obj
 def suppress_remove(obj: Context, emails: tuple[str, ...], as_json: bool) -> None:
     """Remove addresses from the suppression list."""
-    store = _store(obj)
-    removed = [e for e in emails if store.unsuppress(e.strip())]
+    removed = [e for e in emails if obj.app.unsuppress(e)]
     emit({"removed": removed}, as_json,
          lambda: click.echo(f"removed {len(removed)} of {len(emails)} address(es)"))
     if len(removed) != len(emails):
@@ -558,34 +510,16 @@ def suppress_remove(obj: Context, emails: tuple[str, ...], as_json: bool) -> Non
 def suppress_import(obj: Context, path: str, reason: str, encoding: str | None,
                     as_json: bool) -> None:
     """Add the addresses of a CSV file (an ``email`` column, optionally ``reason``)."""
-    store = _store(obj)
-    source = read_rows(path, encoding)
-    email_column = column_for("email", source.columns or ("email",))
-    reason_column = column_for("reason", source.columns or ())
-    now = SystemClock().now()
-    added, bad = 0, []
-    for number, row in source:
-        if "__error__" in row:
-            bad.append(BadRow(number, "", str(row["__error__"]), row.get("__column__")))
-            continue
-        raw = str(row.get(email_column or "email") or "").strip()
-        try:
-            address = normalize_address(raw)
-        except AddressError as exc:
-            bad.append(BadRow(number, raw, f"invalid address: {exc}", email_column))
-            continue
-        why = str(row.get(reason_column) or "").strip() if reason_column else ""
-        store.suppress(address, why or reason, now, source="import")
-        added += 1
-    data = {"added": added, "rejected": _rejected(bad)}
+    result = obj.app.import_suppressions(path, reason, encoding=encoding)
+    data = {"added": result.added, "rejected": _rejected(result.rejected)}
 
     def table() -> None:
-        click.echo(f"suppressed {added} address(es)")
-        for r in bad:
+        click.echo(f"suppressed {result.added} address(es)")
+        for r in result.rejected:
             click.echo(f"  skipped {r.line()}", err=True)
 
     emit(data, as_json, table)
-    if bad:
+    if result.rejected:
         sys.exit(EXIT_FAILURE)
 
 
@@ -595,12 +529,15 @@ def suppress_import(obj: Context, path: str, reason: str, encoding: str | None,
 def suppress_export(obj: Context, path: str | None) -> None:
     """Write the suppression list as CSV (email, reason, source, added_at) to PATH or
     standard output; `suppress import` reads it back."""
-    rows = _store(obj).suppressed()
+    rows = obj.app.suppressed()
     with (open(path, "w", encoding="utf-8", newline="") if path
           else contextlib.nullcontext(sys.stdout)) as handle:
         writer = csv.writer(handle, lineterminator="\r\n")
         writer.writerow(["email", "reason", "source", "added_at"])
-        for email, why, at, source in rows:
-            writer.writerow([email, why, source, iso(at)])
+        for s in rows:
+            writer.writerow([s.email, s.reason, s.source, iso(s.added_at)])
     if path:
         click.echo(f"exported {len(rows)} address(es) to {path}", err=True)
+
+
+COMMANDS = (mailing_group, quota_cmd, suppress_group)

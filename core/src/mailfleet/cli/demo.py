@@ -7,17 +7,14 @@ and after, the letters that wait for the next window, and where each letter went
 
 from __future__ import annotations
 
-import asyncio
 import json
 import tempfile
 from pathlib import Path
 
 import click
 
-from mailfleet.mailings.mailing import create_mailing
-from mailfleet.sending.dispatcher import Dispatcher, iso
-from mailfleet.sending.fleet import Fleet
-from mailfleet.store.sqlite import SqliteStore
+from mailfleet.app import Mailfleet
+from mailfleet.cli.output import iso, print_table
 
 PASSWORD = "demo-password"  # noqa: S105  (a throwaway server's password)
 TEMPLATE = """\
@@ -30,14 +27,10 @@ unsubscribe_url = "https://shop.example/unsubscribe?e={{ email }}"
 """
 
 
-def _quota(store: SqliteStore, fleet: Fleet, title: str) -> None:
-    from mailfleet.cli.main import print_table
+def _quota(app: Mailfleet, title: str) -> None:
     click.echo(f"\n== {title}")
-    rows = []
-    for server in fleet.servers:
-        q = store.quota(server.name, server.limits, Dispatcher(fleet, store).clock.now())
-        rows.append((server.name, server.priority, q.hour.used, q.hour.limit, q.hour.remaining,
-                     iso(q.hour.frees_at) or "now", q.blocked_reason or "-"))
+    rows = [(q.server, q.priority, q.hour.used, q.hour.limit, q.hour.remaining,
+             iso(q.hour.frees_at) or "now", q.blocked_reason or "-") for q in app.quotas()]
     print_table(rows, ["server", "priority", "used/hour", "limit", "remaining", "frees at",
                        "blocked"])
 
@@ -73,26 +66,22 @@ def main() -> None:
                 for i in range(1, 21):
                     out.write(f"client{i}@example.org,Клиент {i},{'pro' if i % 3 else 'free'}\n")
             click.echo(f"config: {config}")
-            fleet = Fleet.from_file(config)
-            store = SqliteStore(base / "mailfleet.db")
-            created = create_mailing(store, base / "template.toml", base / "recipients.csv")
-            click.echo(f"mailing {created.id}: {created.letters} letters queued")
-            _quota(store, fleet, "quota before")
-            report = asyncio.run(Dispatcher(fleet, store, batch_size=5).arun(until_idle=True))
-            _quota(store, fleet, "quota after")
-            click.echo(f"\nsent {report.sent}, failed {report.failed}, waiting {report.waiting}"
-                       f"; sending resumes at {iso(report.resume_at)} when the first hourly "
-                       f"window frees a letter")
-            click.echo("\n== where each letter went")
-            from mailfleet.cli.main import print_table
-            rows = store.db.execute(
-                "SELECT seq, email, state, COALESCE(server, '-'), COALESCE(from_addr, '-') "
-                "FROM letters WHERE mailing_id=? ORDER BY seq", (created.id,)).fetchall()
-            print_table(rows, ["#", "recipient", "state", "server", "from"])
+            with Mailfleet.from_file(config) as app:
+                created = app.create_mailing(base / "template.toml", base / "recipients.csv")
+                click.echo(f"mailing {created.id}: {created.letters} letters queued")
+                _quota(app, "quota before")
+                report = app.send_blocking(until_idle=True, batch_size=5)
+                _quota(app, "quota after")
+                click.echo(f"\nsent {report.sent}, failed {report.failed}, waiting "
+                           f"{report.waiting}; sending resumes at {iso(report.resume_at)} "
+                           f"when the first hourly window frees a letter")
+                click.echo("\n== where each letter went")
+                print_table([(number, r.email, r.state, r.server or "-", r.from_addr or "-")
+                             for number, r in enumerate(app.letters(created.id), 1)],
+                            ["#", "recipient", "state", "server", "from"])
             received = sum(len(s.messages) for s in servers)
             click.echo(f"\nthe two servers received {received} letters "
                        f"(office {len(servers[0].messages)}, backup {len(servers[1].messages)})")
-            store.close()
         finally:
             for smtp in servers:
                 smtp.stop()

@@ -3,21 +3,16 @@ workers`` (who is sending now)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
-from datetime import datetime
 
 import attrs
 import click
 
-from mailfleet import aio
-from mailfleet.app import SendReport, WorkerStatus
-from mailfleet.cli.main import Context, cli, emit, json_option, print_table
-from mailfleet.sending.worker import Worker
+from mailfleet.app import WorkerStatus
+from mailfleet.cli.output import Context, emit, iso, json_option, print_table
 
 
-@cli.command("worker")
+@click.command("worker")
 @click.option("--concurrency", type=click.IntRange(1), default=None, metavar="N",
               help="Connections per server at once (default: each server's `connections`).")
 @click.option("--grace", type=click.FloatRange(0), default=30.0, show_default=True,
@@ -37,51 +32,34 @@ def worker_cmd(obj: Context, concurrency: int | None, grace: float, poll: float,
     """
     app = obj.app
 
-    def started(worker: Worker) -> None:
-        servers = ", ".join(s.name for s in app.fleet.servers if s.enabled) or "none"
-        click.echo(f"mailfleet worker {worker.id} started (pid {os.getpid()}; servers: "
+    def started(worker_id: str) -> None:
+        servers = ", ".join(s.name for s in app.servers() if s.enabled) or "none"
+        click.echo(f"mailfleet worker {worker_id} started (pid {os.getpid()}; servers: "
                    f"{servers}); stop with SIGTERM or Ctrl-C", err=True)
 
-    async def work() -> SendReport:
-        loop = asyncio.get_running_loop()
-        signals = 0
+    def stopping() -> None:
+        click.echo(f"stopping: finishing the letters in hand (up to {grace:g} s); signal "
+                   f"again to exit at once", err=True)
 
-        def on_signal(signum: int) -> None:
-            nonlocal signals
-            signals += 1
-            if signals > 1:
-                os._exit(128 + signum)  # at once: the letters go back after the lease
-            click.echo(f"stopping: finishing the letters in hand (up to {grace:.0f} s); "
-                       f"signal again to exit at once", err=True)
-            app.stop()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal, sig)
-        try:
-            return await app.work(concurrency=concurrency, poll_seconds=poll, grace=grace,
-                                  started=started)
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-
-    report = aio.run(work())
-    data = {k: (v.isoformat() if isinstance(v, datetime) else v)
-            for k, v in attrs.asdict(report).items()}
+    report = app.work_blocking(concurrency=concurrency, poll_seconds=poll, grace=grace,
+                               started=started, stopping=stopping)
+    data = attrs.asdict(report)
+    data["resume_at"] = iso(report.resume_at)
     emit(data, as_json, lambda: click.echo(
         f"worker stopped: {report.sent} sent, {report.failed} failed, {report.deferred} "
         f"deferred, {report.skipped} skipped; {report.waiting} letter(s) wait in the queue"))
 
 
 def _row(w: WorkerStatus) -> dict[str, object]:
-    return {"id": w.id, "host": w.host, "pid": w.pid, "since": w.started_at.isoformat(),
-            "seen": w.seen_at.isoformat(), "alive": w.alive, "claimed": w.claimed,
+    return {"id": w.id, "host": w.host, "pid": w.pid, "since": iso(w.started_at),
+            "seen": iso(w.seen_at), "alive": w.alive, "claimed": w.claimed,
             "sending": w.sending, "servers": list(w.servers)}
 
 
 _ALIVE = {True: "yes", False: "no", None: "lease"}
 
 
-@cli.command("workers")
+@click.command("workers")
 @json_option
 @click.pass_obj
 def workers_cmd(obj: Context, as_json: bool) -> None:
@@ -89,6 +67,9 @@ def workers_cmd(obj: Context, as_json: bool) -> None:
     (alive: ``lease`` for another host's worker whose lease is fresh)."""
     workers = obj.app.workers()
     emit([_row(w) for w in workers], as_json, lambda: print_table(
-        [(w.id, w.host, w.pid, w.started_at.isoformat(timespec="seconds"), _ALIVE[w.alive],
-          w.claimed, w.sending, ", ".join(w.servers) or "-") for w in workers],
+        [(w.id, w.host, w.pid, iso(w.started_at), _ALIVE[w.alive], w.claimed, w.sending,
+          ", ".join(w.servers) or "-") for w in workers],
         ["id", "host", "pid", "since", "alive", "claimed", "in data", "servers"]))
+
+
+COMMANDS = (worker_cmd, workers_cmd)

@@ -50,7 +50,7 @@ class BadRowsError(TemplateError):
         lines = [r.line() for r in rows]
         count = len({r.row for r in rows})
         super().__init__(f"{count} bad recipient row(s), nothing was queued "
-                         f"(use --skip-bad-rows to queue the {valid} good ones):\n  "
+                         f"(skipping the bad rows queues the {valid} good ones):\n  "
                          + "\n  ".join(lines))
 
 

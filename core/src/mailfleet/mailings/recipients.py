@@ -127,7 +127,7 @@ def _detect(path: Path, head: bytes) -> str:
                             f"File > Save As > \"CSV UTF-8\"")
     if b"\0" in head:
         raise TemplateError(f"{path}: not a text CSV file (it holds NUL bytes); export it as "
-                            f"CSV UTF-8, or pass --encoding utf-16 if it is UTF-16 text")
+                            f"CSV UTF-8, or give its encoding, utf-16, if it is UTF-16 text")
     text = head.decode("utf-8", errors="replace")
     bad = text.count("\ufffd")
     good = sum(1 for c in text if not c.isascii()) - bad
@@ -142,7 +142,7 @@ def _csv_format(path: Path, encoding: str | None) -> CsvFormat:
         try:
             encoding = codecs.lookup(encoding).name
         except LookupError:
-            raise TemplateError(f"--encoding {encoding}: unknown encoding; use utf-8, "
+            raise TemplateError(f"encoding {encoding}: unknown encoding; use utf-8, "
                                 f"cp1251 or utf-16") from None
     else:
         encoding = _detect(path, head)
@@ -155,8 +155,8 @@ def _csv_format(path: Path, encoding: str | None) -> CsvFormat:
         raise TemplateError(f"{path}: the first line must be the header row with an 'email' "
                             f"column (the file is empty or starts with a blank line)")
     if _undecoded(header_line):
-        raise TemplateError(f"{path}: the header row is not valid {encoding} text; pass "
-                            f"--encoding (utf-8, cp1251, utf-16)")
+        raise TemplateError(f"{path}: the header row is not valid {encoding} text; give "
+                            f"the file's encoding (utf-8, cp1251, utf-16)")
     separator = max(_SEPARATORS, key=header_line.count)
     if not header_line.count(separator):
         separator = ","
@@ -285,7 +285,7 @@ def _row(values: list[str], fmt: CsvFormat, text: str) -> Mapping[str, Any]:
             return {"__error__": f"longer than {MAX_FIELD} characters", "__column__": name}
         if _undecoded(value):
             return {"__error__": f"not valid {fmt.encoding} text; save the file as CSV UTF-8 "
-                                 f"or pass --encoding (utf-8, cp1251)", "__column__": name}
+                                 f"or give its encoding (utf-8, cp1251)", "__column__": name}
         row[name] = value
     return row
 

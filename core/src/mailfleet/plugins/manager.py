@@ -371,11 +371,10 @@ class Plugins:
                 for result, original in zip(sent, envelopes, strict=True)]
 
     def diagnose(self, server: Server, error: SmtpError, locale: str = "en") -> SmtpError:
-        """Attach the provider's diagnosis to ``error`` (which decides its classification)."""
+        """``error`` with the provider's diagnosis (which decides its classification)."""
         diagnosis = self._caller("mailfleet_diagnose", server.provider)(
             server=server, error=error, locale=locale)
-        error.server = error.server or server.name
-        return error.with_diagnosis(cast(Diagnosis | None, diagnosis))
+        return error.with_diagnosis(cast(Diagnosis | None, diagnosis), server.name)
 
     # -- global hooks -----------------------------------------------------------------
     def mailbox_token(self, mailbox: MailboxSettings) -> str | None:

@@ -15,7 +15,8 @@ attempts, the letter in DATA is in doubt (resent, or held for review: ``deployme
 and the server rests behind its circuit breaker (persisted, shared by every dispatcher,
 doubling with each consecutive failure). A provider's quota reply blocks the server and puts
 the letter back uncharged; a refused account (auth, sender) rests the server; transient
-refusals retry later with backoff; permanent refusals fail that letter only. Every live
+refusals retry later with backoff; permanent refusals fail that letter only (the rule table
+is :mod:`mailfleet.sending.failure`; the dispatcher applies its decisions). Every live
 dispatcher takes back the letters of a dead one while it runs (its heartbeat renews its own
 lease and checks the others').
 """
@@ -35,24 +36,18 @@ import attrs
 
 from mailfleet import aio
 from mailfleet.clock import Clock, SystemClock
-from mailfleet.errors import Classification, SmtpError, Stage
+from mailfleet.errors import SmtpError
 from mailfleet.events import DeliveryEvent, EventType
 from mailfleet.mailings.template import CompiledTemplate, DateCache, Template
-from mailfleet.sending import identity
+from mailfleet.sending import failure, identity
 from mailfleet.sending.envelope import Envelope, SendResult, SmtpSession
 from mailfleet.sending.fleet import Fleet
-from mailfleet.sending.quota import block_until_reset
 from mailfleet.sending.retry import RetryPolicy
 from mailfleet.sending.sender import SenderDecision, SenderRequest, envelope_for, verp_template
 from mailfleet.sending.servers import Server
 from mailfleet.store.base import Claim, LetterRow, Outcome, Recovery, Store
 
 log = logging.getLogger(__name__)
-
-
-#: How long a server stays blocked after a reply that needs a person (a captcha, a disabled
-#: account): until ``mailfleet servers unblock NAME``, in practice.
-HELD_UNTIL_UNBLOCKED = 365 * 86_400.0
 
 
 @attrs.frozen
@@ -504,10 +499,7 @@ class Dispatcher:
     async def _connect(self, server: Server) -> SmtpSession:
         async for attempt in self.retry.connect_retrying(self.clock.sleep):
             with attempt:
-                try:
-                    return await self.fleet.plugins.connect(server)
-                except SmtpError as exc:
-                    raise self.fleet.diagnose(server, exc) from None
+                return await self.fleet.connect(server)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _skipped(self, run: _Run, claim: Claim) -> None:
@@ -566,8 +558,7 @@ class Dispatcher:
         broken: SmtpError | None = None
         results: dict[str, SendResult] = {}
         try:
-            returned = await self.fleet.plugins.send(
-                server, session, envelopes, lambda error: self._stops_server(server, error))
+            returned = await self.fleet.send(server, session, envelopes, failure.stops_server)
             results = {r.envelope.letter_id or "": r for r in returned}
         except SmtpError as exc:
             broken = exc
@@ -588,11 +579,10 @@ class Dispatcher:
             else:
                 in_doubt = result is None or result.in_doubt
             if in_doubt:
-                broken = broken or batch.broken or SmtpError(
-                    Stage.DATA, "the session ended inside DATA", server=server.name)
+                broken = broken or batch.broken or self.fleet.ended_in_data(server)
                 journal.outcome(self._in_doubt(run, server, letter, decision, result, now))
             elif observed or result is None or not result.attempted:
-                journal.outcome(self._not_attempted(server, letter, result))
+                journal.outcome(self._not_attempted(run, server, letter, result))
             else:  # an unobserved session's result
                 journal.outcome(self._outcome(batch, letter, decision, result))
         broken = broken or batch.broken
@@ -621,148 +611,89 @@ class Dispatcher:
                            server=server.name, detail=f"from {decision.from_addr}")
             return Outcome(letter.id, "sent", server.name, decision.from_addr, None, None,
                            letter.attempts + 1, charged=True, settle=False)
-        error = result.error  # already diagnosed by the stop predicate, unless not attempted
-        if error.diagnosis is None:
-            error = self.fleet.diagnose(server, error)
-        outcome, stops = self._failure(run, server, letter, error, self.clock.now())
-        if stops and batch.trouble is None:
-            batch.trouble = error
-        return attrs.evolve(outcome, from_addr=decision.from_addr)
+        decided = failure.refused(result.error, letter.attempts, self.retry, self.clock.now())
+        if decided.stops_server and batch.trouble is None:
+            batch.trouble = result.error
+        return self._apply(run, server, letter, decided, decision.from_addr)
 
-    def _not_attempted(self, server: Server, letter: LetterRow,
+    def _not_attempted(self, run: _Run, server: Server, letter: LetterRow,
                        result: SendResult | None) -> Outcome:
-        """A letter the server never received: back in the queue, uncharged, its attempts
-        kept (the next allowed server takes it)."""
-        error = result.error if result is not None and result.error is not None else None
-        text = f"not attempted: {error}" if error is not None else None
-        return Outcome(letter.id, "queued", server.name, None, text or None, None,
-                       letter.attempts)
+        """A letter the server never received (see :func:`failure.not_attempted`)."""
+        error = result.error if result is not None else None
+        return self._apply(run, server, letter, failure.not_attempted(error, letter.attempts),
+                           None)
 
     def _in_doubt(self, run: _Run, server: Server, letter: LetterRow,
                   decision: SenderDecision, result: SendResult | None, now: float) -> Outcome:
-        """A letter whose message went without a final reply: it keeps its charge (the server
-        had it) and is resent with the same Message-ID, or held for review."""
-        attempts = letter.attempts + 1
-        cause = str(result.error) if result is not None and result.error is not None else (
-            "the session broke")
-        if self.hold_in_doubt or self._holds.get(letter.mailing_id, False):
-            return Outcome(letter.id, "held", server.name, decision.from_addr,
-                           f"in doubt, held for review (it may have been delivered): {cause}",
-                           None, attempts, charged=True)
-        if attempts >= self.retry.max_attempts:
-            run.failed += 1
-            text = f"gave up after {attempts} attempts, the last one in doubt: {cause}"
-            self._emit(EventType.FAILED, mailing_id=letter.mailing_id,
-                       letter_id=letter.letter_id, recipient=letter.email, server=server.name,
-                       detail=text)
-            return Outcome(letter.id, "failed", server.name, decision.from_addr, text, None,
-                           attempts, charged=True)
-        run.deferred += 1
-        return Outcome(letter.id, "queued", server.name, decision.from_addr,
-                       f"in doubt, resent with the same Message-ID: {cause}", None, attempts,
-                       charged=True)
+        """A letter whose message went without a final reply (see :func:`failure.in_doubt`)."""
+        hold = self.hold_in_doubt or self._holds.get(letter.mailing_id, False)
+        decided = failure.in_doubt(result.error if result is not None else None,
+                                   letter.attempts, self.retry, hold=hold)
+        return self._apply(run, server, letter, decided, decision.from_addr)
 
-    def _stops_server(self, server: Server, error: SmtpError) -> bool:
-        """Whether a letter's failure means the server must not be sent more letters now."""
-        kind = self.fleet.diagnose(server, error).classification
-        return kind in (Classification.QUOTA, Classification.SERVER)
-
-    def _failure(self, run: _Run, server: Server, letter: LetterRow, error: SmtpError,
-                 now: float) -> tuple[Outcome, bool]:
-        """The outcome of one refused letter, and whether the server must stop."""
-        kind = error.classification
-        text = str(error)
-        if kind is Classification.PERMANENT:
+    def _apply(self, run: _Run, server: Server, letter: LetterRow,
+               decided: failure.LetterDecision, from_addr: str | None) -> Outcome:
+        """A letter's decision applied: the run's counts and its event; returns the outcome
+        to record."""
+        if decided.state == "failed":
             run.failed += 1
-            self._emit(EventType.FAILED, mailing_id=letter.mailing_id,
-                       letter_id=letter.letter_id, recipient=letter.email, server=server.name,
-                       detail=text)
-            return Outcome(letter.id, "failed", server.name, None, text, None,
-                           letter.attempts + 1), False
-        if kind is Classification.TRANSIENT:
-            attempts = letter.attempts + 1
-            if attempts >= self.retry.max_attempts:
-                run.failed += 1
-                self._emit(EventType.FAILED, mailing_id=letter.mailing_id,
-                           letter_id=letter.letter_id, recipient=letter.email,
-                           server=server.name, detail=f"gave up after {attempts} attempts: {text}")
-                return Outcome(letter.id, "failed", server.name, None, text, None,
-                               attempts), False
+        elif decided.deferred:
             run.deferred += 1
-            retry_at = now + self.retry.backoff(attempts)
-            self._emit(EventType.DEFERRED, mailing_id=letter.mailing_id,
-                       letter_id=letter.letter_id, recipient=letter.email, server=server.name,
-                       detail=f"{text}; retry at {iso(retry_at)}")
-            return Outcome(letter.id, "queued", server.name, None, text, retry_at,
-                           attempts), False
-        # server or quota: the letter goes back untouched, the server stops
-        return Outcome(letter.id, "queued", server.name, None, text, None,
-                       letter.attempts), True
+        if decided.event is not None:
+            detail = decided.detail
+            if decided.not_before is not None:
+                detail += f"; retry at {iso(decided.not_before)}"
+            self._emit(decided.event, mailing_id=letter.mailing_id, letter_id=letter.letter_id,
+                       recipient=letter.email, server=server.name, detail=detail)
+        return Outcome(letter.id, decided.state, server.name, from_addr, decided.text,
+                       decided.not_before, decided.attempts, charged=decided.charged)
 
     async def _batch_failed(self, run: _Run, server: Server, letters: Sequence[LetterRow],
                             exc: SmtpError) -> None:
         """No session could be opened (connect, TLS, AUTH, a broken greeting): the letters
         were never attempted and go back uncharged with their attempts; the server rests."""
         now = self.clock.now()
-        error = exc if exc.diagnosis is not None else self.fleet.diagnose(server, exc)
-        self.store.finish([Outcome(letter.id, "queued", server.name, None, str(error), None,
-                                   letter.attempts) for letter in letters], now)
-        broken = error.code is None or error.code == 421  # no usable reply: not a refusal
-        await self._server_trouble(run, server, error, letters, now, broken=broken)
+        self.store.finish([self._apply(run, server, letter,
+                                       failure.not_connected(exc, letter.attempts), None)
+                           for letter in letters], now)
+        await self._server_trouble(run, server, exc, letters, now,
+                                   broken=failure.connection_broken(exc))
 
     async def _server_trouble(self, run: _Run, server: Server, error: SmtpError,
                               letters: Sequence[LetterRow], now: float, *,
                               broken: bool = False) -> None:
-        if error.diagnosis is None:
-            error = self.fleet.diagnose(server, error)
-        diagnosis = error.diagnosis
-        reason = diagnosis.summary if diagnosis else str(error)
-        if error.classification is Classification.QUOTA:
-            until = (now + diagnosis.block_seconds if diagnosis and diagnosis.block_seconds
-                     else block_until_reset(server.limits, now))
-            self.store.block_server(server.name, until, f"provider quota: {reason}")
+        """The server stopped on ``error``: block or rest it, pause mailings as
+        :func:`failure.server_stopped` decides, and close it in this pass."""
+        decided = failure.server_stopped(error, server.name, server.limits, now, broken=broken)
+        if decided.blocked_until is not None:
+            until = decided.blocked_until
+            self.store.block_server(server.name, until, decided.note)
             self._emit(EventType.QUOTA_EXHAUSTED, server=server.name,
-                       detail=f"{server.name} says its limit is spent ({reason}); blocked "
-                       f"until {iso(until)}")
-            status = "blocked"
+                       detail=f"{server.name} says its limit is spent ({decided.reason}); "
+                       f"blocked until {iso(until)}")
         else:
-            if diagnosis and diagnosis.pause_mailings and not diagnosis.block_seconds:
-                rest = HELD_UNTIL_UNBLOCKED  # until a person acts and unblocks it
-            elif diagnosis and diagnosis.block_seconds:
-                rest = float(diagnosis.block_seconds)
-            else:
-                rest = 0.0
-            what = "connection broke" if broken else "server failure"
             failures, until = self.store.server_failed(
-                server.name, now, f"{what}: {reason}",
-                lambda n: rest or self.retry.server_rest(n, broken=broken))
-            status = "down"
+                server.name, now, decided.note, lambda n: decided.rest_after(n, self.retry))
             self._emit(EventType.SERVER_DOWN, server=server.name,
                        detail=f"{server.name} rests until {iso(until)} after {failures} "
-                       f"consecutive failure(s): {reason}")
-            if not (diagnosis and diagnosis.pause_mailings):
+                       f"consecutive failure(s): {decided.reason}")
+            if decided.revive:
                 self._revive_at(run, server, until)
-            if not broken:
+            if decided.counts_for_mailings:
                 for mailing in {letter.mailing_id for letter in letters}:
                     count = self._server_failures.get(mailing, 0) + 1
                     self._server_failures[mailing] = count
-                    if count >= self.retry.max_server_failures:
-                        why = (f"paused after {count} consecutive server failures; last: "
-                               f"{error}")
+                    why = failure.mailing_pause(count, error, self.retry)
+                    if why is not None:
                         self.store.set_mailing_state(mailing, "paused", why)
                         self._emit(EventType.PAUSED, mailing_id=mailing, detail=why)
-        if diagnosis is not None and diagnosis.pause_mailings:
-            # the verdict may be about the letters themselves (spam): the mailings that were
-            # going through this server wait for a person instead of moving to other servers
-            why = f"server {server.name}: {reason}"
-            if diagnosis.next_step:
-                why += f". Next step: {diagnosis.next_step}"
+        if decided.pause_mailings is not None:
             for mailing in sorted({letter.mailing_id for letter in letters}):
-                self.store.set_mailing_state(mailing, "paused", why)
+                self.store.set_mailing_state(mailing, "paused", decided.pause_mailings)
                 self._emit(EventType.PAUSED, mailing_id=mailing, server=server.name,
-                           detail=why)
-        log.warning("server %s stopped (%s): %s", server.name, status, error)
-        await run.close(server, status)
+                           detail=decided.pause_mailings)
+        log.warning("server %s stopped (%s): %s", server.name, decided.status, error)
+        await run.close(server, decided.status)
 
     # -- events -----------------------------------------------------------------------------
     def _progress(self, letters: Sequence[LetterRow]) -> None:

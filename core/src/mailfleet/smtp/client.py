@@ -323,8 +323,8 @@ class SmtpClient:
         """The results of a batch whose session just broke (see :meth:`send`)."""
         self._abort()
         if self._broken is None:
-            self._broken = self._error(Stage.CONNECT, f"the session is closed after: {exc.reply}")
-            self._broken.classification = Classification.SERVER
+            self._broken = self._error(Stage.CONNECT, f"the session is closed after: {exc.reply}",
+                                       Classification.SERVER)
         in_data, self._in_data = self._in_data, []
         for envelope in in_data:
             if len(results) >= len(envelopes):
@@ -585,9 +585,8 @@ class SmtpClient:
             raise self._error(stage, f"connection lost: {_os_reason(exc)}") from None
         except ValueError as exc:
             self._buffer.clear()
-            error = self._error(stage, f"a broken server reply: {exc}")
-            error.classification = Classification.SERVER
-            raise error from None
+            raise self._error(stage, f"a broken server reply: {exc}",
+                              Classification.SERVER) from None
         if reply.code == 421:  # the server is closing the session
             raise self._reply_error(stage, reply)
         return reply
@@ -627,8 +626,10 @@ class SmtpClient:
     def _scrub(self, text: str) -> str:
         return mask_secrets(text, self._secrets)
 
-    def _error(self, stage: Stage, text: str) -> SmtpError:
-        return SmtpError(stage, self._scrub(text), server=self.server.name)
+    def _error(self, stage: Stage, text: str,
+               classification: Classification | None = None) -> SmtpError:
+        return SmtpError(stage, self._scrub(text), classification=classification,
+                         server=self.server.name)
 
     def _reply_error(self, stage: Stage, reply: Reply, recipient: str | None = None) -> SmtpError:
         return SmtpError(stage, self._scrub(reply.message), code=reply.code,

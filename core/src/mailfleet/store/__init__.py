@@ -1,4 +1,10 @@
-"""Stores of the mailing engine: open one from ``deployment.store`` (a path or a URL)."""
+"""Stores of the mailing engine: open one from ``deployment.store`` (a path or a URL).
+
+``base`` holds the interface and the records it passes, ``sql`` the SQL both stores share
+(written once), ``sqlite`` and ``postgres`` only what differs per database (the bulk insert,
+the claim and its locking, recovery, the heartbeat, the journal's commit, the quota windows
+their ledger triggers keep), ``leases`` when a dispatcher counts as gone.
+"""
 
 from __future__ import annotations
 

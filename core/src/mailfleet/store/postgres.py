@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import json
 import os
 import re
 import select
@@ -20,7 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from urllib.parse import unquote
 
@@ -30,28 +29,10 @@ from psycopg.conninfo import conninfo_to_dict
 from mailfleet.clock import Clock, SystemClock
 from mailfleet.errors import ConfigError, MailfleetError
 from mailfleet.plugins.providers import Limits
-from mailfleet.sending import identity
 from mailfleet.sending.quota import QuotaStatus, remaining_now, window_status
-from mailfleet.store.base import (
-    Claim,
-    Holder,
-    LetterRecord,
-    LetterRow,
-    MailingRecord,
-    Outcome,
-    Recovery,
-    Store,
-    Wakeups,
-    WorkerInfo,
-    holder,
-    worker_info,
-)
-from mailfleet.store.leases import (
-    HELD_IN_DATA,
-    LEASE_SECONDS,
-    RESENT_IN_DATA,
-    dead_dispatchers,
-)
+from mailfleet.store.base import Claim, LetterRow, Outcome, Recovery, Wakeups
+from mailfleet.store.leases import HELD_IN_DATA, LEASE_SECONDS, RESENT_IN_DATA, dead_dispatchers
+from mailfleet.store.sql import SqlStore
 
 # Advisory lock namespaces (first key of the two-key form).
 _LOCK_SCHEMA = 0x6D66_0001
@@ -224,7 +205,24 @@ class StoreUnavailable(MailfleetError):
     """The database of the store cannot be reached (the message never holds a password)."""
 
 
-class PostgresStore(Store):
+@functools.cache
+def _spelled(sql: str) -> str:
+    """A statement of the SQL core as psycopg reads it (``%s`` placeholders)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _CoreCursor:
+    """Runs the SQL core's statements on a psycopg cursor."""
+
+    def __init__(self, cur: psycopg.Cursor[tuple[Any, ...]]) -> None:
+        self._cur = cur
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /
+                ) -> psycopg.Cursor[tuple[Any, ...]]:
+        return self._cur.execute(_spelled(sql), parameters)
+
+
+class PostgresStore(SqlStore):
     """The store in a PostgreSQL database (``deployment.store = "postgresql://..."``)."""
 
     def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:
@@ -322,21 +320,19 @@ class PostgresStore(Store):
             raise StoreUnavailable(f"the PostgreSQL store {self.location!r} did not commit: "
                                    f"{mask_dsn(self._dsn, repr(status))}")
 
+    @contextmanager
+    def _write(self) -> Iterator[_CoreCursor]:
+        with self._tx() as cur:
+            yield _CoreCursor(cur)
+
+    def _read(self) -> AbstractContextManager[_CoreCursor]:
+        return self._write()  # autocommit is off: a read is a transaction too
+
     def close(self) -> None:
         with self._lock:
             self.conn.close()
 
     # -- mailings -----------------------------------------------------------------------
-    def create_mailing(self, mailing: MailingRecord) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                "INSERT INTO mailings (id, name, created_at, state, template, "
-                "message_id_domain, hold_in_data, state_reason, total, rejected) "
-                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                (mailing.id, mailing.name, mailing.created_at, mailing.state,
-                 json.dumps(mailing.template), mailing.message_id_domain,
-                 mailing.hold_in_data, mailing.state_reason, mailing.total, mailing.rejected))
-
     def add_letters(self, mailing_id: str, rows: Sequence[tuple[int, str, str]]) -> int:
         if not rows:
             return 0
@@ -349,80 +345,6 @@ class PostgresStore(Store):
                 (mailing_id, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]))
             return cur.rowcount
 
-    def finish_creation(self, mailing_id: str, total: int, rejected: int) -> None:
-        with self._tx() as cur:
-            cur.execute("UPDATE mailings SET state='active', total=%s, rejected=%s WHERE id=%s",
-                        (total, rejected, mailing_id))
-
-    def delete_mailing(self, mailing_id: str) -> None:
-        with self._tx() as cur:
-            cur.execute("DELETE FROM letters WHERE mailing_id=%s", (mailing_id,))
-            cur.execute("DELETE FROM mailings WHERE id=%s", (mailing_id,))
-
-    _MAILING_COLS = ("id, name, created_at, state, template, message_id_domain, hold_in_data, "
-                     "state_reason, total, rejected")
-
-    @staticmethod
-    def _mailing(row: tuple[Any, ...]) -> MailingRecord:
-        (mid, name, created, state, template, domain, hold, reason, total, rejected) = row
-        return MailingRecord(mid, name, float(created), state, json.loads(template), domain,
-                             bool(hold), reason, int(total), int(rejected))
-
-    def get_mailing(self, mailing_id: str) -> MailingRecord | None:
-        with self._tx() as cur:
-            row = cur.execute(f"SELECT {self._MAILING_COLS} FROM mailings WHERE id=%s",  # noqa: S608
-                              (mailing_id,)).fetchone()
-        return self._mailing(row) if row else None
-
-    def list_mailings(self, states: Sequence[str] | None = None) -> list[MailingRecord]:
-        with self._tx() as cur:
-            rows = cur.execute(f"SELECT {self._MAILING_COLS} FROM mailings "  # noqa: S608
-                               "ORDER BY created_at, id COLLATE \"C\"").fetchall()
-        out = [self._mailing(r) for r in rows]
-        return [m for m in out if states is None or m.state in states]
-
-    def set_mailing_state(self, mailing_id: str, state: str, reason: str = "") -> None:
-        with self._tx() as cur:
-            cur.execute("UPDATE mailings SET state=%s, state_reason=%s WHERE id=%s",
-                        (state, reason, mailing_id))
-
-    def cancel_mailing(self, mailing_id: str, now: float) -> None:
-        with self._tx() as cur:
-            cur.execute("UPDATE mailings SET state='cancelled', state_reason='cancelled' "
-                        "WHERE id=%s", (mailing_id,))
-            cur.execute("UPDATE letters SET state='skipped', last_error='mailing cancelled' "
-                        "WHERE mailing_id=%s AND state IN ('queued','held')", (mailing_id,))
-
-    def release_held(self, mailing_id: str) -> int:
-        with self._tx() as cur:
-            cur.execute("UPDATE letters SET state='queued' WHERE mailing_id=%s AND "
-                        "state='held'", (mailing_id,))
-            return cur.rowcount
-
-    def counts(self, mailing_id: str) -> dict[str, int]:
-        with self._tx() as cur:
-            rows = cur.execute("SELECT state, COUNT(*) FROM letters WHERE mailing_id=%s "
-                               "GROUP BY state", (mailing_id,)).fetchall()
-        return {str(state): int(n) for state, n in rows}
-
-    def by_server(self, mailing_id: str) -> dict[str, int]:
-        with self._tx() as cur:
-            rows = cur.execute(
-                "SELECT server, COUNT(*) FROM letters WHERE mailing_id=%s AND state IN "
-                "('sent','bounced') GROUP BY server ORDER BY server COLLATE \"C\"",
-                (mailing_id,)).fetchall()
-        return {str(server): int(n) for server, n in rows}
-
-    def complete_finished(self) -> list[str]:
-        """Mark active mailings with nothing left to send as done."""
-        with self._tx() as cur:
-            rows = cur.execute(
-                "WITH d AS (UPDATE mailings m SET state='done' WHERE m.state='active' AND "
-                "NOT EXISTS (SELECT 1 FROM letters l WHERE l.mailing_id=m.id AND l.state IN "
-                "('queued','claimed','sending','held')) RETURNING id, created_at) "
-                "SELECT id FROM d ORDER BY created_at, id COLLATE \"C\"").fetchall()
-        return [str(r[0]) for r in rows]
-
     # -- dispatching ----------------------------------------------------------------------
     def register_dispatcher(self, dispatcher_id: str, now: float,
                             servers: Sequence[str] = ()) -> None:
@@ -432,10 +354,6 @@ class PostgresStore(Store):
                         "host=EXCLUDED.host, pid=EXCLUDED.pid, seen_at=EXCLUDED.seen_at, "
                         "servers=EXCLUDED.servers",
                         (dispatcher_id, self.host, os.getpid(), now, now, ",".join(servers)))
-
-    def unregister_dispatcher(self, dispatcher_id: str) -> None:
-        with self._tx() as cur:
-            cur.execute("DELETE FROM dispatchers WHERE id=%s", (dispatcher_id,))
 
     def recover(self, now: float, *, lease: float = LEASE_SECONDS,
                 hold_in_doubt: bool = False) -> Recovery:
@@ -475,34 +393,11 @@ class PostgresStore(Store):
             cur.execute("DELETE FROM dispatchers WHERE id = ANY(%s)", (ids,))
         return Recovery(requeued, resent, held)
 
-    def workers(self, now: float, *, lease: float = LEASE_SECONDS) -> list[WorkerInfo]:
-        with self._tx() as cur:
-            rows = cur.execute(
-                "SELECT d.id, d.host, d.pid, d.started_at, d.seen_at, d.servers, "
-                "COUNT(l.id) FILTER (WHERE l.state='claimed'), "
-                "COUNT(l.id) FILTER (WHERE l.state='sending') FROM dispatchers d LEFT JOIN "
-                "letters l ON l.claimed_by = d.id GROUP BY d.id ORDER BY d.started_at, "
-                "d.id COLLATE \"C\"").fetchall()
-        return [worker_info(row, self.host, lease, now) for row in rows]
-
     def wakeups(self) -> Wakeups:
         return _Listener(self._connect(autocommit=True), self.location)
 
     def clock(self) -> Clock:
         return self._clock
-
-    def holders(self, mailing_id: str | None, now: float, *,
-                lease: float = LEASE_SECONDS) -> list[Holder]:
-        with self._tx() as cur:
-            rows = cur.execute(
-                "SELECT l.claimed_by, d.host, d.pid, d.seen_at, "
-                "COUNT(*) FILTER (WHERE l.state='claimed'), "
-                "COUNT(*) FILTER (WHERE l.state='sending') FROM letters l LEFT JOIN "
-                "dispatchers d ON d.id=l.claimed_by WHERE l.claimed_by IS NOT NULL AND "
-                "(%(m)s::text IS NULL OR l.mailing_id=%(m)s) GROUP BY l.claimed_by, d.host, "
-                "d.pid, d.seen_at ORDER BY l.claimed_by COLLATE \"C\"",
-                {"m": mailing_id}).fetchall()
-        return [holder(row, self.host, lease, now) for row in rows]
 
     @staticmethod
     def _active_mailings(cur: psycopg.Cursor[tuple[Any, ...]],
@@ -587,13 +482,8 @@ class PostgresStore(Store):
                             "SELECT %s, %s, unnest(%s::bigint[])", (server, now, ids))
             return Claim(tuple(letters), tuple(skipped), "" if letters or skipped else "empty")
 
-    def record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float, *,
-               settled: Sequence[int] = (),
-               committed: Callable[[], None] | None = None) -> None:
-        if not sending and not outcomes and not settled:
-            if committed is not None:
-                committed()
-            return
+    def _record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float,
+                settled: Sequence[int], committed: Callable[[], None] | None) -> None:
         ordered = sorted(outcomes, key=lambda o: o.letter)  # row locks in one order
         with self._tx(committed) as cur:
             if sending:
@@ -648,136 +538,3 @@ class PostgresStore(Store):
         return QuotaStatus(server, status["minute"], status["hour"], status["day"],
                            block[0] if block else None, block[1] if block else None,
                            int(row[0]) if row else 0)
-
-    def block_server(self, server: str, until: float, reason: str) -> None:
-        with self._tx() as cur:
-            cur.execute("INSERT INTO server_blocks (server, until, reason) VALUES (%s,%s,%s) "
-                        "ON CONFLICT (server) DO UPDATE SET until=EXCLUDED.until, "
-                        "reason=EXCLUDED.reason", (server, until, reason))
-
-    def unblock_server(self, server: str) -> None:
-        with self._tx() as cur:
-            cur.execute("DELETE FROM server_blocks WHERE server=%s", (server,))
-            cur.execute("DELETE FROM server_breakers WHERE server=%s", (server,))
-
-    def server_failed(self, server: str, now: float, reason: str,
-                      rest: Callable[[int], float]) -> tuple[int, float]:
-        with self._tx() as cur:
-            row = cur.execute(
-                "INSERT INTO server_breakers (server, failures, last_at) VALUES (%s, 1, %s) "
-                "ON CONFLICT (server) DO UPDATE SET failures=server_breakers.failures+1, "
-                "last_at=EXCLUDED.last_at RETURNING failures", (server, now)).fetchone()
-            failures = int(row[0]) if row else 1
-            until = now + rest(failures)
-            cur.execute(
-                "INSERT INTO server_blocks (server, until, reason) VALUES (%s,%s,%s) ON CONFLICT"
-                " (server) DO UPDATE SET until=GREATEST(server_blocks.until, EXCLUDED.until), "
-                "reason=EXCLUDED.reason", (server, until, reason))
-        return failures, until
-
-    def server_recovered(self, server: str) -> None:
-        with self._tx() as cur:
-            cur.execute("DELETE FROM server_breakers WHERE server=%s", (server,))
-
-    # -- suppression ----------------------------------------------------------------------
-    def suppress(self, email: str, reason: str, now: float, source: str = "manual") -> None:
-        with self._tx() as cur:
-            cur.execute("INSERT INTO suppression (email, reason, added_at, source) "
-                        "VALUES (%s,%s,%s,%s) ON CONFLICT (email) DO UPDATE SET "
-                        "reason=EXCLUDED.reason, added_at=EXCLUDED.added_at, "
-                        "source=EXCLUDED.source", (email.lower(), reason, now, source))
-
-    def unsuppress(self, email: str) -> bool:
-        with self._tx() as cur:
-            cur.execute("DELETE FROM suppression WHERE email=%s", (email.lower(),))
-            return cur.rowcount > 0
-
-    def is_suppressed(self, email: str) -> bool:
-        with self._tx() as cur:
-            return cur.execute("SELECT 1 FROM suppression WHERE email=%s",
-                               (email.lower(),)).fetchone() is not None
-
-    def suppressed(self) -> list[tuple[str, str, float, str]]:
-        with self._tx() as cur:
-            rows = cur.execute("SELECT email, reason, added_at, source FROM suppression "
-                               "ORDER BY email COLLATE \"C\"").fetchall()
-        return [(str(a), str(b), float(c), str(d)) for a, b, c, d in rows]
-
-    # -- bounces --------------------------------------------------------------------------
-    def find_letter(self, letter_id: str) -> LetterRecord | None:
-        key = identity.parse_letter_id(letter_id)
-        if key is None:
-            return None
-        with self._tx() as cur:
-            row = cur.execute(
-                "SELECT l.mailing_id, l.seq, l.email, l.state, l.server, l.from_addr, "
-                "l.attempts, l.last_error, l.sent_at, COALESCE(m.message_id_domain, 'invalid') "
-                "FROM letters l LEFT JOIN mailings m ON m.id = l.mailing_id "
-                "WHERE l.mailing_id=%s AND l.seq=%s", key).fetchone()
-        if row is None:
-            return None
-        mid, seq, email, state, server, from_addr, attempts, error, sent_at, domain = row
-        letter = identity.letter_id(mid, seq)
-        return LetterRecord(letter, mid, email, state, server, from_addr,
-                            identity.message_id(letter, domain), int(attempts), error,
-                            None if sent_at is None else float(sent_at))
-
-    def mark_bounced(self, letter_id: str, *, hard: bool, reason: str, status: str | None,
-                     diagnostic: str | None, now: float) -> bool:
-        key = identity.parse_letter_id(letter_id)
-        if key is None:
-            return False
-        with self._tx() as cur:
-            row = cur.execute("SELECT id, email FROM letters WHERE mailing_id=%s AND seq=%s "
-                              "FOR UPDATE", key).fetchone()
-            if row is None:
-                return False
-            cur.execute("INSERT INTO bounces (letter_id, email, hard, reason, status, "
-                        "diagnostic, at) VALUES (%s,%s,%s,%s,%s,%s,%s)",
-                        (row[0], row[1], hard, reason, status, diagnostic, now))
-            cur.execute("UPDATE letters SET state='bounced', last_error=%s WHERE id=%s",
-                        (f"bounced ({'hard' if hard else 'soft'}): {reason}"
-                         + (f" {status}" if status else ""), row[0]))
-        return True
-
-    def count_soft_bounces(self, email: str, since: float) -> int:
-        with self._tx() as cur:
-            row = cur.execute("SELECT COUNT(*) FROM bounces WHERE email=%s AND NOT hard AND "
-                              "at>=%s", (email.lower(), since)).fetchone()
-        return int(row[0]) if row else 0
-
-    def kv_get(self, key: str) -> str | None:
-        with self._tx() as cur:
-            row = cur.execute("SELECT value FROM kv WHERE key=%s", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def kv_set(self, key: str, value: str) -> None:
-        with self._tx() as cur:
-            cur.execute("INSERT INTO kv (key, value) VALUES (%s,%s) "
-                        "ON CONFLICT (key) DO UPDATE SET value=EXCLUDED.value", (key, value))
-
-    # -- one-off letters and listings -------------------------------------------------------
-    def charge(self, server: str, now: float) -> None:
-        with self._tx() as cur:
-            cur.execute("INSERT INTO ledger (server, at, letter_id, settled) VALUES "
-                        "(%s, %s, NULL, TRUE)", (server, now))
-
-    def letters(self, mailing_id: str, states: Sequence[str] | None = None, after: int = 0,
-                limit: int = 1000) -> list[LetterRecord]:
-        wanted = list(states) if states else None
-        with self._tx() as cur:
-            found = cur.execute("SELECT message_id_domain FROM mailings WHERE id=%s",
-                                (mailing_id,)).fetchone()
-            domain = found[0] if found else "invalid"
-            rows = cur.execute(
-                "SELECT seq, email, state, server, from_addr, attempts, last_error, sent_at "
-                "FROM letters WHERE mailing_id=%s AND seq>%s AND (%s::text[] IS NULL OR "
-                "state = ANY(%s::text[])) ORDER BY seq LIMIT %s",
-                (mailing_id, after, wanted, wanted, limit)).fetchall()
-        records = []
-        for seq, email, state, srv, frm, attempts, err, at in rows:
-            letter = identity.letter_id(mailing_id, seq)
-            records.append(LetterRecord(letter, mailing_id, email, state, srv, frm,
-                                        identity.message_id(letter, domain), int(attempts), err,
-                                        None if at is None else float(at)))
-        return records

@@ -2,42 +2,25 @@
 
 Claims run in ``BEGIN IMMEDIATE`` transactions that check the quota and charge the ledger in
 the same step, so every dispatcher sharing the file counts exactly. ``synchronous=NORMAL``
-with WAL survives a killed process (kill -9); a power loss may lose the last commits.
+with WAL survives a killed process (kill -9); a power loss may lose the last commits. The
+statements it shares with the PostgreSQL store are in :mod:`mailfleet.store.sql`.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import socket
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from mailfleet.plugins.providers import Limits
-from mailfleet.sending import identity
 from mailfleet.sending.quota import QuotaStatus, remaining_now, window_status
-from mailfleet.store.base import (
-    Claim,
-    Holder,
-    LetterRecord,
-    LetterRow,
-    MailingRecord,
-    Outcome,
-    Recovery,
-    Store,
-    WorkerInfo,
-    holder,
-    worker_info,
-)
-from mailfleet.store.leases import (
-    HELD_IN_DATA,
-    LEASE_SECONDS,
-    RESENT_IN_DATA,
-    dead_dispatchers,
-)
+from mailfleet.store.base import Claim, LetterRow, Outcome, Recovery
+from mailfleet.store.leases import HELD_IN_DATA, LEASE_SECONDS, RESENT_IN_DATA, dead_dispatchers
+from mailfleet.store.sql import SqlStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -95,10 +78,9 @@ CREATE INDEX IF NOT EXISTS letters_owner ON letters (claimed_by) WHERE claimed_b
 CREATE TABLE IF NOT EXISTS server_breakers (
     server TEXT PRIMARY KEY, failures INTEGER NOT NULL, last_at REAL NOT NULL);
 """
-_SENT_LIKE = ("sent", "bounced")
 
 
-class SqliteStore(Store):
+class SqliteStore(SqlStore):
     """The default store, one SQLite file (``deployment.store``)."""
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0) -> None:
@@ -129,21 +111,16 @@ class SqliteStore(Store):
             raise
         self.db.execute("COMMIT")
 
+    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
+        return nullcontext(self.db)  # autocommit: a read takes no lock and opens no transaction
+
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._tx()
+
     def close(self) -> None:
         self.db.close()
 
     # -- mailings -----------------------------------------------------------------------
-    def create_mailing(self, mailing: MailingRecord) -> None:
-        with self._tx():
-            self.db.execute(
-                "INSERT INTO mailings (id, name, created_at, state, template, "
-                "message_id_domain, hold_in_data, state_reason, total, rejected) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (mailing.id, mailing.name, mailing.created_at, mailing.state,
-                 json.dumps(mailing.template), mailing.message_id_domain,
-                 int(mailing.hold_in_data), mailing.state_reason, mailing.total,
-                 mailing.rejected))
-
     def add_letters(self, mailing_id: str, rows: Sequence[tuple[int, str, str]]) -> int:
         with self._tx():
             before = self.db.total_changes
@@ -151,76 +128,6 @@ class SqliteStore(Store):
                 "INSERT OR IGNORE INTO letters (mailing_id, seq, email, fields) VALUES (?,?,?,?)",
                 [(mailing_id, seq, email, fields) for seq, email, fields in rows])
             return self.db.total_changes - before
-
-    def finish_creation(self, mailing_id: str, total: int, rejected: int) -> None:
-        with self._tx():
-            self.db.execute("UPDATE mailings SET state='active', total=?, rejected=? "
-                            "WHERE id=?", (total, rejected, mailing_id))
-
-    def delete_mailing(self, mailing_id: str) -> None:
-        with self._tx():
-            self.db.execute("DELETE FROM letters WHERE mailing_id=?", (mailing_id,))
-            self.db.execute("DELETE FROM mailings WHERE id=?", (mailing_id,))
-
-    def _mailing(self, row: tuple[object, ...]) -> MailingRecord:
-        (mid, name, created, state, template, domain, hold, reason, total, rejected) = row
-        return MailingRecord(str(mid), str(name), float(created), str(state),  # type: ignore[arg-type]
-                             json.loads(str(template)), str(domain), bool(hold), str(reason),
-                             int(total), int(rejected))  # type: ignore[call-overload]
-
-    _MAILING_COLS = ("id, name, created_at, state, template, message_id_domain, hold_in_data, "
-                     "state_reason, total, rejected")
-
-    def get_mailing(self, mailing_id: str) -> MailingRecord | None:
-        row = self.db.execute(f"SELECT {self._MAILING_COLS} FROM mailings WHERE id=?",  # noqa: S608
-                              (mailing_id,)).fetchone()
-        return self._mailing(row) if row else None
-
-    def list_mailings(self, states: Sequence[str] | None = None) -> list[MailingRecord]:
-        rows = self.db.execute(
-            f"SELECT {self._MAILING_COLS} FROM mailings ORDER BY created_at, id").fetchall()  # noqa: S608
-        out = [self._mailing(r) for r in rows]
-        return [m for m in out if states is None or m.state in states]
-
-    def set_mailing_state(self, mailing_id: str, state: str, reason: str = "") -> None:
-        with self._tx():
-            self.db.execute("UPDATE mailings SET state=?, state_reason=? WHERE id=?",
-                            (state, reason, mailing_id))
-
-    def cancel_mailing(self, mailing_id: str, now: float) -> None:
-        with self._tx():
-            self.db.execute("UPDATE mailings SET state='cancelled', state_reason='cancelled' "
-                            "WHERE id=?", (mailing_id,))
-            self.db.execute("UPDATE letters SET state='skipped', last_error='mailing cancelled'"
-                            " WHERE mailing_id=? AND state IN ('queued','held')", (mailing_id,))
-
-    def release_held(self, mailing_id: str) -> int:
-        with self._tx():
-            cur = self.db.execute("UPDATE letters SET state='queued' WHERE mailing_id=? AND "
-                                  "state='held'", (mailing_id,))
-            return cur.rowcount
-
-    def counts(self, mailing_id: str) -> dict[str, int]:
-        rows = self.db.execute("SELECT state, COUNT(*) FROM letters WHERE mailing_id=? "
-                               "GROUP BY state", (mailing_id,)).fetchall()
-        return {str(state): int(n) for state, n in rows}
-
-    def by_server(self, mailing_id: str) -> dict[str, int]:
-        rows = self.db.execute(
-            "SELECT server, COUNT(*) FROM letters WHERE mailing_id=? AND state IN "
-            "('sent','bounced') GROUP BY server ORDER BY server", (mailing_id,)).fetchall()
-        return {str(server): int(n) for server, n in rows}
-
-    def complete_finished(self) -> list[str]:
-        """Mark active mailings with nothing left to send as done."""
-        with self._tx():
-            ids = [r[0] for r in self.db.execute(
-                "SELECT m.id FROM mailings m WHERE m.state='active' AND NOT EXISTS (SELECT 1 "
-                "FROM letters l WHERE l.mailing_id=m.id AND l.state IN "
-                "('queued','claimed','sending','held'))").fetchall()]
-            self.db.executemany("UPDATE mailings SET state='done' WHERE id=?",
-                                [(i,) for i in ids])
-        return ids
 
     # -- dispatching ----------------------------------------------------------------------
     def register_dispatcher(self, dispatcher_id: str, now: float,
@@ -231,10 +138,6 @@ class SqliteStore(Store):
                 "VALUES (?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET host=excluded.host, "
                 "pid=excluded.pid, seen_at=excluded.seen_at, servers=excluded.servers",
                 (dispatcher_id, self.host, os.getpid(), now, now, ",".join(servers)))
-
-    def unregister_dispatcher(self, dispatcher_id: str) -> None:
-        with self._tx():
-            self.db.execute("DELETE FROM dispatchers WHERE id=?", (dispatcher_id,))
 
     def recover(self, now: float, *, lease: float = LEASE_SECONDS,
                 hold_in_doubt: bool = False) -> Recovery:
@@ -267,23 +170,6 @@ class SqliteStore(Store):
                     (RESENT_IN_DATA, did)).rowcount
                 self.db.execute("DELETE FROM dispatchers WHERE id=?", (did,))
         return Recovery(requeued, resent, held)
-
-    def workers(self, now: float, *, lease: float = LEASE_SECONDS) -> list[WorkerInfo]:
-        rows = self.db.execute(
-            "SELECT d.id, d.host, d.pid, d.started_at, d.seen_at, d.servers, "
-            "(SELECT COUNT(*) FROM letters l WHERE l.claimed_by=d.id AND l.state='claimed'), "
-            "(SELECT COUNT(*) FROM letters l WHERE l.claimed_by=d.id AND l.state='sending') "
-            "FROM dispatchers d ORDER BY d.started_at, d.id").fetchall()
-        return [worker_info(row, self.host, lease, now) for row in rows]
-
-    def holders(self, mailing_id: str | None, now: float, *,
-                lease: float = LEASE_SECONDS) -> list[Holder]:
-        rows = self.db.execute(
-            "SELECT l.claimed_by, d.host, d.pid, d.seen_at, SUM(l.state='claimed'), "
-            "SUM(l.state='sending') FROM letters l LEFT JOIN dispatchers d ON d.id=l.claimed_by "
-            "WHERE l.claimed_by IS NOT NULL AND (? IS NULL OR l.mailing_id=?) "
-            "GROUP BY l.claimed_by ORDER BY l.claimed_by", (mailing_id, mailing_id)).fetchall()
-        return [holder(row, self.host, lease, now) for row in rows]
 
     def _active_mailings(self, mailing_ids: Sequence[str] | None) -> list[str]:
         rows = self.db.execute("SELECT id FROM mailings WHERE state='active' "
@@ -359,17 +245,8 @@ class SqliteStore(Store):
                     [(server, now, r.id) for r in letters])
             return Claim(tuple(letters), tuple(skipped), "" if letters or skipped else "empty")
 
-    def record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float, *,
-               settled: Sequence[int] = (),
-               committed: Callable[[], None] | None = None) -> None:
-        self._record(sending, outcomes, now, settled)
-        if committed is not None:
-            committed()
-
     def _record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float,
-                settled: Sequence[int]) -> None:
-        if not sending and not outcomes and not settled:
-            return
+                settled: Sequence[int], committed: Callable[[], None] | None) -> None:
         with self._tx():
             if sending:
                 self.db.executemany("UPDATE letters SET state='sending' WHERE id=? AND "
@@ -390,6 +267,8 @@ class SqliteStore(Store):
             if refunds:
                 self.db.executemany("DELETE FROM ledger WHERE settled=0 AND letter_id=?",
                                     refunds)
+        if committed is not None:
+            committed()  # after COMMIT returned: SQLite's commit is the call itself
 
     def waiting(self, mailing_ids: Sequence[str] | None, now: float) -> tuple[int, float | None]:
         total = 0
@@ -413,143 +292,7 @@ class SqliteStore(Store):
                            block[0] if block else None, block[1] if block else None,
                            self._failures(server))
 
-    def block_server(self, server: str, until: float, reason: str) -> None:
-        with self._tx():
-            self.db.execute("INSERT OR REPLACE INTO server_blocks (server, until, reason) "
-                            "VALUES (?,?,?)", (server, until, reason))
-
-    def unblock_server(self, server: str) -> None:
-        with self._tx():
-            self.db.execute("DELETE FROM server_blocks WHERE server=?", (server,))
-            self.db.execute("DELETE FROM server_breakers WHERE server=?", (server,))
-
-    def server_failed(self, server: str, now: float, reason: str,
-                      rest: Callable[[int], float]) -> tuple[int, float]:
-        with self._tx():
-            row = self.db.execute(
-                "INSERT INTO server_breakers (server, failures, last_at) VALUES (?, 1, ?) "
-                "ON CONFLICT (server) DO UPDATE SET failures=failures+1, last_at=excluded.last_at"
-                " RETURNING failures", (server, now)).fetchone()
-            failures = int(row[0])
-            until = now + rest(failures)
-            self.db.execute(
-                "INSERT INTO server_blocks (server, until, reason) VALUES (?,?,?) ON CONFLICT "
-                "(server) DO UPDATE SET until=MAX(until, excluded.until), reason=excluded.reason",
-                (server, until, reason))
-        return failures, until
-
-    def server_recovered(self, server: str) -> None:
-        if self.db.execute("SELECT 1 FROM server_breakers WHERE server=?",
-                           (server,)).fetchone() is None:
-            return
-        with self._tx():
-            self.db.execute("DELETE FROM server_breakers WHERE server=?", (server,))
-
     def _failures(self, server: str) -> int:
         row = self.db.execute("SELECT failures FROM server_breakers WHERE server=?",
                               (server,)).fetchone()
         return 0 if row is None else int(row[0])
-
-    # -- suppression ----------------------------------------------------------------------
-    def suppress(self, email: str, reason: str, now: float, source: str = "manual") -> None:
-        with self._tx():
-            self.db.execute("INSERT OR REPLACE INTO suppression (email, reason, added_at, "
-                            "source) VALUES (?,?,?,?)", (email.lower(), reason, now, source))
-
-    def unsuppress(self, email: str) -> bool:
-        with self._tx():
-            return self.db.execute("DELETE FROM suppression WHERE email=?",
-                                   (email.lower(),)).rowcount > 0
-
-    def is_suppressed(self, email: str) -> bool:
-        return self.db.execute("SELECT 1 FROM suppression WHERE email=?",
-                               (email.lower(),)).fetchone() is not None
-
-    def suppressed(self) -> list[tuple[str, str, float, str]]:
-        rows = self.db.execute("SELECT email, reason, added_at, source FROM suppression "
-                               "ORDER BY email").fetchall()
-        return [(str(a), str(b), float(c), str(d)) for a, b, c, d in rows]
-
-    # -- bounces --------------------------------------------------------------------------
-    _LETTER_COLS = ("mailing_id, seq, email, state, server, from_addr, attempts, last_error, "
-                    "sent_at, id")
-
-    def _letter(self, row: tuple[object, ...] | None) -> LetterRecord | None:
-        if row is None:
-            return None
-        mid, seq, email, state, server, from_addr, attempts, error, sent_at, _ = row
-        mailing = self.get_mailing(str(mid))
-        domain = mailing.message_id_domain if mailing else "invalid"
-        letter = identity.letter_id(str(mid), int(seq))  # type: ignore[call-overload]
-        return LetterRecord(letter, str(mid), str(email), str(state),
-                            None if server is None else str(server),
-                            None if from_addr is None else str(from_addr),
-                            identity.message_id(letter, domain),
-                            int(attempts),  # type: ignore[call-overload]
-                            None if error is None else str(error),
-                            None if sent_at is None else float(sent_at))  # type: ignore[arg-type]
-
-    def find_letter(self, letter_id: str) -> LetterRecord | None:
-        key = identity.parse_letter_id(letter_id)
-        if key is None:
-            return None
-        return self._letter(self.db.execute(
-            f"SELECT {self._LETTER_COLS} FROM letters WHERE mailing_id=? AND seq=?",  # noqa: S608
-            key).fetchone())
-
-    def mark_bounced(self, letter_id: str, *, hard: bool, reason: str, status: str | None,
-                     diagnostic: str | None, now: float) -> bool:
-        key = identity.parse_letter_id(letter_id)
-        if key is None:
-            return False
-        with self._tx():
-            row = self.db.execute("SELECT id, email FROM letters WHERE mailing_id=? AND seq=?",
-                                  key).fetchone()
-            if row is None:
-                return False
-            self.db.execute("INSERT INTO bounces (letter_id, email, hard, reason, status, "
-                            "diagnostic, at) VALUES (?,?,?,?,?,?,?)",
-                            (row[0], row[1], int(hard), reason, status, diagnostic, now))
-            self.db.execute("UPDATE letters SET state='bounced', last_error=? WHERE id=?",
-                            (f"bounced ({'hard' if hard else 'soft'}): {reason}"
-                             + (f" {status}" if status else ""), row[0]))
-        return True
-
-    def count_soft_bounces(self, email: str, since: float) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM bounces WHERE email=? AND hard=0 AND "
-                                   "at>=?", (email.lower(), since)).fetchone()[0])
-
-    def kv_get(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def kv_set(self, key: str, value: str) -> None:
-        with self._tx():
-            self.db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?,?)", (key, value))
-
-    # -- one-off letters and listings -------------------------------------------------------
-    def charge(self, server: str, now: float) -> None:
-        with self._tx():
-            self.db.execute("INSERT INTO ledger (server, at, letter_id, settled) VALUES "
-                            "(?,?,NULL,1)", (server, now))
-
-    def letters(self, mailing_id: str, states: Sequence[str] | None = None, after: int = 0,
-                limit: int = 1000) -> list[LetterRecord]:
-        mailing = self.get_mailing(mailing_id)
-        domain = mailing.message_id_domain if mailing else "invalid"
-        wanted = json.dumps(list(states)) if states else None
-        rows = self.db.execute(
-            "SELECT seq, email, state, server, from_addr, attempts, last_error, sent_at FROM "
-            "letters WHERE mailing_id=? AND seq>? AND (? IS NULL OR state IN (SELECT value "
-            "FROM json_each(?))) ORDER BY seq LIMIT ?",
-            (mailing_id, after, wanted, wanted, limit)).fetchall()
-        records = []
-        for seq, email, state, srv, frm, attempts, err, at in rows:
-            letter = identity.letter_id(mailing_id, seq)
-            records.append(LetterRecord(letter, mailing_id, str(email), str(state),
-                                        None if srv is None else str(srv),
-                                        None if frm is None else str(frm),
-                                        identity.message_id(letter, domain), int(attempts),
-                                        None if err is None else str(err),
-                                        None if at is None else float(at)))
-        return records
