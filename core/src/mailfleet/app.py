@@ -551,13 +551,15 @@ class _Budget:
         self._store = store
         self.left = letters
 
-    def claim(self, dispatcher_id: str, server: str, limits: Limits, count: int, now: float,
-              mailing_ids: Sequence[str] | None = None) -> Claim:
+    async def claim_async(self, dispatcher_id: str, server: str, limits: Limits, count: int,
+                          now: float, mailing_ids: Sequence[str] | None = None) -> Claim:
         if self.left <= 0:
             return Claim(reason="empty")
-        claim = self._store.claim(dispatcher_id, server, limits, min(count, self.left), now,
-                                  mailing_ids)
-        self.left -= len(claim.letters)
+        want = min(count, self.left)
+        self.left -= want  # reserved before the await: connections claim side by side
+        claim = await self._store.claim_async(dispatcher_id, server, limits, want, now,
+                                              mailing_ids)
+        self.left += want - len(claim.letters)
         return claim
 
     def __getattr__(self, name: str) -> Any:

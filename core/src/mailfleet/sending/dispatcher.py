@@ -130,7 +130,9 @@ class _Run:
 class _Journal:
     """Group commit of per-letter facts: letters entering DATA (the session waits until that
     is durable) and outcomes (committed within ``linger`` seconds, or with the next DATA of
-    any connection), one store transaction for all of them."""
+    any connection), one store transaction for all of them. One commit is in flight at a
+    time; what arrives meanwhile goes in the next one, right after (the event loop never
+    waits for the store: on PostgreSQL the round trip runs beside the SMTP sessions)."""
 
     def __init__(self, store: Store, clock: Clock, linger: float = 0.005) -> None:
         self.store = store
@@ -142,9 +144,11 @@ class _Journal:
         self._waiters: list[tuple[asyncio.Future[None], Callable[[], None]]] = []
         self._flush: asyncio.Handle | None = None
         self._soon = False
+        self._running: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
 
     async def stop(self) -> None:
-        self.commit()
+        await self.flush()
 
     async def data_starting(self, letters: Sequence[int], write: Callable[[], None]) -> None:
         """Mark ``letters`` as ``sending`` and, right after the commit, ``write`` their
@@ -156,33 +160,55 @@ class _Journal:
         if not self._soon:  # the next turn of the loop: every connection ready by then joins
             if self._flush is not None:
                 self._flush.cancel()
-            self._flush = loop.call_soon(self._commit_logged)
+            self._flush = loop.call_soon(self._start)
             self._soon = True
         await waiter
 
     def outcome(self, outcome: Outcome) -> None:
         self._outcomes.append(outcome)
         if self._flush is None:
-            self._flush = asyncio.get_running_loop().call_later(self.linger,
-                                                                self._commit_logged)
+            self._flush = asyncio.get_running_loop().call_later(self.linger, self._start)
 
     def settle(self, letters: Sequence[int]) -> None:
         """Settle the charges of these sent letters with the next commit."""
         self._settled.extend(letters)
 
-    def _commit_logged(self) -> None:
-        try:
-            self.commit()
-        except Exception:  # the waiters got the error; the letters stay in the store
-            log.exception("the store could not record letter outcomes")
+    def _pending(self) -> bool:
+        return bool(self._sending or self._outcomes or self._settled or self._waiters)
 
-    def commit(self) -> None:
-        """Commit every entry now (one store transaction) and write the waiting messages the
-        moment the commit is sure (see :meth:`Store.record`)."""
+    def _start(self) -> None:
+        """Commit now, or right after the commit in flight."""
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
         self._soon = False
+        if self._running is None and self._pending():
+            self._running = asyncio.ensure_future(self._commits())
+
+    async def _commits(self) -> None:
+        try:
+            while self._pending():
+                try:
+                    await self._commit()
+                except Exception as exc:  # the waiters got the error; the letters stay
+                    log.exception("the store could not record letter outcomes")
+                    self._error = exc
+        finally:
+            self._running = None
+
+    async def flush(self) -> None:
+        """Commit every entry now and wait until it is done; raises the store's error if a
+        commit failed since the last flush."""
+        self._start()
+        while self._running is not None:
+            await asyncio.wait([self._running])
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    async def _commit(self) -> None:
+        """One store transaction for every entry so far; the waiting messages are written
+        the moment the commit is sure (see :meth:`Store.record`)."""
         sending, self._sending = self._sending, []
         outcomes, self._outcomes = self._outcomes, []
         settled, self._settled = self._settled, []
@@ -200,8 +226,8 @@ class _Journal:
                     waiter.set_result(None)
 
         try:
-            self.store.record(sending, outcomes, self.clock.now(), settled=settled,
-                              committed=write_all)
+            await self.store.record_async(sending, outcomes, self.clock.now(),
+                                          settled=settled, committed=write_all)
         except BaseException as exc:
             for waiter, _ in waiters:
                 if not waiter.done():
@@ -461,8 +487,9 @@ class Dispatcher:
                 if not run.my_turn(server):
                     await run.wait(run.version)
                     continue
-                claim = self.store.claim(self.id, server.name, server.limits, self.batch_size,
-                                         self.clock.now(), self.mailings)
+                claim = await self.store.claim_async(self.id, server.name, server.limits,
+                                                     self.batch_size, self.clock.now(),
+                                                     self.mailings)
                 self._skipped(run, claim)
                 if not claim.letters:
                     if claim.skipped:
@@ -552,7 +579,7 @@ class Dispatcher:
         if observed:
             session.observer = batch  # type: ignore[attr-defined]
         else:  # a session that cannot tell letter by letter: the whole batch is in doubt
-            journal.commit()
+            await journal.flush()
             self.store.mark_sending([letter.id for letter in letters], now)
             batch.started.update(letter.letter_id for letter in letters)
         broken: SmtpError | None = None
@@ -587,7 +614,7 @@ class Dispatcher:
                 journal.outcome(self._outcome(batch, letter, decision, result))
         broken = broken or batch.broken
         journal.settle(batch.accepted)  # a sent letter is never claimed again: no hurry
-        journal.commit()
+        await journal.flush()
         self._progress(letters)
         if broken is not None:
             await self._server_trouble(run, server, broken, letters, now, broken=True)

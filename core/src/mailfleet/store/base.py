@@ -234,6 +234,12 @@ class Store(Protocol):
         ...
     def claim(self, dispatcher_id: str, server: str, limits: Limits, count: int, now: float,
               mailing_ids: Sequence[str] | None = None) -> Claim: ...
+    async def claim_async(self, dispatcher_id: str, server: str, limits: Limits, count: int,
+                          now: float, mailing_ids: Sequence[str] | None = None) -> Claim:
+        """:meth:`claim` for the event loop: a store whose round trips take time runs it
+        beside the loop (the sessions go on meanwhile); an embedded one runs it at once."""
+        return self.claim(dispatcher_id, server, limits, count, now, mailing_ids)
+
     def mark_sending(self, letter_ids: Sequence[int], now: float) -> None:
         """The letters' messages are about to go: ``sending`` (in doubt until an outcome)."""
         self.record(letter_ids, (), now)
@@ -254,6 +260,13 @@ class Store(Protocol):
         on the wire, before its reply, so a kill during the round trip cannot leave a letter
         marked ``sending`` (and charged) whose message never went."""
         ...
+    async def record_async(self, sending: Sequence[int], outcomes: Sequence[Outcome],
+                           now: float, *, settled: Sequence[int] = (),
+                           committed: Callable[[], None] | None = None) -> None:
+        """:meth:`record` for the event loop, as :meth:`claim_async`; ``committed`` runs on
+        the loop's thread."""
+        self.record(sending, outcomes, now, settled=settled, committed=committed)
+
     def waiting(self, mailing_ids: Sequence[str] | None, now: float) -> tuple[int, float | None]:
         """Queued letters of active mailings and the earliest ``not_before`` in the future."""
         ...

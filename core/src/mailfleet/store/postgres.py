@@ -10,6 +10,7 @@ transaction per method, never open across SMTP. The DSN's password is never show
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import os
@@ -18,9 +19,9 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 import psycopg
@@ -29,10 +30,12 @@ from psycopg.conninfo import conninfo_to_dict
 from mailfleet.clock import Clock, SystemClock
 from mailfleet.errors import ConfigError, MailfleetError
 from mailfleet.plugins.providers import Limits
-from mailfleet.sending.quota import QuotaStatus, remaining_now, window_status
+from mailfleet.sending.quota import QuotaStatus, remaining_now, window_status, windows
 from mailfleet.store.base import Claim, LetterRow, Outcome, Recovery, Wakeups
 from mailfleet.store.leases import HELD_IN_DATA, LEASE_SECONDS, RESENT_IN_DATA, dead_dispatchers
 from mailfleet.store.sql import SqlStore
+
+T = TypeVar("T")
 
 # Advisory lock namespaces (first key of the two-key form).
 _LOCK_SCHEMA = 0x6D66_0001
@@ -66,24 +69,50 @@ CREATE INDEX IF NOT EXISTS ledger_open ON ledger (letter_id) WHERE NOT settled;
 CREATE TABLE IF NOT EXISTS ledger_minutes (
     server TEXT NOT NULL, minute BIGINT NOT NULL, n BIGINT NOT NULL,
     PRIMARY KEY (server, minute));
-CREATE OR REPLACE FUNCTION mailfleet_ledger_minutes() RETURNS trigger
+-- Kept by statement-level triggers (one grouped write per statement, not one per charge).
+CREATE OR REPLACE FUNCTION mailfleet_ledger_added() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP IN ('DELETE', 'UPDATE') THEN
-        UPDATE ledger_minutes SET n = n - 1
-        WHERE server = OLD.server AND minute = floor(OLD.at / 60)::bigint;
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        INSERT INTO ledger_minutes VALUES (NEW.server, floor(NEW.at / 60)::bigint, 1)
-        ON CONFLICT (server, minute) DO UPDATE SET n = ledger_minutes.n + 1;
-    END IF;
+    INSERT INTO ledger_minutes
+    SELECT server, floor(at / 60)::bigint, COUNT(*) FROM ledger_new GROUP BY 1, 2
+    ON CONFLICT (server, minute) DO UPDATE SET n = ledger_minutes.n + EXCLUDED.n;
     RETURN NULL;
 END $$;
+CREATE OR REPLACE FUNCTION mailfleet_ledger_removed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE ledger_minutes m SET n = m.n - d.n
+    FROM (SELECT server, floor(at / 60)::bigint AS minute, COUNT(*) AS n FROM ledger_old
+          GROUP BY 1, 2) d
+    WHERE m.server = d.server AND m.minute = d.minute;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION mailfleet_ledger_moved() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE ledger_minutes m SET n = m.n - d.n
+    FROM (SELECT server, floor(at / 60)::bigint AS minute, COUNT(*) AS n FROM ledger_old
+          GROUP BY 1, 2) d
+    WHERE m.server = d.server AND m.minute = d.minute;
+    INSERT INTO ledger_minutes
+    SELECT server, floor(at / 60)::bigint, COUNT(*) FROM ledger_new GROUP BY 1, 2
+    ON CONFLICT (server, minute) DO UPDATE SET n = ledger_minutes.n + EXCLUDED.n;
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS ledger_minutes_kept ON ledger;
+DROP FUNCTION IF EXISTS mailfleet_ledger_minutes();
 DO $$ BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'ledger_minutes_kept'
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'ledger_minutes_added'
                    AND tgrelid = 'ledger'::regclass) THEN
-        CREATE TRIGGER ledger_minutes_kept AFTER INSERT OR DELETE OR UPDATE OF server, at
-        ON ledger FOR EACH ROW EXECUTE FUNCTION mailfleet_ledger_minutes();
+        CREATE TRIGGER ledger_minutes_added AFTER INSERT ON ledger
+        REFERENCING NEW TABLE AS ledger_new
+        FOR EACH STATEMENT EXECUTE FUNCTION mailfleet_ledger_added();
+        CREATE TRIGGER ledger_minutes_removed AFTER DELETE ON ledger
+        REFERENCING OLD TABLE AS ledger_old
+        FOR EACH STATEMENT EXECUTE FUNCTION mailfleet_ledger_removed();
+        CREATE TRIGGER ledger_minutes_moved AFTER UPDATE ON ledger
+        REFERENCING OLD TABLE AS ledger_old NEW TABLE AS ledger_new
+        FOR EACH STATEMENT EXECUTE FUNCTION mailfleet_ledger_moved();
     END IF;
 END $$;
 CREATE TABLE IF NOT EXISTS server_blocks (
@@ -126,6 +155,26 @@ END $$;
 CREATE TABLE IF NOT EXISTS server_breakers (
     server TEXT PRIMARY KEY, failures INTEGER NOT NULL, last_at DOUBLE PRECISION NOT NULL);
 """
+
+#: Charges of server ``{s}`` later than time ``{t}`` (SQL expressions): whole minutes from
+#: ``ledger_minutes``, the partial first minute from the ledger. The minute of a time is
+#: computed exactly as the trigger computes it, so the two parts never overlap or leave a gap.
+_USED = ("((SELECT COALESCE(SUM(n), 0) FROM ledger_minutes WHERE server={s} AND "
+         "minute > floor({t} / 60)::bigint) + (SELECT COUNT(*) FROM ledger WHERE server={s} "
+         "AND at > {t} AND at < (floor({t} / 60) + 2) * 60 AND "
+         "floor(at / 60)::bigint <= floor({t} / 60)::bigint))")
+
+#: A server's block and its charges after each of several window starts, in one statement.
+_BLOCK_AND_USED = (
+    "SELECT (SELECT until FROM server_blocks WHERE server=%(s)s), ARRAY(SELECT "  # noqa: S608
+    + _USED.format(s="%(s)s", t="t.start")
+    + " FROM unnest(%(starts)s::float8[]) WITH ORDINALITY AS t(start, o) ORDER BY o)")
+
+#: A server's block and its charges after each of several window starts, in one statement.
+_BLOCK_AND_USED = (
+    "SELECT (SELECT until FROM server_blocks WHERE server=%(s)s), ARRAY(SELECT "  # noqa: S608
+    + _USED.format(s="%(s)s", t="t.start")
+    + " FROM unnest(%(starts)s::float8[]) WITH ORDINALITY AS t(start, o) ORDER BY o)")
 
 #: The version of SCHEMA this code needs (kept in the ``meta`` table).
 _SCHEMA_VERSION = hashlib.sha256(SCHEMA.encode()).hexdigest()[:16]
@@ -231,6 +280,8 @@ class PostgresStore(SqlStore):
         self.connect_timeout = connect_timeout
         self.host = socket.gethostname()
         self._lock = threading.RLock()
+        self._async_conns: dict[str, psycopg.AsyncConnection[tuple[Any, ...]]] = {}
+        self._async_locks: dict[str, asyncio.Lock] = {}
         self.conn = self._connect()
         self._create_schema()
         self._clock = DatabaseClock(self._database_offset())
@@ -286,26 +337,29 @@ class PostgresStore(SqlStore):
             ) -> Iterator[psycopg.Cursor[tuple[Any, ...]]]:
         """One transaction (committed on exit, rolled back on error); reconnects a broken
         connection before starting. ``committed`` runs once COMMIT is on the wire, before its
-        reply (see :meth:`Store.record`)."""
+        reply (see :meth:`Store.record`). The hot path's thread has a connection of its
+        own on the event loop (:meth:`_async_tx`)."""
         with self._lock:
-            if self.conn.closed or self.conn.broken:
-                self.conn = self._connect()
+            conn = self.conn
+            if conn.closed or conn.broken:
+                conn = self.conn = self._connect()
             if committed is None:
-                with self.conn.transaction(), self.conn.cursor() as cur:
+                with conn.transaction(), conn.cursor() as cur:
                     yield cur
                 return
             try:
-                with self.conn.cursor() as cur:
+                with conn.cursor() as cur:
                     yield cur
             except BaseException:
-                self.conn.rollback()
+                conn.rollback()
                 raise
-            self._commit_then(committed)
+            self._commit_then(conn, committed)
 
-    def _commit_then(self, committed: Callable[[], None]) -> None:
+    def _commit_then(self, conn: psycopg.Connection[tuple[Any, ...]],
+                     committed: Callable[[], None]) -> None:
         """COMMIT, run ``committed`` the moment the command has left (the server commits
         even if this process dies now), then wait for the reply."""
-        pg = self.conn.pgconn
+        pg = conn.pgconn
         pg.send_query(b"COMMIT")
         while pg.flush():  # a non-blocking connection: wait until the command is out
             select.select([], [pg.socket], [], 1.0)
@@ -320,6 +374,107 @@ class PostgresStore(SqlStore):
             raise StoreUnavailable(f"the PostgreSQL store {self.location!r} did not commit: "
                                    f"{mask_dsn(self._dsn, repr(status))}")
 
+    @contextlib.asynccontextmanager
+    async def _async_tx(self, lane: str, committed: Callable[[], None] | None = None
+                        ) -> AsyncIterator[psycopg.AsyncCursor[tuple[Any, ...]]]:
+        """:meth:`_tx` on the event loop: a connection of its own per ``lane`` (``claim``,
+        ``journal``), so a claim never waits for a commit, and the loop serves the SMTP
+        sessions while the database works. ``committed`` as for :meth:`_tx`."""
+        lock = self._async_locks.setdefault(lane, asyncio.Lock())
+        async with lock:
+            conn = self._async_conns.get(lane)
+            if conn is None or conn.closed or conn.broken:
+                conn = self._async_conns[lane] = await self._aconnect()
+            try:
+                async with conn.cursor() as cur:
+                    yield cur
+            except BaseException:
+                if not conn.broken and not conn.closed:
+                    await conn.rollback()
+                raise
+            if committed is None:
+                await conn.commit()
+                return
+            pg = conn.pgconn
+            pg.send_query(b"COMMIT")
+            while pg.flush():  # wait until the command is out, then write (as _commit_then)
+                await self._ready(pg.socket, write=True)
+            try:
+                committed()
+            finally:
+                status = await self._results(pg)
+            if (status != [(psycopg.pq.ExecStatus.COMMAND_OK, b"")]
+                    or pg.transaction_status != psycopg.pq.TransactionStatus.IDLE):
+                raise StoreUnavailable(f"the PostgreSQL store {self.location!r} did not "
+                                       f"commit: {mask_dsn(self._dsn, repr(status))}")
+
+    @staticmethod
+    async def _ready(fd: int, *, write: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        if write:
+            loop.add_writer(fd, ready.set_result, None)
+        else:
+            loop.add_reader(fd, ready.set_result, None)
+        try:
+            await ready
+        finally:
+            if write:
+                loop.remove_writer(fd)
+            else:
+                loop.remove_reader(fd)
+
+    async def _aconnect(self) -> psycopg.AsyncConnection[tuple[Any, ...]]:
+        try:
+            return await psycopg.AsyncConnection.connect(
+                self._dsn, autocommit=False, connect_timeout=max(1, int(self.connect_timeout)),
+                application_name="mailfleet")
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot connect to the PostgreSQL store {self.location!r}: "
+                                   f"{mask_dsn(self._dsn, str(exc)).strip()}") from None
+
+    async def record_async(self, sending: Sequence[int], outcomes: Sequence[Outcome],
+                           now: float, *, settled: Sequence[int] = (),
+                           committed: Callable[[], None] | None = None) -> None:
+        """The journal's commit in one round trip: BEGIN, the statement and COMMIT go as one
+        message (bound on this side); ``committed`` runs once it is on the wire."""
+        if not sending and not outcomes and not settled:
+            if committed is not None:
+                committed()
+            return
+        sql, params = self._record_statement(sending, outcomes, now, settled)
+        async with self._async_locks.setdefault("journal", asyncio.Lock()):
+            conn = self._async_conns.get("journal")
+            if conn is None or conn.closed or conn.broken:
+                conn = self._async_conns["journal"] = await self._aconnect()
+            query = psycopg.AsyncClientCursor(conn).mogrify(sql, params)
+            pg = conn.pgconn
+            pg.send_query(b"BEGIN; " + query.encode() + b"; COMMIT")
+            while pg.flush():
+                await self._ready(pg.socket, write=True)
+            try:
+                if committed is not None:
+                    committed()
+            finally:
+                status = await self._results(pg)
+            if pg.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                await conn.rollback()
+            if any(error for _, error in status) or len(status) != 3:
+                raise StoreUnavailable(f"the PostgreSQL store {self.location!r} did not "
+                                       f"commit: {mask_dsn(self._dsn, repr(status))}")
+
+    async def _results(self, pg: psycopg.pq.abc.PGconn) -> list[tuple[object, bytes]]:
+        """Every result of the query sent on ``pg``, read on the event loop."""
+        status: list[tuple[object, bytes]] = []
+        while True:
+            pg.consume_input()
+            while not pg.is_busy():
+                result = pg.get_result()
+                if result is None:
+                    return status
+                status.append((result.status, result.error_message))
+            await self._ready(pg.socket)
+
     @contextmanager
     def _write(self) -> Iterator[_CoreCursor]:
         with self._tx() as cur:
@@ -329,6 +484,10 @@ class PostgresStore(SqlStore):
         return self._write()  # autocommit is off: a read is a transaction too
 
     def close(self) -> None:
+        for aconn in self._async_conns.values():
+            if not aconn.closed:  # closing from no loop: the socket alone (no goodbye)
+                aconn.pgconn.finish()
+        self._async_conns.clear()
         with self._lock:
             self.conn.close()
 
@@ -418,16 +577,8 @@ class PostgresStore(SqlStore):
 
     @staticmethod
     def _used(cur: psycopg.Cursor[tuple[Any, ...]], server: str, start: float) -> int:
-        """Charges of ``server`` later than ``start``: whole minutes from ``ledger_minutes``,
-        the partial first minute from the ledger. The minute of a time is computed in SQL
-        exactly as the trigger computes it, so the two parts never overlap or leave a gap."""
-        row = cur.execute(
-            "SELECT (SELECT COALESCE(SUM(n), 0) FROM ledger_minutes WHERE server=%(s)s AND "
-            "minute > floor(%(t)s::float8 / 60)::bigint) + (SELECT COUNT(*) FROM ledger "
-            "WHERE server=%(s)s AND at > %(t)s::float8 AND "
-            "at < (floor(%(t)s::float8 / 60) + 2) * 60 AND "
-            "floor(at / 60)::bigint <= floor(%(t)s::float8 / 60)::bigint)",
-            {"s": server, "t": start}).fetchone()
+        row = cur.execute(f"SELECT {_USED.format(s='%(s)s', t='%(t)s::float8')}",
+                          {"s": server, "t": start}).fetchone()
         return int(row[0]) if row else 0
 
     @staticmethod
@@ -441,75 +592,121 @@ class PostgresStore(SqlStore):
               mailing_ids: Sequence[str] | None = None) -> Claim:
         """Check the quota and charge it under a per-server advisory lock (exact across every
         dispatcher on the database); take queued letters no other claim holds."""
+        steps = self._claim_steps(dispatcher_id, server, limits, count, now, mailing_ids)
         with self._tx() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_QUOTA, server))
-            # the heartbeat; re-registers a dispatcher that another host's recover() dropped
-            # while it slept through a spent window (it holds letters again from here on)
-            cur.execute("INSERT INTO dispatchers (id, host, pid, seen_at, started_at) VALUES "
-                        "(%s,%s,%s,%s,%s) ON CONFLICT (id) DO UPDATE SET seen_at=EXCLUDED.seen_at",
-                        (dispatcher_id, self.host, os.getpid(), now, now))
-            block = self._block(cur, server, now)
-            if block is not None:
-                return Claim(reason="blocked", until=block[0])
-            remaining, frees = remaining_now(limits, now,
-                                               functools.partial(self._used, cur, server),
-                                               functools.partial(self._nth, cur, server))
-            if remaining is not None and remaining <= 0:
-                return Claim(reason="spent", until=frees)
-            want = count if remaining is None else min(count, remaining)
-            letters: list[LetterRow] = []
-            skipped: list[LetterRow] = []
-            for mailing in self._active_mailings(cur, mailing_ids):
-                rows = cur.execute(
-                    "SELECT l.id, l.seq, l.email, l.fields, l.attempts, EXISTS (SELECT 1 FROM "
-                    "suppression s WHERE s.email = lower(l.email)) FROM letters l WHERE "
-                    "l.mailing_id=%s AND l.state='queued' AND (l.not_before IS NULL OR "
-                    "l.not_before <= %s) ORDER BY l.id LIMIT %s FOR UPDATE OF l SKIP LOCKED",
-                    (mailing, now, want - len(letters))).fetchall()
-                for lid, seq, email, fields, attempts, suppressed in rows:
-                    row = LetterRow(int(lid), mailing, int(seq), email, fields, int(attempts))
-                    (skipped if suppressed else letters).append(row)
-                if len(letters) >= want:
-                    break
-            if skipped:
-                cur.execute("UPDATE letters SET state='skipped', last_error='suppressed' "
-                            "WHERE id = ANY(%s)", ([r.id for r in skipped],))
-            if letters:
-                ids = [r.id for r in letters]
-                cur.execute("UPDATE letters SET state='claimed', claimed_by=%s, claimed_at=%s, "
-                            "server=%s WHERE id = ANY(%s)", (dispatcher_id, now, server, ids))
-                cur.execute("INSERT INTO ledger (server, at, letter_id) "
-                            "SELECT %s, %s, unnest(%s::bigint[])", (server, now, ids))
-            return Claim(tuple(letters), tuple(skipped), "" if letters or skipped else "empty")
+            sql, params = next(steps)
+            while True:
+                cur.execute(sql, params)
+                try:
+                    sql, params = steps.send(cur.fetchall() if cur.description else [])
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+
+    async def claim_async(self, dispatcher_id: str, server: str, limits: Limits, count: int,
+                          now: float, mailing_ids: Sequence[str] | None = None) -> Claim:
+        steps = self._claim_steps(dispatcher_id, server, limits, count, now, mailing_ids)
+        async with self._async_tx("claim") as cur:
+            sql, params = next(steps)
+            while True:
+                await cur.execute(sql, params)
+                try:
+                    sql, params = steps.send(await cur.fetchall() if cur.description else [])
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+
+    def _claim_steps(self, dispatcher_id: str, server: str, limits: Limits, count: int,
+                     now: float, mailing_ids: Sequence[str] | None
+                     ) -> Generator[tuple[str, Any], list[tuple[Any, ...]], Claim]:
+        """The claim as statements (each yielded, its rows sent back), so the blocking and
+        the event-loop drivers share it: four round trips, the lock held only here."""
+        # the heartbeat rides along; it re-registers a dispatcher that another host's
+        # recover() dropped while it slept through a spent window
+        yield ("WITH beat AS (INSERT INTO dispatchers (id, host, pid, seen_at, started_at) "
+               "VALUES (%(d)s,%(h)s,%(p)s,%(now)s,%(now)s) ON CONFLICT (id) DO UPDATE SET "
+               "seen_at=EXCLUDED.seen_at RETURNING 1) SELECT pg_advisory_xact_lock(%(lock)s, "
+               "hashtext(%(s)s)), (SELECT COUNT(*) FROM beat)",
+               {"d": dispatcher_id, "h": self.host, "p": os.getpid(), "now": now,
+                "lock": _LOCK_QUOTA, "s": server})
+        starts = [w.start(now) for w in windows(limits)]
+        (until, used), = yield (_BLOCK_AND_USED, {"s": server, "starts": starts})
+        if until is not None and until > now:
+            return Claim(reason="blocked", until=float(until))
+        counts = dict(zip(starts, used, strict=True))
+        oldest: dict[tuple[float, int], float | None] = {}
+        for window, start in zip(windows(limits), starts, strict=True):
+            k = counts[start] - window.limit + 1
+            if k > 0 and not window.calendar:  # full: when does its k-th oldest charge leave
+                found = yield ("SELECT at FROM ledger WHERE server=%s AND at>%s ORDER BY at "
+                               "LIMIT 1 OFFSET %s", (server, start, k - 1))
+                oldest[start, k] = float(found[0][0]) if found else None
+        remaining, frees = remaining_now(limits, now, counts.__getitem__,
+                                         lambda start, k: oldest.get((start, k)))
+        if remaining is not None and remaining <= 0:
+            return Claim(reason="spent", until=frees)
+        want = count if remaining is None else min(count, remaining)
+        rows = yield (
+            "SELECT l.id, l.mailing_id, l.seq, l.email, l.fields, l.attempts, EXISTS (SELECT 1 "
+            "FROM suppression s WHERE s.email = lower(l.email)) FROM mailings m CROSS JOIN "
+            "LATERAL (SELECT * FROM letters l WHERE l.mailing_id = m.id AND l.state='queued' "
+            "AND (l.not_before IS NULL OR l.not_before <= %(now)s) ORDER BY l.id "
+            "LIMIT %(want)s FOR UPDATE OF l SKIP LOCKED) l WHERE m.state='active' AND "
+            "(%(only)s::text[] IS NULL OR m.id = ANY(%(only)s::text[])) "
+            "ORDER BY m.created_at, m.id COLLATE \"C\", l.id",
+            {"now": now, "want": want,
+             "only": None if mailing_ids is None else list(mailing_ids)})
+        letters: list[LetterRow] = []
+        skipped: list[LetterRow] = []
+        for lid, mailing, seq, email, fields, attempts, suppressed in rows:
+            if len(letters) >= want:
+                break
+            row = LetterRow(int(lid), str(mailing), int(seq), email, fields, int(attempts))
+            (skipped if suppressed else letters).append(row)
+        ids = [r.id for r in letters]
+        if letters or skipped:
+            yield ("WITH sk AS (UPDATE letters SET state='skipped', last_error='suppressed' "
+                   "WHERE id = ANY(%(skipped)s)), c AS (UPDATE letters SET state='claimed', "
+                   "claimed_by=%(d)s, claimed_at=%(now)s, server=%(s)s WHERE id = ANY(%(ids)s)) "
+                   "INSERT INTO ledger (server, at, letter_id) SELECT %(s)s, %(now)s, "
+                   "unnest(%(ids)s::bigint[])",
+                   {"skipped": [r.id for r in skipped], "d": dispatcher_id, "now": now,
+                    "s": server, "ids": ids})
+        return Claim(tuple(letters), tuple(skipped), "" if letters or skipped else "empty")
 
     def _record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float,
                 settled: Sequence[int], committed: Callable[[], None] | None) -> None:
-        ordered = sorted(outcomes, key=lambda o: o.letter)  # row locks in one order
         with self._tx(committed) as cur:
-            if sending:
-                cur.execute("UPDATE letters SET state='sending' WHERE id = ANY(%s) AND "
-                            "state='claimed'", (sorted(sending),))
-            if ordered:
-                cur.execute(
-                    "UPDATE letters l SET state=o.state, server=o.server, "
-                    "from_addr=COALESCE(o.from_addr, l.from_addr), last_error=o.error, "
-                    "not_before=o.not_before, attempts=o.attempts, claimed_by=NULL, "
-                    "sent_at=CASE WHEN o.state='sent' THEN %s ELSE l.sent_at END "
-                    "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], "
-                    "%s::float8[], %s::int[]) AS o(id, state, server, from_addr, error, not_before,"
-                    " attempts) WHERE l.id = o.id",
-                    (now, [o.letter for o in ordered], [o.state for o in ordered],
-                     [o.server for o in ordered], [o.from_addr for o in ordered],
-                     [o.error for o in ordered], [o.not_before for o in ordered],
-                     [o.attempts for o in ordered]))
-            kept = [o.letter for o in ordered if o.charged and o.settle] + sorted(settled)
-            if kept:
-                cur.execute("UPDATE ledger SET settled=TRUE, at=%s WHERE NOT settled AND "
-                            "letter_id = ANY(%s)", (now, kept))
-            refunds = [o.letter for o in ordered if not o.charged]
-            if refunds:
-                cur.execute("DELETE FROM ledger WHERE NOT settled AND letter_id = ANY(%s)",
-                            (refunds,))
+            cur.execute(*self._record_statement(sending, outcomes, now, settled))
+
+    @staticmethod
+    def _record_statement(sending: Sequence[int], outcomes: Sequence[Outcome], now: float,
+                          settled: Sequence[int]) -> tuple[str, dict[str, Any]]:
+        """The journal's commit as one statement (two round trips with COMMIT, whatever it
+        holds). A letter is never both entering DATA and finished in one commit (its
+        outcome comes after its message, which waits for this commit)."""
+        ordered = sorted(outcomes, key=lambda o: o.letter)  # row locks in one order
+        return (
+            "WITH s AS (UPDATE letters SET state='sending' WHERE id = ANY(%(sending)s) "
+            "AND state='claimed'), "
+            "o AS (UPDATE letters l SET state=o.state, server=o.server, "
+            "from_addr=COALESCE(o.from_addr, l.from_addr), last_error=o.error, "
+            "not_before=o.not_before, attempts=o.attempts, claimed_by=NULL, "
+            "sent_at=CASE WHEN o.state='sent' THEN %(now)s ELSE l.sent_at END "
+            "FROM unnest(%(ids)s::bigint[], %(states)s::text[], %(servers)s::text[], "
+            "%(froms)s::text[], %(errors)s::text[], %(later)s::float8[], "
+            "%(attempts)s::int[]) AS o(id, state, server, from_addr, error, not_before, "
+            "attempts) WHERE l.id = o.id), "
+            "k AS (UPDATE ledger SET settled=TRUE, at=%(now)s WHERE NOT settled AND "
+            "letter_id = ANY(%(kept)s)), "
+            "r AS (DELETE FROM ledger WHERE NOT settled AND letter_id = ANY(%(refunds)s)) "
+            "SELECT 1",
+            {"sending": sorted(sending), "now": now,
+             "ids": [o.letter for o in ordered], "states": [o.state for o in ordered],
+             "servers": [o.server for o in ordered],
+             "froms": [o.from_addr for o in ordered], "errors": [o.error for o in ordered],
+             "later": [o.not_before for o in ordered],
+             "attempts": [o.attempts for o in ordered],
+             "kept": [o.letter for o in ordered if o.charged and o.settle] + sorted(settled),
+             "refunds": [o.letter for o in ordered if not o.charged]})
 
     def waiting(self, mailing_ids: Sequence[str] | None, now: float) -> tuple[int, float | None]:
         total = 0
