@@ -27,6 +27,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/send_rate.py
+	$(BIN)/python bench/workers.py
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/create_rate.py
 	$(BIN)/python bench/bounce_parse.py

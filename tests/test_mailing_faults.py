@@ -170,8 +170,8 @@ def test_a_live_dispatcher_takes_back_the_letters_of_a_dead_one_while_it_runs(
     # a dispatcher of this host whose process is gone holds 10 letters, 2 of them in DATA
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    store.db.execute("INSERT INTO dispatchers VALUES ('gone', ?, ?, ?)",
-                     (store.host, int(dead), now))
+    store.db.execute("INSERT INTO dispatchers (id, host, pid, seen_at) VALUES "
+                     "('gone', ?, ?, ?)", (store.host, int(dead), now))
     held = store.claim("gone", "a", Limits(), 10, now).letters
     store.mark_sending([held[0].id, held[1].id], now)
     [holder] = store.holders(created.id, now)

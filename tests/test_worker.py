@@ -27,7 +27,7 @@ from mailfleet.plugins.providers import Limits
 from mailfleet.sending.dispatcher import Dispatcher
 from mailfleet.sending.fleet import Fleet
 from mailfleet.store import open_store
-from mailfleet.store.base import Store
+from mailfleet.store.base import LetterRow, Store, fair_share
 from mailfleet.store.postgres import PostgresStore
 from mailfleet_testing.chaos import copies, mailfleet_command, write_config
 from mailfleet_testing.smtp_sink import SmtpSink
@@ -307,3 +307,51 @@ def test_workers_lists_each_live_worker_with_host_pid_and_servers(
         assert all(str(c.pid) in table for c in children)
         assert stop(children) == [0, 0]
     store.close()
+
+
+def test_two_tenants_share_the_workers_fairly_the_small_mailing_goes_at_once(
+        tmp_path: Path, smtp_sink: SmtpSink, pg_dsn: str) -> None:
+    config = write_config(tmp_path / "t.toml", pg_dsn, [sink_entry("shared", smtp_sink,
+                                                                   connections=4)])
+    store = open_store(pg_dsn)
+    big = create_mailing(store, support.TEMPLATE, support.people(100_000),
+                         clock=FakeClock(time.time()), tenant="acme").id
+    small = create_mailing(store, support.TEMPLATE, support.people(100),
+                           clock=FakeClock(time.time()), tenant="globex").id
+    with workers(config, 2) as children:
+        started = time.monotonic()
+        wait_for(lambda: store.counts(small) == {"sent": 100}, 5, "the small tenant's 100",
+                 children)
+        took = time.monotonic() - started
+        sent_big = store.counts(big).get("sent", 0)
+        assert stop(children) == [0, 0]
+    assert took < 5
+    assert sent_big < 100_000 - 10_000  # the big mailing was still going: they took turns
+    store.close()
+
+
+def test_a_tenants_server_sends_only_that_tenants_mailings(
+        tmp_path: Path, servers: list[FakeSMTP]) -> None:
+    a, g, _ = servers
+    db = tmp_path / "t.db"
+    fleet = support.make_fleet([plain_entry("acme", a, tenant="acme"),
+                                plain_entry("globex", g, tenant="globex")], db)
+    store = open_store(str(db))
+    acme = create_mailing(store, support.TEMPLATE, support.people(10), tenant="acme").id
+    globex = create_mailing(store, support.TEMPLATE, support.people(10, start=11),
+                            tenant="globex").id
+    Dispatcher(fleet, store, batch_size=3).run(until_idle=True)
+    assert store.by_server(acme) == {"acme": 10} and store.by_server(globex) == {"globex": 10}
+    assert {lid.split("-")[0] for lid in copies([a])} == {acme}
+    assert {lid.split("-")[0] for lid in copies([g])} == {globex}
+    store.close()
+
+
+def test_fair_share_takes_turns_between_tenants_then_between_their_mailings() -> None:
+    def row(tenant: str, mailing: str, n: int) -> tuple[str, LetterRow]:
+        return tenant, LetterRow(n, mailing, n, f"u{n}@example.org", "{}", 0)
+
+    rows = ([row("acme", "m1", i) for i in range(1, 5)]
+            + [row("acme", "m2", i) for i in range(5, 7)]
+            + [row("globex", "m3", i) for i in range(7, 9)])
+    assert [r.id for r in fair_share(rows)] == [1, 7, 5, 8, 2, 6, 3, 4]

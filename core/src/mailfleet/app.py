@@ -117,6 +117,7 @@ class MailingCounts:
     held: int
     waiting: int
     by_server: Mapping[str, int]
+    tenant: str = ""  # whose mailing it is ("" in a single-tenant deployment)
 
 
 def mailing_counts(store: Store, mailing_id: str) -> MailingCounts:
@@ -130,7 +131,8 @@ def mailing_counts(store: Store, mailing_id: str) -> MailingCounts:
         datetime.fromtimestamp(mailing.created_at, UTC), mailing.total, mailing.rejected,
         counts.get("sent", 0), counts.get("bounced", 0), counts.get("failed", 0),
         counts.get("skipped", 0), counts.get("held", 0),
-        sum(counts.get(s, 0) for s in WAITING_STATES), store.by_server(mailing_id))
+        sum(counts.get(s, 0) for s in WAITING_STATES), store.by_server(mailing_id),
+        mailing.tenant)
 
 
 @attrs.frozen
@@ -686,7 +688,7 @@ class Mailfleet:
                        rows: Iterable[Mapping[str, Any]] | str | Path, *,
                        name: str = "", skip_bad_rows: bool = False,
                        hold_in_data: bool = False, start: bool = True,
-                       encoding: str | None = None) -> Created:
+                       encoding: str | None = None, tenant: str = "") -> Created:
         """Queue a mailing: ``template`` a :class:`~mailfleet.mailings.template.Template`, a dict
         with its keys (``subject``, ``text``, ``html``, ``sender``, ...) or a TOML file;
         ``rows`` any iterable of mappings with an ``email`` key and one key per merge field
@@ -695,20 +697,24 @@ class Mailfleet:
         Every row is checked first: bad rows raise :class:`~mailfleet.mailings.mailing.BadRowsError`
         listing each (nothing queued) unless ``skip_bad_rows``. ``start=False`` leaves the
         mailing paused until :meth:`resume`; ``encoding`` is that of a CSV file (default:
-        detected)."""
+        detected). ``tenant``: whose mailing it is, in a deployment that serves several
+        (its letters go through that tenant's servers and the shared ones; the workers take
+        turns between tenants, so no tenant's mailing holds back another's)."""
         if isinstance(template, Mapping):
             template = Template.from_dict(template)
         result = create_mailing(self.store, template, rows, name=name,
                                 skip_bad_rows=skip_bad_rows, hold_in_data=hold_in_data,
-                                encoding=encoding, clock=self.clock)
+                                encoding=encoding, clock=self.clock, tenant=tenant)
         if not start:
             self.store.set_mailing_state(result.id, "paused", "created paused")
         return Created.of(result)
 
-    def mailings(self, states: Sequence[MailingState] | None = None) -> list[MailingCounts]:
-        """Every mailing (or those in ``states``) with its counts."""
+    def mailings(self, states: Sequence[MailingState] | None = None, *,
+                 tenant: str | None = None) -> list[MailingCounts]:
+        """Every mailing (or those in ``states``, or of ``tenant``) with its counts."""
         return [mailing_counts(self.store, m.id)
-                for m in self.store.list_mailings(list(states) if states else None)]
+                for m in self.store.list_mailings(list(states) if states else None)
+                if tenant is None or m.tenant == tenant]
 
     def _mailing(self, mailing_id: str) -> str:
         found = self.store.get_mailing(mailing_id)
@@ -1023,11 +1029,13 @@ class Mailfleet:
         """The configured servers in priority order, with provider presets applied."""
         return list(self.fleet.servers)
 
-    def quotas(self) -> list[ServerQuota]:
-        """Each server's windows, block and circuit breaker, in priority order."""
+    def quotas(self, *, tenant: str | None = None) -> list[ServerQuota]:
+        """Each server's windows, block and circuit breaker, in priority order (with
+        ``tenant``: the servers that send its mailings, its own and the shared ones)."""
         now = self.clock.now()
         return [ServerQuota.of(s, self.store.quota(s.name, s.limits, now), now)
-                for s in self.fleet.servers]
+                for s in self.fleet.servers
+                if tenant is None or s.tenant is None or s.tenant == tenant]
 
     def blocked(self) -> list[ServerQuota]:
         """The servers blocked now (a provider's quota reply, or resting after failures)."""

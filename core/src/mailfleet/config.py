@@ -188,6 +188,7 @@ _ADDRESS = _line("an address such as news@example.com", 320)
 _LOGIN = _line("the login (user name)", 320)
 _PATH = _line("a file path", 4096)
 _PROVIDER = _line("a provider id such as gmail", 64)
+_TENANT = _line("a tenant id such as acme", 64)
 _TIMEOUT = _number(0, 3600, "seconds", 30, above_low=True)
 _PORT = _count(1, 65535, 587)
 
@@ -244,10 +245,12 @@ class ServerConfig:
     allow_insecure_auth: bool = False
     operator_default: bool = False
     enabled: bool = True
+    #: the tenant whose mailings this server sends (none: every tenant's, a shared server)
+    tenant: str | None = None
     options: dict[str, Any] = attrs.field(factory=dict)
 
     _RULES: ClassVar[Mapping[str, Rule]] = {
-        "name": _NAME, "sender": _ADDRESS, "provider": _PROVIDER,
+        "name": _NAME, "sender": _ADDRESS, "provider": _PROVIDER, "tenant": _TENANT,
         "sender_name": _line("a display name such as Example News", 256, empty=True),
         "host": _host, "port": _PORT, "login": _LOGIN, "password_env": _env_name,
         "password_file": _PATH, "password": _secret, "timeout": _TIMEOUT,

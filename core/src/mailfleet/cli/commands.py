@@ -55,7 +55,7 @@ def counts_json(c: MailingCounts) -> dict[str, Any]:
             "letters": c.letters, "rejected": c.rejected, "sent": c.sent,
             "bounced": c.bounced, "failed": c.failed, "skipped": c.skipped, "held": c.held,
             "waiting": c.waiting, "resume_at": None, "servers": [],
-            "by_server": dict(c.by_server)}
+            "by_server": dict(c.by_server)} | ({"tenant": c.tenant} if c.tenant else {})
 
 
 def _status(obj: Context, mailing_id: str) -> MailingStatus:
@@ -146,16 +146,19 @@ def _bad_rows(exc: BadRowsError) -> str:
 @click.option("--name", default="", help="A name for the mailing (default: the file name).")
 @click.option("--hold-in-data", is_flag=True,
               help="After a crash, hold letters caught inside DATA for review, not resend.")
+@click.option("--tenant", default=None, metavar="ID",
+              help="Whose mailing it is, where the store serves several tenants.")
 @json_option
 @click.pass_obj
 def mailing_create(obj: Context, template_path: str, recipients_path: str,
                    encoding: str | None, skip_bad_rows: bool, name: str, hold_in_data: bool,
-                   as_json: bool) -> None:
+                   tenant: str | None, as_json: bool) -> None:
     """Validate the template and every recipient and queue the mailing; prints its id."""
     try:
         result = obj.app.create_mailing(template_path, recipients_path,
                                         skip_bad_rows=skip_bad_rows, name=name,
-                                        hold_in_data=hold_in_data, encoding=encoding)
+                                        hold_in_data=hold_in_data, encoding=encoding,
+                                        tenant=tenant or "")
     except BadRowsError as exc:
         message = _bad_rows(exc)
         bad: dict[str, Any] = {"ok": False, "id": None, "letters": 0, "error": message,
@@ -187,15 +190,20 @@ def mailing_create(obj: Context, template_path: str, recipients_path: str,
 @click.option("--state", "states", multiple=True,
               type=click.Choice(["draft", "active", "paused", "done", "cancelled"]),
               help="Only mailings in this state (repeatable).")
+@click.option("--tenant", default=None, metavar="ID",
+              help="Only this tenant's mailings.")
 @json_option
 @click.pass_obj
-def mailing_list(obj: Context, states: tuple[str, ...], as_json: bool) -> None:
+def mailing_list(obj: Context, states: tuple[str, ...], tenant: str | None,
+                 as_json: bool) -> None:
     """Every mailing: id, name, state, created, letters and how many wait."""
     data = []
-    for counts in obj.app.mailings(cast(list[MailingState], list(states)) or None):
+    for counts in obj.app.mailings(cast(list[MailingState], list(states)) or None,
+                                   tenant=tenant):
         status = counts_json(counts)
         data.append({k: status[k] for k in ("id", "name", "state", "reason", "letters",
-                                            *COUNTED)} | {"created_at": iso(counts.created_at)})
+                                            *COUNTED)} | {"created_at": iso(counts.created_at)}
+                    | ({"tenant": counts.tenant} if counts.tenant else {}))
     emit(data, as_json, lambda: print_table(
         [(d["id"], d["name"], d["state"], d["created_at"], d["letters"], d["sent"],
           d["bounced"], d["failed"], d["waiting"]) for d in data],
@@ -445,12 +453,14 @@ def print_quota(data: list[dict[str, Any]]) -> None:
 
 
 @click.command("quota")
+@click.option("--tenant", default=None, metavar="ID",
+              help="Only the servers that send this tenant's mailings (its own, the shared).")
 @json_option
 @click.pass_obj
-def quota_cmd(obj: Context, as_json: bool) -> None:
+def quota_cmd(obj: Context, tenant: str | None, as_json: bool) -> None:
     """Per server and window (minute, hour, day): used, limit, left and when it frees; when
     the next letter may go; blocked-until and why."""
-    data = [quota_json(q) for q in obj.app.quotas()]
+    data = [quota_json(q) for q in obj.app.quotas(tenant=tenant)]
     emit(data, as_json, lambda: print_quota(data))
 
 

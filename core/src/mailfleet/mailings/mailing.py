@@ -80,6 +80,7 @@ def create_mailing(
     clock: Clock | None = None,
     batch_size: int = BATCH,
     encoding: str | None = None,
+    tenant: str = "",
 ) -> CreateResult:
     """Validate every recipient and queue the mailing; raises BadRowsError (nothing queued)
     when rows are bad and ``skip_bad_rows`` is false, TemplateError for a bad template.
@@ -88,7 +89,8 @@ def create_mailing(
     key and one key per merge field. ``hold_in_data``: after a crash, hold letters that were
     inside DATA for review instead of resending them. ``message_id_domain``: the domain of
     every Message-ID (default: the template sender's domain, else ``mailfleet.invalid``).
-    ``encoding`` forces the encoding of a CSV file (default: detected).
+    ``encoding`` forces the encoding of a CSV file (default: detected). ``tenant``: whose
+    mailing it is (its letters go through that tenant's servers and the shared ones).
 
     The template is checked once, before anything is queued: a merge field that no column
     (of the CSV header, or of the first row given) provides is one TemplateError naming it
@@ -118,7 +120,8 @@ def create_mailing(
                                    else "mailfleet.invalid")
     mailing_id = new_mailing_id()
     store.create_mailing(MailingRecord(mailing_id, name or mailing_id, clock.now(), "draft",
-                                       template.to_dict(), domain, hold_in_data))
+                                       template.to_dict(), domain, hold_in_data,
+                                       tenant=tenant))
     bad: list[BadRow] = []
     valid = inserted = 0
     batch: list[tuple[int, str, str]] = []

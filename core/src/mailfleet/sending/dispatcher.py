@@ -435,8 +435,10 @@ class Dispatcher:
         run.revivals[server.name] = asyncio.get_running_loop().call_later(delay, revive)
 
     def _recover(self, run: _Run | None) -> Recovery:
-        found = self.store.recover(self.clock.now(), lease=self.lease_seconds,
-                                   hold_in_doubt=self.hold_in_doubt)
+        return self._recovered(run, self.store.recover(
+            self.clock.now(), lease=self.lease_seconds, hold_in_doubt=self.hold_in_doubt))
+
+    def _recovered(self, run: _Run | None, found: Recovery) -> Recovery:
         if found.requeued or found.resent or found.held:
             self._emit(EventType.RECOVERED, detail=(
                 f"took back the letters of a stopped dispatcher: {found.requeued} queued "
@@ -456,9 +458,13 @@ class Dispatcher:
         while True:
             await asyncio.sleep(self.heartbeat_seconds)
             try:
-                self.store.register_dispatcher(self.id, self.clock.now(), servers)
+                # on the event loop, beside the claims (never blocking the loop on a lock
+                # that one of this dispatcher's own claims holds)
+                await self.store.register_dispatcher_async(self.id, self.clock.now(), servers)
                 self._registered = True
-                found = self._recover(run)
+                found = self._recovered(run, await self.store.recover_async(
+                    self.clock.now(), lease=self.lease_seconds,
+                    hold_in_doubt=self.hold_in_doubt))
             except Exception:  # a store hiccup: the next beat tries again
                 log.exception("the dispatcher's heartbeat failed")
                 continue
@@ -489,7 +495,7 @@ class Dispatcher:
                     continue
                 claim = await self.store.claim_async(self.id, server.name, server.limits,
                                                      self.batch_size, self.clock.now(),
-                                                     self.mailings)
+                                                     self.mailings, tenant=server.tenant)
                 self._skipped(run, claim)
                 if not claim.letters:
                     if claim.skipped:
@@ -580,7 +586,7 @@ class Dispatcher:
             session.observer = batch  # type: ignore[attr-defined]
         else:  # a session that cannot tell letter by letter: the whole batch is in doubt
             await journal.flush()
-            self.store.mark_sending([letter.id for letter in letters], now)
+            await self.store.record_async([letter.id for letter in letters], (), now)
             batch.started.update(letter.letter_id for letter in letters)
         broken: SmtpError | None = None
         results: dict[str, SendResult] = {}
@@ -680,9 +686,11 @@ class Dispatcher:
         """No session could be opened (connect, TLS, AUTH, a broken greeting): the letters
         were never attempted and go back uncharged with their attempts; the server rests."""
         now = self.clock.now()
-        self.store.finish([self._apply(run, server, letter,
-                                       failure.not_connected(exc, letter.attempts), None)
-                           for letter in letters], now)
+        journal = self._journal_for()
+        for letter in letters:  # the journal's commit never stops the loop (see record_async)
+            journal.outcome(self._apply(run, server, letter,
+                                        failure.not_connected(exc, letter.attempts), None))
+        await journal.flush()
         await self._server_trouble(run, server, exc, letters, now,
                                    broken=failure.connection_broken(exc))
 

@@ -50,6 +50,8 @@ class Server:
     allow_insecure_auth: bool
     operator_default: bool
     enabled: bool
+    #: the tenant whose mailings it sends (``None``: a shared server, every tenant's)
+    tenant: str | None = None
     #: letters one session carries before the client reconnects (``None``: no limit)
     letters_per_connection: int | None = None
     options: dict[str, Any] = attrs.field(factory=dict, eq=False, hash=False)
@@ -151,6 +153,6 @@ def _resolve_one(raw: ServerConfig, where: str, plugins: Plugins) -> Server:
         aliases=tuple(normalize_address(a) for a in raw.aliases), priority=raw.priority,
         limits=limits, connections=raw.connections, tls_verify=raw.tls_verify,
         ca_file=raw.ca_file, allow_insecure_auth=raw.allow_insecure_auth,
-        operator_default=raw.operator_default, enabled=raw.enabled,
+        operator_default=raw.operator_default, enabled=raw.enabled, tenant=raw.tenant,
         letters_per_connection=raw.letters_per_connection, options=dict(raw.options),
         provider_options=provider_options, provider_info=info, secret=raw.secret_ref(where))

@@ -6,6 +6,7 @@ since the epoch from the engine's clock.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
@@ -35,6 +36,7 @@ class MailingRecord:
     state_reason: str = ""
     total: int = 0
     rejected: int = 0
+    tenant: str = ""  # "" for a single-tenant deployment
 
 
 @attrs.frozen
@@ -140,6 +142,39 @@ def holder(row: Sequence[Any], here: str, lease: float, now: float) -> Holder:
                   alive, int(claimed), int(sending), back)
 
 
+def fair_share(rows: Sequence[tuple[str, LetterRow]]) -> list[LetterRow]:
+    """``(tenant, letter)`` rows (each mailing's letters in order) reordered to take turns:
+    first between tenants, then between each tenant's mailings, so that a tenant's (or a
+    mailing's) million letters never hold back another's hundred."""
+    tenants: dict[str, dict[str, collections.deque[LetterRow]]] = {}
+    for tenant, letter in rows:
+        tenants.setdefault(tenant, {}).setdefault(letter.mailing_id,
+                                                  collections.deque()).append(letter)
+    turns = collections.deque(collections.deque(m.values()) for m in tenants.values())
+    out: list[LetterRow] = []
+    while turns:
+        mailings = turns.popleft()
+        letters = mailings.popleft()
+        out.append(letters.popleft())
+        if letters:
+            mailings.append(letters)
+        if mailings:
+            turns.append(mailings)
+    return out
+
+
+def take(letters: Sequence[LetterRow], suppressed: set[int], want: int
+         ) -> tuple[list[LetterRow], list[LetterRow]]:
+    """The first ``want`` letters that may go, and the suppressed ones met on the way."""
+    chosen: list[LetterRow] = []
+    skipped: list[LetterRow] = []
+    for letter in letters:
+        if len(chosen) >= want:
+            break
+        (skipped if letter.id in suppressed else chosen).append(letter)
+    return chosen, skipped
+
+
 @attrs.frozen
 class WorkerInfo:
     """A registered dispatcher (a ``mailfleet worker``, or any running send): where it runs,
@@ -207,6 +242,16 @@ class Store(Protocol):
         """Register (or renew the lease of) a dispatcher of this process, sending through
         ``servers``."""
         ...
+    async def register_dispatcher_async(self, dispatcher_id: str, now: float,
+                                        servers: Sequence[str] = ()) -> None:
+        """:meth:`register_dispatcher` for the event loop, as :meth:`claim_async`."""
+        self.register_dispatcher(dispatcher_id, now, servers)
+
+    async def recover_async(self, now: float, *, lease: float = LEASE_SECONDS,
+                            hold_in_doubt: bool = False) -> Recovery:
+        """:meth:`recover` for the event loop, as :meth:`claim_async`."""
+        return self.recover(now, lease=lease, hold_in_doubt=hold_in_doubt)
+
     def unregister_dispatcher(self, dispatcher_id: str) -> None: ...
     def workers(self, now: float, *, lease: float = LEASE_SECONDS) -> list[WorkerInfo]:
         """The registered dispatchers, oldest first, with the letters each holds."""
@@ -233,12 +278,20 @@ class Store(Protocol):
         """Who holds letters (of one mailing, or any) and when they will be taken back."""
         ...
     def claim(self, dispatcher_id: str, server: str, limits: Limits, count: int, now: float,
-              mailing_ids: Sequence[str] | None = None) -> Claim: ...
+              mailing_ids: Sequence[str] | None = None, *, tenant: str | None = None
+              ) -> Claim:
+        """Charge ``server``'s quota for up to ``count`` queued letters of the active mailings
+        (``mailing_ids``: only those) and hand them to ``dispatcher_id``, in turns between
+        tenants and mailings (:func:`fair_share`). ``tenant``: the server's tenant, whose
+        mailings alone it sends (``None``: a shared server, every mailing)."""
+        ...
     async def claim_async(self, dispatcher_id: str, server: str, limits: Limits, count: int,
-                          now: float, mailing_ids: Sequence[str] | None = None) -> Claim:
-        """:meth:`claim` for the event loop: a store whose round trips take time runs it
-        beside the loop (the sessions go on meanwhile); an embedded one runs it at once."""
-        return self.claim(dispatcher_id, server, limits, count, now, mailing_ids)
+                          now: float, mailing_ids: Sequence[str] | None = None, *,
+                          tenant: str | None = None) -> Claim:
+        """:meth:`claim` for the event loop: a store whose round trips take time runs them
+        while the loop goes on with the sessions; an embedded one runs it at once."""
+        return self.claim(dispatcher_id, server, limits, count, now, mailing_ids,
+                          tenant=tenant)
 
     def mark_sending(self, letter_ids: Sequence[int], now: float) -> None:
         """The letters' messages are about to go: ``sending`` (in doubt until an outcome)."""

@@ -31,11 +31,22 @@ from mailfleet.clock import Clock, SystemClock
 from mailfleet.errors import ConfigError, MailfleetError
 from mailfleet.plugins.providers import Limits
 from mailfleet.sending.quota import QuotaStatus, remaining_now, window_status, windows
-from mailfleet.store.base import Claim, LetterRow, Outcome, Recovery, Wakeups
+from mailfleet.store.base import (
+    Claim,
+    LetterRow,
+    Outcome,
+    Recovery,
+    Wakeups,
+    fair_share,
+    take,
+)
 from mailfleet.store.leases import HELD_IN_DATA, LEASE_SECONDS, RESENT_IN_DATA, dead_dispatchers
 from mailfleet.store.sql import SqlStore
 
 T = TypeVar("T")
+#: A transaction written once for the blocking and the event-loop drivers: it yields each
+#: statement with its parameters and is sent back the rows and the row count.
+Steps = Generator[tuple[str, Any], tuple[list[tuple[Any, ...]], int], T]
 
 # Advisory lock namespaces (first key of the two-key form).
 _LOCK_SCHEMA = 0x6D66_0001
@@ -131,6 +142,7 @@ CREATE TABLE IF NOT EXISTS dispatchers (
     seen_at DOUBLE PRECISION NOT NULL);
 ALTER TABLE dispatchers ADD COLUMN IF NOT EXISTS started_at DOUBLE PRECISION NOT NULL DEFAULT 0;
 ALTER TABLE dispatchers ADD COLUMN IF NOT EXISTS servers TEXT NOT NULL DEFAULT '';
+ALTER TABLE mailings ADD COLUMN IF NOT EXISTS tenant TEXT NOT NULL DEFAULT '';
 -- Wake-ups for idle workers (LISTEN mailfleet): a mailing becomes active (created, resumed)
 -- or a server's block ends early (unblocked). A notification is sent at commit.
 CREATE OR REPLACE FUNCTION mailfleet_wake() RETURNS trigger
@@ -282,6 +294,7 @@ class PostgresStore(SqlStore):
         self._lock = threading.RLock()
         self._async_conns: dict[str, psycopg.AsyncConnection[tuple[Any, ...]]] = {}
         self._async_locks: dict[str, asyncio.Lock] = {}
+        self._async_loop: asyncio.AbstractEventLoop | None = None
         self.conn = self._connect()
         self._create_schema()
         self._clock = DatabaseClock(self._database_offset())
@@ -380,8 +393,7 @@ class PostgresStore(SqlStore):
         """:meth:`_tx` on the event loop: a connection of its own per ``lane`` (``claim``,
         ``journal``), so a claim never waits for a commit, and the loop serves the SMTP
         sessions while the database works. ``committed`` as for :meth:`_tx`."""
-        lock = self._async_locks.setdefault(lane, asyncio.Lock())
-        async with lock:
+        async with self._lane_lock(lane):
             conn = self._async_conns.get(lane)
             if conn is None or conn.closed or conn.broken:
                 conn = self._async_conns[lane] = await self._aconnect()
@@ -407,6 +419,22 @@ class PostgresStore(SqlStore):
                     or pg.transaction_status != psycopg.pq.TransactionStatus.IDLE):
                 raise StoreUnavailable(f"the PostgreSQL store {self.location!r} did not "
                                        f"commit: {mask_dsn(self._dsn, repr(status))}")
+
+    def _lane_lock(self, lane: str) -> asyncio.Lock:
+        """The lock of a lane's connection on the running loop; a new loop (a later
+        blocking ``run``) gets new connections (the old ones belonged to the loop gone)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._async_loop:
+            self._drop_async()
+            self._async_loop = loop
+        return self._async_locks.setdefault(lane, asyncio.Lock())
+
+    def _drop_async(self) -> None:
+        for conn in self._async_conns.values():
+            if not conn.closed:  # no loop to say goodbye on: close the socket alone
+                conn.pgconn.finish()
+        self._async_conns.clear()
+        self._async_locks.clear()
 
     @staticmethod
     async def _ready(fd: int, *, write: bool = False) -> None:
@@ -443,7 +471,7 @@ class PostgresStore(SqlStore):
                 committed()
             return
         sql, params = self._record_statement(sending, outcomes, now, settled)
-        async with self._async_locks.setdefault("journal", asyncio.Lock()):
+        async with self._lane_lock("journal"):
             conn = self._async_conns.get("journal")
             if conn is None or conn.closed or conn.broken:
                 conn = self._async_conns["journal"] = await self._aconnect()
@@ -484,10 +512,7 @@ class PostgresStore(SqlStore):
         return self._write()  # autocommit is off: a read is a transaction too
 
     def close(self) -> None:
-        for aconn in self._async_conns.values():
-            if not aconn.closed:  # closing from no loop: the socket alone (no goodbye)
-                aconn.pgconn.finish()
-        self._async_conns.clear()
+        self._drop_async()
         with self._lock:
             self.conn.close()
 
@@ -507,49 +532,59 @@ class PostgresStore(SqlStore):
     # -- dispatching ----------------------------------------------------------------------
     def register_dispatcher(self, dispatcher_id: str, now: float,
                             servers: Sequence[str] = ()) -> None:
-        with self._tx() as cur:
-            cur.execute("INSERT INTO dispatchers (id, host, pid, seen_at, started_at, servers) "
-                        "VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO UPDATE SET "
-                        "host=EXCLUDED.host, pid=EXCLUDED.pid, seen_at=EXCLUDED.seen_at, "
-                        "servers=EXCLUDED.servers",
-                        (dispatcher_id, self.host, os.getpid(), now, now, ",".join(servers)))
+        self._drive(self._register_steps(dispatcher_id, now, servers))
+
+    async def register_dispatcher_async(self, dispatcher_id: str, now: float,
+                                        servers: Sequence[str] = ()) -> None:
+        await self._drive_async(self._register_steps(dispatcher_id, now, servers))
+
+    def _register_steps(self, dispatcher_id: str, now: float,
+                        servers: Sequence[str]) -> Steps[None]:
+        yield ("INSERT INTO dispatchers (id, host, pid, seen_at, started_at, servers) "
+               "VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO UPDATE SET "
+               "host=EXCLUDED.host, pid=EXCLUDED.pid, seen_at=EXCLUDED.seen_at, "
+               "servers=EXCLUDED.servers",
+               (dispatcher_id, self.host, os.getpid(), now, now, ",".join(servers)))
 
     def recover(self, now: float, *, lease: float = LEASE_SECONDS,
                 hold_in_doubt: bool = False) -> Recovery:
-        with self._tx() as cur:
-            if not cur.execute("SELECT pg_try_advisory_xact_lock(%s, 0)",
-                               (_LOCK_RECOVER,)).fetchone()[0]:  # type: ignore[index]
-                return Recovery()  # another dispatcher is recovering right now
-            dead = set(dead_dispatchers(cur.execute(
-                "SELECT id, host, pid, seen_at FROM dispatchers").fetchall(), self.host, now,
-                lease))
-            dead |= {str(r[0]) for r in cur.execute(
-                "SELECT DISTINCT l.claimed_by FROM letters l WHERE l.claimed_by IS NOT NULL "
-                "AND NOT EXISTS (SELECT 1 FROM dispatchers d WHERE d.id = l.claimed_by)"
-            ).fetchall()}
-            if not dead:
-                return Recovery()
-            ids = sorted(dead)
-            cur.execute("DELETE FROM ledger WHERE NOT settled AND letter_id IN (SELECT id FROM "
-                        "letters WHERE claimed_by = ANY(%s) AND state='claimed')", (ids,))
-            cur.execute("UPDATE letters SET state='queued', claimed_by=NULL WHERE "
-                        "claimed_by = ANY(%s) AND state='claimed'", (ids,))
-            requeued = cur.rowcount
-            cur.execute("UPDATE ledger SET settled=TRUE WHERE NOT settled AND letter_id IN "
-                        "(SELECT id FROM letters WHERE claimed_by = ANY(%s) AND "
-                        "state='sending')", (ids,))
-            cur.execute(
-                "UPDATE letters SET state='held', claimed_by=NULL, attempts=attempts+1, "
-                "last_error=%s WHERE claimed_by = ANY(%s) AND state='sending' AND (%s OR "
-                "mailing_id IN (SELECT id FROM mailings WHERE hold_in_data))",
-                (HELD_IN_DATA, ids, hold_in_doubt))
-            held = cur.rowcount
-            cur.execute(
-                "UPDATE letters SET state='queued', claimed_by=NULL, attempts=attempts+1, "
-                "not_before=NULL, last_error=%s WHERE claimed_by = ANY(%s) AND "
-                "state='sending'", (RESENT_IN_DATA, ids))
-            resent = cur.rowcount
-            cur.execute("DELETE FROM dispatchers WHERE id = ANY(%s)", (ids,))
+        return self._drive(self._recover_steps(now, lease, hold_in_doubt))
+
+    async def recover_async(self, now: float, *, lease: float = LEASE_SECONDS,
+                            hold_in_doubt: bool = False) -> Recovery:
+        return await self._drive_async(self._recover_steps(now, lease, hold_in_doubt))
+
+    def _recover_steps(self, now: float, lease: float, hold_in_doubt: bool
+                       ) -> Steps[Recovery]:
+        ((locked,),), _ = yield ("SELECT pg_try_advisory_xact_lock(%s, 0)", (_LOCK_RECOVER,))
+        if not locked:
+            return Recovery()  # another dispatcher is recovering right now
+        rows, _ = yield ("SELECT id, host, pid, seen_at FROM dispatchers", ())
+        dead = set(dead_dispatchers(rows, self.host, now, lease))
+        rows, _ = yield ("SELECT DISTINCT l.claimed_by FROM letters l WHERE l.claimed_by IS NOT "
+                         "NULL AND NOT EXISTS (SELECT 1 FROM dispatchers d WHERE "
+                         "d.id = l.claimed_by)", ())
+        dead |= {str(r[0]) for r in rows}
+        if not dead:
+            return Recovery()
+        ids = sorted(dead)
+        yield ("DELETE FROM ledger WHERE NOT settled AND letter_id IN (SELECT id FROM "
+               "letters WHERE claimed_by = ANY(%s) AND state='claimed')", (ids,))
+        _, requeued = yield ("UPDATE letters SET state='queued', claimed_by=NULL WHERE "
+                             "claimed_by = ANY(%s) AND state='claimed'", (ids,))
+        yield ("UPDATE ledger SET settled=TRUE WHERE NOT settled AND letter_id IN "
+               "(SELECT id FROM letters WHERE claimed_by = ANY(%s) AND "
+               "state='sending')", (ids,))
+        _, held = yield (
+            "UPDATE letters SET state='held', claimed_by=NULL, attempts=attempts+1, "
+            "last_error=%s WHERE claimed_by = ANY(%s) AND state='sending' AND (%s OR "
+            "mailing_id IN (SELECT id FROM mailings WHERE hold_in_data))",
+            (HELD_IN_DATA, ids, hold_in_doubt))
+        _, resent = yield (
+            "UPDATE letters SET state='queued', claimed_by=NULL, attempts=attempts+1, "
+            "not_before=NULL, last_error=%s WHERE claimed_by = ANY(%s) AND "
+            "state='sending'", (RESENT_IN_DATA, ids))
+        yield ("DELETE FROM dispatchers WHERE id = ANY(%s)", (ids,))
         return Recovery(requeued, resent, held)
 
     def wakeups(self) -> Wakeups:
@@ -589,34 +624,48 @@ class PostgresStore(SqlStore):
         return float(row[0]) if row else None
 
     def claim(self, dispatcher_id: str, server: str, limits: Limits, count: int, now: float,
-              mailing_ids: Sequence[str] | None = None) -> Claim:
+              mailing_ids: Sequence[str] | None = None, *, tenant: str | None = None
+              ) -> Claim:
         """Check the quota and charge it under a per-server advisory lock (exact across every
         dispatcher on the database); take queued letters no other claim holds."""
-        steps = self._claim_steps(dispatcher_id, server, limits, count, now, mailing_ids)
+        return self._drive(self._claim_steps(dispatcher_id, server, limits, count, now,
+                                             mailing_ids, tenant))
+
+    async def claim_async(self, dispatcher_id: str, server: str, limits: Limits, count: int,
+                          now: float, mailing_ids: Sequence[str] | None = None, *,
+                          tenant: str | None = None) -> Claim:
+        return await self._drive_async(self._claim_steps(
+            dispatcher_id, server, limits, count, now, mailing_ids, tenant))
+
+    def _drive(self, steps: Steps[T]) -> T:
+        """Run a transaction written as steps (:data:`Steps`) on this thread's connection."""
         with self._tx() as cur:
             sql, params = next(steps)
             while True:
                 cur.execute(sql, params)
                 try:
-                    sql, params = steps.send(cur.fetchall() if cur.description else [])
+                    sql, params = steps.send(
+                        (cur.fetchall() if cur.description else [], cur.rowcount))
                 except StopIteration as done:
                     return done.value  # type: ignore[no-any-return]
 
-    async def claim_async(self, dispatcher_id: str, server: str, limits: Limits, count: int,
-                          now: float, mailing_ids: Sequence[str] | None = None) -> Claim:
-        steps = self._claim_steps(dispatcher_id, server, limits, count, now, mailing_ids)
+    async def _drive_async(self, steps: Steps[T]) -> T:
+        """The same on the event loop, on the ``claim`` lane: a dispatcher's claims,
+        heartbeats and recoveries take their turns on one connection, so none of them
+        waits for a lock another of its own transactions holds."""
         async with self._async_tx("claim") as cur:
             sql, params = next(steps)
             while True:
                 await cur.execute(sql, params)
                 try:
-                    sql, params = steps.send(await cur.fetchall() if cur.description else [])
+                    sql, params = steps.send(
+                        (await cur.fetchall() if cur.description else [], cur.rowcount))
                 except StopIteration as done:
                     return done.value  # type: ignore[no-any-return]
 
     def _claim_steps(self, dispatcher_id: str, server: str, limits: Limits, count: int,
-                     now: float, mailing_ids: Sequence[str] | None
-                     ) -> Generator[tuple[str, Any], list[tuple[Any, ...]], Claim]:
+                     now: float, mailing_ids: Sequence[str] | None, tenant: str | None
+                     ) -> Steps[Claim]:
         """The claim as statements (each yielded, its rows sent back), so the blocking and
         the event-loop drivers share it: four round trips, the lock held only here."""
         # the heartbeat rides along; it re-registers a dispatcher that another host's
@@ -628,7 +677,7 @@ class PostgresStore(SqlStore):
                {"d": dispatcher_id, "h": self.host, "p": os.getpid(), "now": now,
                 "lock": _LOCK_QUOTA, "s": server})
         starts = [w.start(now) for w in windows(limits)]
-        (until, used), = yield (_BLOCK_AND_USED, {"s": server, "starts": starts})
+        ((until, used),), _ = yield (_BLOCK_AND_USED, {"s": server, "starts": starts})
         if until is not None and until > now:
             return Claim(reason="blocked", until=float(until))
         counts = dict(zip(starts, used, strict=True))
@@ -636,31 +685,30 @@ class PostgresStore(SqlStore):
         for window, start in zip(windows(limits), starts, strict=True):
             k = counts[start] - window.limit + 1
             if k > 0 and not window.calendar:  # full: when does its k-th oldest charge leave
-                found = yield ("SELECT at FROM ledger WHERE server=%s AND at>%s ORDER BY at "
-                               "LIMIT 1 OFFSET %s", (server, start, k - 1))
+                found, _ = yield ("SELECT at FROM ledger WHERE server=%s AND at>%s ORDER BY "
+                                  "at LIMIT 1 OFFSET %s", (server, start, k - 1))
                 oldest[start, k] = float(found[0][0]) if found else None
         remaining, frees = remaining_now(limits, now, counts.__getitem__,
                                          lambda start, k: oldest.get((start, k)))
         if remaining is not None and remaining <= 0:
             return Claim(reason="spent", until=frees)
         want = count if remaining is None else min(count, remaining)
-        rows = yield (
-            "SELECT l.id, l.mailing_id, l.seq, l.email, l.fields, l.attempts, EXISTS (SELECT 1 "
-            "FROM suppression s WHERE s.email = lower(l.email)) FROM mailings m CROSS JOIN "
-            "LATERAL (SELECT * FROM letters l WHERE l.mailing_id = m.id AND l.state='queued' "
-            "AND (l.not_before IS NULL OR l.not_before <= %(now)s) ORDER BY l.id "
+        rows, _ = yield (
+            "SELECT m.tenant, l.id, l.mailing_id, l.seq, l.email, l.fields, l.attempts, EXISTS "
+            "(SELECT 1 FROM suppression s WHERE s.email = lower(l.email)) FROM mailings m "
+            "CROSS JOIN LATERAL (SELECT * FROM letters l WHERE l.mailing_id = m.id AND "
+            "l.state='queued' AND (l.not_before IS NULL OR l.not_before <= %(now)s) ORDER BY l.id "
             "LIMIT %(want)s FOR UPDATE OF l SKIP LOCKED) l WHERE m.state='active' AND "
-            "(%(only)s::text[] IS NULL OR m.id = ANY(%(only)s::text[])) "
+            "(%(only)s::text[] IS NULL OR m.id = ANY(%(only)s::text[])) AND "
+            "(%(tenant)s::text IS NULL OR m.tenant = %(tenant)s::text) "
             "ORDER BY m.created_at, m.id COLLATE \"C\", l.id",
-            {"now": now, "want": want,
+            {"now": now, "want": want, "tenant": tenant,
              "only": None if mailing_ids is None else list(mailing_ids)})
-        letters: list[LetterRow] = []
-        skipped: list[LetterRow] = []
-        for lid, mailing, seq, email, fields, attempts, suppressed in rows:
-            if len(letters) >= want:
-                break
-            row = LetterRow(int(lid), str(mailing), int(seq), email, fields, int(attempts))
-            (skipped if suppressed else letters).append(row)
+        letters, skipped = take(fair_share([
+            (str(owner), LetterRow(int(lid), str(mailing), int(seq), email, fields,
+                                   int(attempts)))
+            for owner, lid, mailing, seq, email, fields, attempts, _ in rows]),
+            {int(r[1]) for r in rows if r[7]}, want)
         ids = [r.id for r in letters]
         if letters or skipped:
             yield ("WITH sk AS (UPDATE letters SET state='skipped', last_error='suppressed' "

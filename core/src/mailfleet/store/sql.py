@@ -49,7 +49,7 @@ class Executor(Protocol):
 
 
 _MAILING_COLS = ("id, name, created_at, state, template, message_id_domain, hold_in_data, "
-                 "state_reason, total, rejected")
+                 "state_reason, total, rejected, tenant")
 _LETTER_COLS = "seq, email, state, server, from_addr, attempts, last_error, sent_at"
 
 
@@ -58,9 +58,10 @@ def _text(value: object) -> str | None:
 
 
 def _mailing(row: Sequence[Any]) -> MailingRecord:
-    mid, name, created, state, template, domain, hold, reason, total, rejected = row
+    mid, name, created, state, template, domain, hold, reason, total, rejected, tenant = row
     return MailingRecord(str(mid), str(name), float(created), str(state), json.loads(template),
-                         str(domain), bool(hold), str(reason), int(total), int(rejected))
+                         str(domain), bool(hold), str(reason), int(total), int(rejected),
+                         str(tenant))
 
 
 def _domain(db: Executor, mailing_id: str) -> str:
@@ -110,11 +111,11 @@ class SqlStore(Store):
     def create_mailing(self, mailing: MailingRecord) -> None:
         with self._write() as db:
             db.execute(f"INSERT INTO mailings ({_MAILING_COLS}) "  # noqa: S608
-                       "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                       "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                        (mailing.id, mailing.name, mailing.created_at, mailing.state,
                         json.dumps(mailing.template), mailing.message_id_domain,
                         mailing.hold_in_data, mailing.state_reason, mailing.total,
-                        mailing.rejected))
+                        mailing.rejected, mailing.tenant))
 
     def finish_creation(self, mailing_id: str, total: int, rejected: int) -> None:
         with self._write() as db:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mailfleet.plugins.providers import Limits
 from mailfleet.sending.quota import QuotaStatus, remaining_now, window_status
-from mailfleet.store.base import Claim, LetterRow, Outcome, Recovery
+from mailfleet.store.base import Claim, LetterRow, Outcome, Recovery, fair_share, take
 from mailfleet.store.leases import HELD_IN_DATA, LEASE_SECONDS, RESENT_IN_DATA, dead_dispatchers
 from mailfleet.store.sql import SqlStore
 
@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS mailings (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at REAL NOT NULL, state TEXT NOT NULL,
     template TEXT NOT NULL, message_id_domain TEXT NOT NULL, hold_in_data INTEGER NOT NULL,
     state_reason TEXT NOT NULL DEFAULT '', total INTEGER NOT NULL DEFAULT 0,
-    rejected INTEGER NOT NULL DEFAULT 0);
+    rejected INTEGER NOT NULL DEFAULT 0, tenant TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS letters (
     id INTEGER PRIMARY KEY, mailing_id TEXT NOT NULL, seq INTEGER NOT NULL,
     email TEXT NOT NULL, fields TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'queued',
@@ -95,10 +95,12 @@ class SqliteStore(SqlStore):
         self.db.execute("PRAGMA wal_autocheckpoint=10000")
         self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         self.db.executescript(SCHEMA)
-        columns = {r[1] for r in self.db.execute("PRAGMA table_info(dispatchers)")}
-        for column in ("started_at REAL NOT NULL DEFAULT 0", "servers TEXT NOT NULL DEFAULT ''"):
-            if column.split()[0] not in columns:  # a store made before workers were listed
-                self.db.execute(f"ALTER TABLE dispatchers ADD COLUMN {column}")
+        for table, column in (("dispatchers", "started_at REAL NOT NULL DEFAULT 0"),
+                              ("dispatchers", "servers TEXT NOT NULL DEFAULT ''"),
+                              ("mailings", "tenant TEXT NOT NULL DEFAULT ''")):
+            found = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            if column.split()[0] not in found:  # a store made before workers and tenants
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
         self.host = socket.gethostname()
 
     @contextmanager
@@ -171,11 +173,13 @@ class SqliteStore(SqlStore):
                 self.db.execute("DELETE FROM dispatchers WHERE id=?", (did,))
         return Recovery(requeued, resent, held)
 
-    def _active_mailings(self, mailing_ids: Sequence[str] | None) -> list[str]:
-        rows = self.db.execute("SELECT id FROM mailings WHERE state='active' "
-                               "ORDER BY created_at, id").fetchall()
-        ids = [str(r[0]) for r in rows]
-        return ids if mailing_ids is None else [i for i in ids if i in mailing_ids]
+    def _active_mailings(self, mailing_ids: Sequence[str] | None,
+                         tenant: str | None = None) -> list[tuple[str, str]]:
+        """``(id, tenant)`` of the active mailings, oldest first."""
+        rows = self.db.execute("SELECT id, tenant FROM mailings WHERE state='active' AND "
+                               "(? IS NULL OR tenant=?) ORDER BY created_at, id",
+                               (tenant, tenant)).fetchall()
+        return [(str(m), str(t)) for m, t in rows if mailing_ids is None or m in mailing_ids]
 
     def _block(self, server: str, now: float) -> tuple[float, str] | None:
         row = self.db.execute("SELECT until, reason FROM server_blocks WHERE server=?",
@@ -202,7 +206,8 @@ class SqliteStore(SqlStore):
         return float(row[0]) if row else None
 
     def claim(self, dispatcher_id: str, server: str, limits: Limits, count: int, now: float,
-              mailing_ids: Sequence[str] | None = None) -> Claim:
+              mailing_ids: Sequence[str] | None = None, *, tenant: str | None = None
+              ) -> Claim:
         with self._tx():
             # the heartbeat; re-registers a dispatcher whose row a recover() removed meanwhile
             self.db.execute("INSERT INTO dispatchers (id, host, pid, seen_at, started_at) "
@@ -218,20 +223,19 @@ class SqliteStore(SqlStore):
             if remaining is not None and remaining <= 0:
                 return Claim(reason="spent", until=frees)
             want = count if remaining is None else min(count, remaining)
-            letters: list[LetterRow] = []
-            skipped: list[LetterRow] = []
-            for mailing in self._active_mailings(mailing_ids):
-                rows = self.db.execute(
-                    "SELECT l.id, l.seq, l.email, l.fields, l.attempts, EXISTS (SELECT 1 FROM "
-                    "suppression s WHERE s.email = lower(l.email)) FROM letters l WHERE "
-                    "l.mailing_id=? AND l.state='queued' AND (l.not_before IS NULL OR "
-                    "l.not_before <= ?) ORDER BY l.id LIMIT ?",
-                    (mailing, now, want - len(letters))).fetchall()
-                for lid, seq, email, fields, attempts, suppressed in rows:
-                    row = LetterRow(lid, mailing, seq, email, fields, attempts)
-                    (skipped if suppressed else letters).append(row)
-                if len(letters) >= want:
-                    break
+            found: list[tuple[str, LetterRow]] = []
+            suppressed: set[int] = set()
+            for mailing, owner in self._active_mailings(mailing_ids, tenant):
+                for lid, seq, email, fields, attempts, dead in self.db.execute(
+                        "SELECT l.id, l.seq, l.email, l.fields, l.attempts, EXISTS (SELECT 1 "
+                        "FROM suppression s WHERE s.email = lower(l.email)) FROM letters l "
+                        "WHERE l.mailing_id=? AND l.state='queued' AND (l.not_before IS NULL "
+                        "OR l.not_before <= ?) ORDER BY l.id LIMIT ?", (mailing, now, want)):
+                    found.append((owner, LetterRow(lid, mailing, seq, email, fields,
+                                                   attempts)))
+                    if dead:
+                        suppressed.add(lid)
+            letters, skipped = take(fair_share(found), suppressed, want)
             if skipped:
                 self.db.executemany(
                     "UPDATE letters SET state='skipped', last_error='suppressed' WHERE id=?",
@@ -273,7 +277,7 @@ class SqliteStore(SqlStore):
     def waiting(self, mailing_ids: Sequence[str] | None, now: float) -> tuple[int, float | None]:
         total = 0
         earliest: float | None = None
-        for mailing in self._active_mailings(mailing_ids):
+        for mailing, _ in self._active_mailings(mailing_ids):
             n, first = self.db.execute(
                 "SELECT COUNT(*), MIN(CASE WHEN not_before > ? THEN not_before END) FROM "
                 "letters WHERE mailing_id=? AND state IN ('queued','claimed','sending')",
