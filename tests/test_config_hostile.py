@@ -375,6 +375,7 @@ RANGES: list[tuple[str, str, list[Any], Any]] = [
     ("servers[0]", "name", ["", " ", NUL_LINE, "a\u2028b", "n" * 65], "office"),
     ("servers[0]", "sender", ["", "a@example.com\r\nBcc: x@example.com"], "b@example.com"),
     ("servers[0]", "provider", ["", NUL_LINE], "internal_smtp"),
+    ("servers[0]", "tenant", ["", NUL_LINE, "t" * 65], "acme"),
     ("servers[0]", "sender_name", ["\x1e", "a\u0085b", "\u202eevil", "n" * 257], "News"),
     ("servers[0]", "host", ["", "smtp example.com", "smtp://h.example.com", NUL_LINE],
      "mx.example.com"),

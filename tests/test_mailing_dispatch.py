@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -311,9 +312,9 @@ def test_a_slow_batch_keeps_renewing_the_dispatchers_lease(
     renewals: list[str] = []
     register = store.register_dispatcher
 
-    def counting(dispatcher_id: str, now: float) -> None:
+    def counting(dispatcher_id: str, now: float, servers: Sequence[str] = ()) -> None:
         renewals.append(dispatcher_id)
-        register(dispatcher_id, now)
+        register(dispatcher_id, now, servers)
 
     monkeypatch.setattr(store, "register_dispatcher", counting)
     new_mailing(store, 3, clock)

@@ -554,13 +554,14 @@ class _Budget:
         self.left = letters
 
     async def claim_async(self, dispatcher_id: str, server: str, limits: Limits, count: int,
-                          now: float, mailing_ids: Sequence[str] | None = None) -> Claim:
+                          now: float, mailing_ids: Sequence[str] | None = None, *,
+                          tenant: str | None = None) -> Claim:
         if self.left <= 0:
             return Claim(reason="empty")
         want = min(count, self.left)
         self.left -= want  # reserved before the await: connections claim side by side
         claim = await self._store.claim_async(dispatcher_id, server, limits, want, now,
-                                              mailing_ids)
+                                              mailing_ids, tenant=tenant)
         self.left += want - len(claim.letters)
         return claim
 

@@ -98,18 +98,6 @@ BEGIN
     WHERE m.server = d.server AND m.minute = d.minute;
     RETURN NULL;
 END $$;
-CREATE OR REPLACE FUNCTION mailfleet_ledger_moved() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE ledger_minutes m SET n = m.n - d.n
-    FROM (SELECT server, floor(at / 60)::bigint AS minute, COUNT(*) AS n FROM ledger_old
-          GROUP BY 1, 2) d
-    WHERE m.server = d.server AND m.minute = d.minute;
-    INSERT INTO ledger_minutes
-    SELECT server, floor(at / 60)::bigint, COUNT(*) FROM ledger_new GROUP BY 1, 2
-    ON CONFLICT (server, minute) DO UPDATE SET n = ledger_minutes.n + EXCLUDED.n;
-    RETURN NULL;
-END $$;
 DROP TRIGGER IF EXISTS ledger_minutes_kept ON ledger;
 DROP FUNCTION IF EXISTS mailfleet_ledger_minutes();
 DO $$ BEGIN
@@ -121,9 +109,13 @@ DO $$ BEGIN
         CREATE TRIGGER ledger_minutes_removed AFTER DELETE ON ledger
         REFERENCING OLD TABLE AS ledger_old
         FOR EACH STATEMENT EXECUTE FUNCTION mailfleet_ledger_removed();
-        CREATE TRIGGER ledger_minutes_moved AFTER UPDATE ON ledger
-        REFERENCING OLD TABLE AS ledger_old NEW TABLE AS ledger_new
-        FOR EACH STATEMENT EXECUTE FUNCTION mailfleet_ledger_moved();
+        -- an update (a charge settled at its sending time) moves it between minutes
+        CREATE TRIGGER ledger_minutes_moved_in AFTER UPDATE ON ledger
+        REFERENCING NEW TABLE AS ledger_new
+        FOR EACH STATEMENT EXECUTE FUNCTION mailfleet_ledger_added();
+        CREATE TRIGGER ledger_minutes_moved_out AFTER UPDATE ON ledger
+        REFERENCING OLD TABLE AS ledger_old
+        FOR EACH STATEMENT EXECUTE FUNCTION mailfleet_ledger_removed();
     END IF;
 END $$;
 CREATE TABLE IF NOT EXISTS server_blocks (
