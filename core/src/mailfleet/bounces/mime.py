@@ -6,10 +6,11 @@ import contextlib
 import email
 import email.header
 import email.policy
+import weakref
 from collections.abc import Iterator
 from email.message import Message
 
-from mailfleet.bounces.split import HEADER_INDEX, content_type_of, split_message
+from mailfleet.bounces.split import SplitMessage, content_type_of, simple_params, split_message
 
 MAX_BYTES = 512 * 1024
 """The input budget: only this much of a message is parsed (the report comes first; the
@@ -94,10 +95,16 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
     return data.decode("latin-1", "replace")
 
 
+_INDEX: weakref.WeakKeyDictionary[Message, dict[str, list[str]]] = weakref.WeakKeyDictionary()
+"""The raw header values by lower-case name of messages the splitter did not build."""
+
+
 def raw_headers(msg: Message, name: str) -> list[str]:
     """Every raw (undecoded) value of the header ``name`` (an index built once per part;
     the splitter builds it while it parses)."""
-    index = HEADER_INDEX.get(msg)
+    if isinstance(msg, SplitMessage):
+        return msg.fields.get(name.lower(), [])
+    index = _INDEX.get(msg)
     if index is None:
         index = {}
         try:
@@ -105,7 +112,7 @@ def raw_headers(msg: Message, name: str) -> list[str]:
                 index.setdefault(key.lower(), []).append(str(value))
         except Exception:  # noqa: S110 - an unreadable header list counts as empty
             pass
-        HEADER_INDEX[msg] = index
+        _INDEX[msg] = index
     values: list[str] = index.get(name.lower(), [])
     return values
 
@@ -139,7 +146,7 @@ def part_text(part: Message) -> str:
         payload = None
     if isinstance(payload, bytes):
         try:
-            charset = part.get_content_charset()
+            charset = content_charset(part)
         except Exception:
             charset = None
         return decode_bytes(payload, charset)
@@ -153,6 +160,32 @@ def part_text(part: Message) -> str:
         chunks = [headers_text(sub) for sub in raw if isinstance(sub, Message)]
         return "\n\n".join(chunks)
     return ""
+
+
+def _simple_params(part: Message) -> dict[str, str] | None:
+    """The splitter's parts: the Content-Type parameters read from the raw value when it is
+    simple (:func:`~mailfleet.bounces.split.simple_params`); None: ask the email package."""
+    if not isinstance(part, SplitMessage):
+        return None
+    values = part.fields.get("content-type")
+    return simple_params(values[0]) if values else {}
+
+
+def content_param(part: Message, name: str) -> str:
+    """``str(part.get_param(name) or "")``."""
+    params = _simple_params(part)
+    if params is None:
+        return str(part.get_param(name) or "")
+    return params.get(name) or ""
+
+
+def content_charset(part: Message) -> str | None:
+    """``part.get_content_charset()``."""
+    params = _simple_params(part)
+    if params is None:
+        return part.get_content_charset()
+    charset = params.get("charset")
+    return charset.lower() if charset is not None else None
 
 
 def content_type(part: Message) -> str:

@@ -21,6 +21,7 @@ from mailfleet.bounces.codes import (
 from mailfleet.bounces.dsn import DSN_HINT_RE, DsnRecipient, parse_dsn
 from mailfleet.bounces.mime import (
     MAX_TEXT,
+    content_param,
     header,
     headers_text,
     limit_input,
@@ -89,7 +90,7 @@ class _Parts:
 def _collect(msg: Message) -> _Parts:
     parts = _Parts()
     try:
-        parts.report_type = str(msg.get_param("report-type", "") or "").lower()
+        parts.report_type = (content_param(msg, "report-type") or "").lower()
     except Exception:
         parts.report_type = ""
     for part, ctype, inside in walk(msg):

@@ -13,14 +13,21 @@ as payload when no boundary is found. Each step is linear in the text it looks a
 from __future__ import annotations
 
 import re
-import weakref
 from email.message import Message
+from email.utils import unquote
 
 _HEADER = re.compile(r"From |[\041-\071\073-\176]*:|[\t ]")
 
-HEADER_INDEX: weakref.WeakKeyDictionary[Message, dict[str, list[str]]] = \
-    weakref.WeakKeyDictionary()
-"""Each split message's raw header values by lower-case name (what ``raw_headers`` reads)."""
+
+class SplitMessage(Message):
+    """A message built by the splitter: ``fields`` holds its raw header values by lower-case
+    name (what ``raw_headers`` reads), filled while the header block is read."""
+
+    fields: dict[str, list[str]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields = {}
 
 
 def content_type_of(values: list[str], default: str) -> str:
@@ -32,9 +39,47 @@ def content_type_of(values: list[str], default: str) -> str:
     return ctype if ctype.count("/") == 1 else "text/plain"
 
 
-def _type(msg: Message) -> str:
-    fields = HEADER_INDEX.get(msg) or {}
-    return content_type_of(fields.get("content-type", []), msg.get_default_type())
+def simple_params(value: str) -> dict[str, str] | None:
+    """The parameters of a raw Content-Type value as ``Message.get_param`` returns them (by
+    lower-case name, the first of a name wins), or None when the value has 8-bit text, a
+    backslash or an RFC 2231 ``*`` (the email package reads those).
+
+    The email package's own steps (``_parseparam``, ``decode_params``, ``unquote``) with
+    what they do to such a value: split at ``;`` outside quotes, one ``unquote``."""
+    if not value.isascii() or "*" in value or "\\" in value:
+        return None
+    pieces = value.split(";")
+    if '"' in value:  # a ";" inside a quoted string does not end the parameter
+        joined: list[str] = []
+        for piece in pieces:
+            if joined and joined[-1].count('"') % 2:
+                joined[-1] += ";" + piece
+            else:
+                joined.append(piece)
+        pieces = joined
+    params: dict[str, str] = {}
+    for piece in pieces:
+        name, sep, val = piece.partition("=")
+        key = name.strip().lower()
+        if key not in params:
+            params[key] = unquote(val.strip()) if sep else ""
+    return params
+
+
+def _type(msg: SplitMessage) -> str:
+    return content_type_of(msg.fields.get("content-type", []), msg.get_default_type())
+
+
+def _boundary(msg: SplitMessage) -> str | None:
+    """``msg.get_boundary()``."""
+    values = msg.fields.get("content-type")
+    params = simple_params(values[0]) if values else None
+    if params is None:
+        return msg.get_boundary()
+    boundary = params.get("boundary")
+    return None if boundary is None else unquote(boundary).rstrip()
+
+
 _EOLS = ("\r\n", "\r", "\n")
 MAX_BLOCKS = 2000
 """Field blocks read from one delivery-status part (one per recipient, and one more)."""
@@ -91,9 +136,45 @@ def _lines(text: str, pos: int, stop: int) -> tuple[list[str], list[int]]:
     return lines, starts
 
 
-def _headers(msg: Message, text: str, pos: int, stop: int, *, keep_blank: bool = False) -> int:
+def _headers(msg: SplitMessage, text: str, pos: int, stop: int, *, keep_blank: bool = False) -> int:
     """Read the header block at ``pos`` into ``msg``; return where the body starts (after
-    the blank separator line, or at it with ``keep_blank``)."""
+    the blank separator line, or at it with ``keep_blank``).
+
+    The common block (line ends ``\n`` or ``\r\n``, no ``From `` line) is read with two
+    regex scans; any other block line by line (:func:`_header_lines`)."""
+    blank = _BLANK_LINE.search(text, pos, stop)  # stops at the first blank line
+    end = blank.end() if blank else stop
+    if text.startswith(("\n", "\r"), pos):
+        end = pos  # the body starts with a blank line: no headers
+    block = text[pos:end]
+    if block.count("\r") != block.count("\r\n") or block.startswith("From ") \
+            or "\nFrom " in block:
+        return _header_lines(msg, text, pos, stop, keep_blank=keep_blank)
+    other = _NOT_HEADER.search(block)  # the first line that is not a header line
+    if other is not None and other.start() < len(block):
+        body = pos + other.start()
+        block = block[:other.start()]
+    else:
+        body = end
+        if body < stop and not keep_blank:
+            blank_end = _line_end(text, body, stop)
+            if text[body:blank_end] in _EOLS:
+                body = blank_end  # the blank separator line is consumed
+    fields = msg.fields
+    for name, value in _FIELD.findall(block):
+        value = value.rstrip("\r\n")
+        msg.set_raw(name, value)
+        fields.setdefault(name.lower(), []).append(value)
+    return body
+
+
+_NOT_HEADER = re.compile(r"^(?!From |[\041-\071\073-\176]*:|[\t ])", re.MULTILINE)
+_FIELD = re.compile(r"^([\041-\071\073-\176]+):[ \t]*(.*(?:\n[ \t].*)*)", re.MULTILINE)
+"""A field and its continuation lines (``.`` keeps the ``\r`` of a CRLF line end)."""
+
+
+def _header_lines(msg: SplitMessage, text: str, pos: int, stop: int, *, keep_blank: bool) -> int:
+    """:func:`_headers` for any block, line by line (lone ``\r`` line ends, ``From `` lines)."""
     lines, starts = _lines(text, pos, stop)
     count = len(lines)
     for number, line in enumerate(lines):
@@ -128,8 +209,7 @@ def _headers(msg: Message, text: str, pos: int, stop: int, *, keep_blank: bool =
         if line.find(":") > 0:
             current = [line]
             groups.append(current)
-    fields: dict[str, list[str]] = {}
-    HEADER_INDEX[msg] = fields
+    fields = msg.fields
     for group in groups:  # compat32.header_source_parse, inline
         name, _, value = group[0].partition(":")
         value = value.lstrip(" \t")
@@ -163,18 +243,18 @@ def _boundary_lines(text: str, sep: str, pos: int, stop: int) -> list[tuple[int,
                 break
 
 
-def _body(msg: Message, text: str, pos: int, stop: int) -> None:
+def _body(msg: SplitMessage, text: str, pos: int, stop: int) -> None:
     ctype = _type(msg)
     if ctype == "message/delivery-status":
         _status_blocks(msg, text, pos, stop)
         return
     if ctype.startswith("message/"):
-        sub = Message()
+        sub = SplitMessage()
         body = _headers(sub, text, pos, stop)
         _body(sub, text, body, stop)
         msg.attach(sub)
         return
-    boundary = msg.get_boundary() if ctype.startswith("multipart/") else None
+    boundary = _boundary(msg) if ctype.startswith("multipart/") else None
     if boundary is None:
         msg.set_payload(text[pos:stop])
         return
@@ -192,7 +272,7 @@ def _body(msg: Message, text: str, pos: int, stop: int) -> None:
         part_stop = following[0] if following else stop
         if part_stop == end and following is not None:
             continue  # consecutive boundary lines hold no part
-        part = Message()
+        part = SplitMessage()
         if digest:
             part.set_default_type("message/rfc822")
         body = _headers(part, text, end, part_stop)
@@ -202,7 +282,7 @@ def _body(msg: Message, text: str, pos: int, stop: int) -> None:
     msg.epilogue = None
 
 
-def _trim_last(part: Message) -> None:
+def _trim_last(part: SplitMessage) -> None:
     """The line end before a boundary belongs to the boundary: the feed parser removes it
     from the last message it finished (the part, or the one it encloses)."""
     while True:
@@ -221,11 +301,11 @@ def _trim_last(part: Message) -> None:
         return
 
 
-def _status_blocks(msg: Message, text: str, pos: int, stop: int) -> None:
+def _status_blocks(msg: SplitMessage, text: str, pos: int, stop: int) -> None:
     """``message/delivery-status``: one field block per enclosed message."""
     msg.set_payload([])
     for _ in range(MAX_BLOCKS):
-        block = Message()
+        block = SplitMessage()
         body = _headers(block, text, pos, stop, keep_blank=True)
         # the block's body runs to the next blank line (pushed back, not consumed)
         end = body
@@ -241,16 +321,15 @@ def _status_blocks(msg: Message, text: str, pos: int, stop: int) -> None:
         pos = _line_end(text, end, stop)  # the blank line between blocks
         if pos >= stop:
             return
-    rest = Message()  # more field blocks than any report has: the rest stays unparsed text
-    HEADER_INDEX[rest] = {}
+    rest = SplitMessage()  # more field blocks than any report has: the rest stays unparsed
     rest.set_payload(text[pos:stop])
     msg.attach(rest)
 
 
-def split_message(raw: bytes) -> Message:
+def split_message(raw: bytes) -> SplitMessage:
     """``email.message_from_bytes(raw, policy=compat32)``, faster."""
     text = raw.decode("ascii", "surrogateescape")
-    msg = Message()
+    msg = SplitMessage()
     body = _headers(msg, text, 0, len(text))
     _body(msg, text, body, len(text))
     return msg
