@@ -178,23 +178,26 @@ class Phrases:
         """The whole pattern, compiled as given."""
         return self._whole.folded
 
-    @staticmethod
-    def _run(part: _Alternative, text: str, low: str, pos: int) -> re.Match[str] | None:
-        if part.words is not None and not any(w in low for w in part.words):
-            return None
-        if part.lowered is not None and len(low) == len(text):
-            return part.lowered.search(low, pos)
-        return part.folded.search(text, pos)
-
     def search(self, text: str, pos: int = 0, *, low: str | None = None) -> re.Match[str] | None:
         """The leftmost match, as ``pattern.search(text, pos)`` would give it (its start
         and end; groups are numbered within the alternative that matched); ``low`` is
         ``text.lower()`` when the caller has it."""
         if low is None:
             low = text.lower()
+        same = len(low) == len(text)
         best: re.Match[str] | None = None
         for part in self._candidates(low):
-            match = self._run(part, text, low, pos)
+            words = part.words
+            if words is not None:
+                for word in words:
+                    if word in low:
+                        break
+                else:
+                    continue
+            if part.lowered is not None and same:
+                match = part.lowered.search(low, pos)
+            else:
+                match = part.folded.search(text, pos)
             if match and (best is None or match.start() < best.start()):
                 best = match
                 if best.start() == pos:
@@ -205,7 +208,21 @@ class Phrases:
         """Whether the pattern matches anywhere in ``text``."""
         if low is None:
             low = text.lower()
-        return any(self._run(part, text, low, 0) for part in self._candidates(low))
+        same = len(low) == len(text)
+        for part in self._candidates(low):
+            words = part.words
+            if words is not None:
+                for word in words:
+                    if word in low:
+                        break
+                else:
+                    continue
+            if part.lowered is not None and same:
+                if part.lowered.search(low):
+                    return True
+            elif part.folded.search(text):
+                return True
+        return False
 
     def _candidates(self, low: str) -> list[_Alternative]:
         if self._words is None:
@@ -222,8 +239,12 @@ class Phrases:
         if low is None:
             low = text.lower()
         whole = self._whole
-        if whole.words is not None and not any(w in low for w in whole.words):
-            return iter(())
+        if whole.words is not None:
+            for word in whole.words:
+                if word in low:
+                    break
+            else:
+                return iter(())
         if whole.lowered is not None and len(low) == len(text):
             return whole.lowered.finditer(low)
         return whole.folded.finditer(text)
