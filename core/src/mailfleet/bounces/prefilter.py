@@ -142,12 +142,36 @@ class _WordScan:
         return found
 
 
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_CASELESS_CLASSES = frozenset("sSdDwWbBAZ")
+"""Escapes whose meaning does not depend on case (``\\S`` matches lowered text as it does
+the text)."""
+_CODED = frozenset("xuUN0123456789")
+"""Escapes that name a character by its code (it may be an upper-case letter)."""
+
+
+def _lower_case(pattern: str) -> bool:
+    """Whether ``pattern`` names no upper-case letter (escapes of the classes above aside)."""
+    bare: list[str] = []
+    pos = 0
+    for match in _ESCAPE.finditer(pattern):
+        if match.group(1) in _CODED:
+            return False
+        bare.append(pattern[pos:match.start()])
+        if match.group(1) not in _CASELESS_CLASSES:
+            bare.append(match.group(0))
+        pos = match.end()
+    bare.append(pattern[pos:])
+    text = "".join(bare)
+    return text == text.lower()
+
+
 class _Alternative:
     __slots__ = ("folded", "lowered", "words")
 
     def __init__(self, pattern: str, flags: int) -> None:
         self.folded = re.compile(pattern, flags)
-        lowered = bool(flags & re.IGNORECASE) and pattern == pattern.lower()
+        lowered = bool(flags & re.IGNORECASE) and _lower_case(pattern)
         self.lowered = re.compile(pattern, flags & ~re.IGNORECASE) if lowered else None
         self.words = needed_words(pattern)
 
