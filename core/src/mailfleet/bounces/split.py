@@ -24,6 +24,7 @@ class SplitMessage(Message):
     name (what ``raw_headers`` reads), filled while the header block is read."""
 
     fields: dict[str, list[str]]
+    _headers: list[tuple[str, str]]  # the email package's own list (what set_raw appends to)
 
     def __init__(self) -> None:
         super().__init__()
@@ -84,8 +85,18 @@ _EOLS = ("\r\n", "\r", "\n")
 MAX_BLOCKS = 2000
 """Field blocks read from one delivery-status part (one per recipient, and one more)."""
 _EOL_CHAR = re.compile(r"[\r\n]")
-_BLANK_LINE = re.compile(r"(?:\r\n|\r(?!\n)|\n)(?=[\r\n])")
-"""A line end followed by another: the end of the last line before a blank one."""
+_BLANK_LINE = re.compile(r"\n[\r\n]|\r\r")
+"""A line end followed by another (``\r\n`` ends in ``\n``): one after its start, the end of
+the last line before a blank one."""
+
+
+def _block_end(text: str, pos: int, stop: int) -> int:
+    """The end of the header block at ``pos``: just after the line end before the first blank
+    line (at ``pos`` when the text starts with one; ``stop`` when there is none)."""
+    if text.startswith(("\n", "\r"), pos):
+        return pos  # the body starts with a blank line: no headers
+    blank = _BLANK_LINE.search(text, pos, stop)  # stops at the first blank line
+    return blank.start() + 1 if blank else stop
 
 
 def _line_end(text: str, pos: int, stop: int) -> int:
@@ -110,10 +121,7 @@ def _lines(text: str, pos: int, stop: int) -> tuple[list[str], list[int]]:
     """The header candidate lines from ``pos`` (up to the first blank line), with their
     starts; split at ``\n`` when no lone ``\r`` is there (the common case), else one by
     one (``\r`` alone also ends a line for the feed parser)."""
-    blank = _BLANK_LINE.search(text, pos, stop)  # stops at the first blank line
-    end = blank.end() if blank else stop
-    if text.startswith(("\n", "\r"), pos):
-        end = pos  # the body starts with a blank line: no headers
+    end = _block_end(text, pos, stop)
     block = text[pos:end]
     lines: list[str] = []
     starts: list[int] = []
@@ -142,18 +150,15 @@ def _headers(msg: SplitMessage, text: str, pos: int, stop: int, *, keep_blank: b
 
     The common block (line ends ``\n`` or ``\r\n``, no ``From `` line) is read with two
     regex scans; any other block line by line (:func:`_header_lines`)."""
-    blank = _BLANK_LINE.search(text, pos, stop)  # stops at the first blank line
-    end = blank.end() if blank else stop
-    if text.startswith(("\n", "\r"), pos):
-        end = pos  # the body starts with a blank line: no headers
+    end = _block_end(text, pos, stop)
     block = text[pos:end]
     if block.count("\r") != block.count("\r\n") or block.startswith("From ") \
             or "\nFrom " in block:
         return _header_lines(msg, text, pos, stop, keep_blank=keep_blank)
-    other = _NOT_HEADER.search(block)  # the first line that is not a header line
-    if other is not None and other.start() < len(block):
-        body = pos + other.start()
-        block = block[:other.start()]
+    run = _HEADER_RUN.match(block).end()  # type: ignore[union-attr]  # matches empty
+    if run < len(block):  # a line that is not a header line ends the headers
+        body = pos + run
+        block = block[:run]
     else:
         body = end
         if body < stop and not keep_blank:
@@ -161,14 +166,20 @@ def _headers(msg: SplitMessage, text: str, pos: int, stop: int, *, keep_blank: b
             if text[body:blank_end] in _EOLS:
                 body = blank_end  # the blank separator line is consumed
     fields = msg.fields
+    headers = msg._headers
     for name, value in _FIELD.findall(block):
         value = value.rstrip("\r\n")
-        msg.set_raw(name, value)
-        fields.setdefault(name.lower(), []).append(value)
+        headers.append((name, value))
+        key = name.lower()
+        if key in fields:
+            fields[key].append(value)
+        else:
+            fields[key] = [value]
     return body
 
 
-_NOT_HEADER = re.compile(r"^(?!From |[\041-\071\073-\176]*:|[\t ])", re.MULTILINE)
+_HEADER_RUN = re.compile(r"(?:(?:[\041-\071\073-\176]*:|[\t ])[^\n]*+(?:\n|\Z))*")
+"""The header lines at the start of a block with no ``From `` line."""
 _FIELD = re.compile(r"^([\041-\071\073-\176]+):[ \t]*(.*(?:\n[ \t].*)*)", re.MULTILINE)
 """A field and its continuation lines (``.`` keeps the ``\r`` of a CRLF line end)."""
 
