@@ -46,6 +46,8 @@ def clean_address(text: str) -> str | None:
 
 def addresses_in(text: str) -> list[str]:
     """All addresses in ``text``, cleaned, in order, without duplicates (case-insensitive)."""
+    if "@" not in text:
+        return []
     seen: set[str] = set()
     out: list[str] = []
     for match in ADDR_RE.finditer(text):

@@ -22,6 +22,7 @@ from mailfleet.bounces.dsn import DSN_HINT_RE, DsnRecipient, parse_dsn
 from mailfleet.bounces.mime import (
     MAX_TEXT,
     content_param,
+    decode_header_value,
     header,
     headers_text,
     limit_input,
@@ -179,9 +180,12 @@ def _letter_id(msg: Message, raw: bytes, parts: _Parts) -> str | None:
         if match:
             return match.group(1)
     for name in _VERP_HEADERS:
-        verp = VERP_RE.search(header(msg, name))
-        if verp:
-            return verp.group(1)
+        values = raw_headers(msg, name)
+        # a VERP address has a "+" (decoding adds one only from an encoded word)
+        if values and ("+" in values[0] or "=?" in values[0]):
+            verp = VERP_RE.search(decode_header_value(values[0]))
+            if verp:
+                return verp.group(1)
     for text in parts.dsn:
         verp = VERP_RE.search(text)
         if verp:

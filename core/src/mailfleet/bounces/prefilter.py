@@ -202,6 +202,11 @@ class Phrases:
         """The whole pattern, compiled as given."""
         return self._whole.folded
 
+    @property
+    def words(self) -> tuple[str, ...] | None:
+        """Lower-case words one of which every match contains (None: not known)."""
+        return self._whole.words
+
     def search(self, text: str, pos: int = 0, *, low: str | None = None) -> re.Match[str] | None:
         """The leftmost match, as ``pattern.search(text, pos)`` would give it (its start
         and end; groups are numbered within the alternative that matched); ``low`` is

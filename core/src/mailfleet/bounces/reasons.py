@@ -240,11 +240,30 @@ _BARE: tuple[tuple[str, Phrases], ...] = (
 )
 
 
+def _command_words() -> tuple[str, ...] | None:
+    words: set[str] = set()
+    for _name, rx in (*_EXPLICIT, *_BARE):
+        if rx.words is None:
+            return None
+        words.update(rx.words)
+    return tuple(sorted(words))
+
+
+_COMMAND_WORDS = _command_words()
+"""One of these is in every text that names a command (most texts name none)."""
+
+
 def smtp_command(text: str | None) -> str | None:
     """The SMTP command (RCPT, MAIL, DATA, HELO, CONN) that ``text`` says was refused."""
     if not text:
         return None
     low = text.lower()
+    if _COMMAND_WORDS is not None:
+        for word in _COMMAND_WORDS:
+            if word in low:
+                break
+        else:
+            return None
     for table in (_EXPLICIT, _BARE):
         best: tuple[int, str] | None = None
         for name, rx in table:

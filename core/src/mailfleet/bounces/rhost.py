@@ -142,6 +142,8 @@ _PROVIDERS: tuple[tuple[re.Pattern[str], _Rule], ...] = (
     (re.compile(r"(^|\.)(zoho\.com|zohomail\.com)$"), _zoho),
     (re.compile(r"(^|\.)(qq\.com|exmail\.qq\.com)$"), _tencent),
 )
+_ANY_PROVIDER = re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _rule in _PROVIDERS))
+"""Whether any provider's pattern matches (one scan; most hosts belong to none)."""
 # Codes that name their provider by themselves.
 _SELF_NAMED: tuple[tuple[re.Pattern[str], _Rule], ...] = (
     (re.compile(r"\b(?:ofr|lpn|ouk)\d*_\d{3}\b"), _franceptt),
@@ -177,7 +179,7 @@ def by_host(hosts: tuple[str | None, ...], text: str | None, status: str | None,
     rule: _Rule | None = None
     for value in hosts:
         name = _host_name(value)
-        if not name:
+        if not name or not _ANY_PROVIDER.search(name):
             continue
         for pattern, candidate in _PROVIDERS:
             if pattern.search(name):
