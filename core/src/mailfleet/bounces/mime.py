@@ -199,25 +199,26 @@ def content_type(part: Message) -> str:
 
 
 def walk(msg: Message) -> Iterator[tuple[Message, str, bool]]:
-    """Yield ``(part, content_type, inside_returned_message)`` with part and depth limits."""
+    """Yield ``(part, content_type, inside_returned_message)`` with part and depth limits
+    (depth first, each part before its subparts)."""
     count = 0
-
-    def _walk(part: Message, depth: int, inside: bool) -> Iterator[tuple[Message, str, bool]]:
-        nonlocal count
-        if count >= MAX_PARTS or depth > MAX_DEPTH:
-            return
+    stack: list[tuple[Message, int, bool]] = [(msg, 0, False)]
+    while stack and count < MAX_PARTS:
+        part, depth, inside = stack.pop()
+        if depth > MAX_DEPTH:
+            continue
         count += 1
         ctype = content_type(part)
         yield part, ctype, inside
+        # a leaf's get_payload() would look up its transfer encoding and re-encode its text
+        if not part.is_multipart() or ctype.endswith("delivery-status"):
+            continue
         try:
             payload = part.get_payload()
-        except Exception:
-            return
-        if not isinstance(payload, list) or ctype.endswith("delivery-status"):
-            return
+        except Exception:  # noqa: S112 - an unreadable part has no subparts to walk
+            continue
+        if not isinstance(payload, list):
+            continue
         child_inside = inside or ctype in {"message/rfc822", "message/global"}
-        for sub in payload:
-            if isinstance(sub, Message):
-                yield from _walk(sub, depth + 1, child_inside)
-
-    yield from _walk(msg, 0, False)
+        stack.extend((sub, depth + 1, child_inside) for sub in reversed(payload)
+                     if isinstance(sub, Message))
