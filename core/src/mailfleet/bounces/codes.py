@@ -13,9 +13,13 @@ ADDR_RE = re.compile(
     r"@(?:\[[0-9.]+\]|[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?)*)"
 )
-STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
-REPLY_RE = re.compile(r"(?:^|(?<=[\s:(\[\"'=#]))([245][0-5]\d)(?=[ \-:;,.)\]]|$)(?![.\d]\d)",
+# The look-behinds come after the first digit (they test the character before it): a pattern
+# that starts with a character set is searched for that set first, several times faster.
+STATUS_RE = re.compile(r"([245])(?<![\d.][245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
+"""``X.Y.Z`` not preceded by a digit or a dot."""
+REPLY_RE = re.compile(r"([245](?<![^\s:(\[\"'=#][245])[0-5]\d)(?=[ \-:;,.)\]]|$)(?![.\d]\d)",
                       re.MULTILINE)
+"""``550`` at the start of the text or after a space or one of ``:(["'=#``."""
 _TYPE_PREFIX = re.compile(r"^(?:smtp|rfc822|mailto)[=:]", re.IGNORECASE)
 SYSTEM_LOCALS = frozenset({
     "postmaster", "mailer-daemon", "mailerdaemon", "mail-daemon", "maildaemon", "abuse",

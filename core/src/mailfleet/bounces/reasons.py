@@ -275,9 +275,10 @@ def smtp_command(text: str | None) -> str | None:
     return None
 
 
-_CONTINUATION = re.compile(r"(?<=\s)[245]\d\d[- ](?:[245]\.\d{1,3}\.\d{1,3}\s)?")
-_SYNTAX_REPLY = re.compile(r"(?<![\d.])50[0-4](?![\d.])")
-_REPLY = re.compile(r"(?<![\d.])[45]\d\d(?![\d.])")
+# look-behinds after the first digit (see codes.STATUS_RE): searched for the digit first
+_CONTINUATION = re.compile(r"[245](?<=\s[245])\d\d[- ](?:[245]\.\d{1,3}\.\d{1,3}\s)?")
+_SYNTAX_REPLY = re.compile(r"5(?<![\d.]5)0[0-4](?![\d.])")
+_REPLY = re.compile(r"[45](?<![\d.][45])\d\d(?![\d.])")
 
 
 _STATUS_RULES: dict[str, str] = {
@@ -381,7 +382,7 @@ _GENERIC_CODES = frozenset({"", "0.0", "1.0", "5.0", "2.0", "4.0", "3.0"})
 #: With a generic code the text alone must carry the evidence: an SMTP reply of its own
 #: (5xx, as every MTA quotes the remote reply) and no word of a transport failure (a reset
 #: or timed-out session says nothing about the address, whatever else the report quotes).
-_PERMANENT_REPLY = re.compile(r"(?<!\d)5\d\d(?:[ -]|$)")
+_PERMANENT_REPLY = re.compile(r"5(?<!\d5)\d\d(?:[ -]|$)")
 _TRANSPORT_TROUBLE = re.compile(r"connection (?:reset|refused|timed out|closed)|protocol error"
                                 r"|timed? ?out|broken pipe")
 
