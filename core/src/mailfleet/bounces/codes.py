@@ -40,7 +40,8 @@ def clean_address(text: str) -> str | None:
     addr = match.group(0).rstrip(".-")
     local, _, domain = addr.rpartition("@")
     # an address-type prefix glued to the local part (Domino "smtp=", Exchange "SMTP:")
-    local = _TYPE_PREFIX.sub("", local, count=1)
+    if "=" in local or ":" in local:
+        local = _TYPE_PREFIX.sub("", local, count=1)
     if len(local) >= 2 and local[0] == '"' and local[-1] == '"':
         local = local[1:-1]
     if not local or not domain or len(addr) > 254:

@@ -18,7 +18,7 @@ from mailfleet.bounces.codes import (
     find_status,
     is_system_address,
 )
-from mailfleet.bounces.dsn import DSN_HINT_RE, DsnRecipient, parse_dsn
+from mailfleet.bounces.dsn import DSN_HINT, DsnRecipient, parse_dsn
 from mailfleet.bounces.mime import (
     MAX_TEXT,
     content_param,
@@ -119,7 +119,7 @@ def _collect(msg: Message) -> _Parts:
             except Exception:
                 disposition = None
             text = part_text(part)
-            if disposition == "attachment" and not DSN_HINT_RE.search(text):
+            if disposition == "attachment" and not DSN_HINT.hit(text):
                 parts.original_headers.append(text)
             else:
                 parts.texts.append(text)
@@ -264,7 +264,8 @@ _RCPT_HEADERS = ("To", "Cc", "Bcc", "Delivered-To", "X-Original-To", "Envelope-T
                  "X-Envelope-To", "X-Rcpt-To")
 _TEXT_RCPT_RE = Phrases(r"^>?[ \t]*(?:to|cc|delivered-to|x-original-to|envelope-to)[ \t]*:"
                         r"[ \t]*(.+(?:\r?\n[ \t]+.+)*)", re.IGNORECASE | re.MULTILINE)
-_FOR_RE = Phrases(r"\bfor[ \t]++<([^<>\s@]{1,256}@[^<>\s]{1,256})>", re.IGNORECASE)
+# "f(?<!\wf)or" is "\bfor" starting with its letter (searched for the letter first)
+_FOR_RE = Phrases(r"f(?<!\wf)or[ \t]++<([^<>\s@]{1,256}@[^<>\s]{1,256})>", re.IGNORECASE)
 
 
 def _original_recipients(parts: _Parts, tail: str) -> list[str]:
@@ -494,8 +495,8 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
 
     warning = is_warning(subject + "\n" + region)
     dsn_sources = list(parts.dsn)
-    if not any(DSN_HINT_RE.search(t) for t in dsn_sources):
-        dsn_sources += [t for t in parts.texts if DSN_HINT_RE.search(t)]
+    if not any(DSN_HINT.hit(t) for t in dsn_sources):
+        dsn_sources += [t for t in parts.texts if DSN_HINT.hit(t)]
     dsn_mta: str | None = None
     dsn_recipients: list[DsnRecipient] = []
     for text in dsn_sources:

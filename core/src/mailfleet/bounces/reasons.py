@@ -226,8 +226,9 @@ _WEAK_SET = RuleSet(_WEAK_RULES)
 _CMD_WORDS = (("RCPT", r"rcpt(?:[ _]to)?"), ("MAIL", r"mail from"),
               ("DATA", r"(?:end of )?data"), ("HELO", r"helo|ehlo"))
 _EXPLICIT: tuple[tuple[str, Phrases], ...] = (
-    *((name, Phrases(r"(?:>>>|\bafter|\bin reply to|\bdid not like our|\[)\s*+" + word
-                     + r"\b", re.IGNORECASE)) for name, word in _CMD_WORDS),
+    # "a(?<!\wa)fter" is "\bafter" written to start with its letter (see codes.STATUS_RE)
+    *((name, Phrases(r"(?:>>>|a(?<!\wa)fter|i(?<!\wi)n reply to|d(?<!\wd)id not like our|\[)"
+                     r"\s*+" + word + r"\b", re.IGNORECASE)) for name, word in _CMD_WORDS),
     ("RCPT", Phrases(r"recipient was rejected", re.I)),
     ("MAIL", Phrases(r"sender was rejected", re.I)),
     ("HELO", Phrases(r"my name was rejected", re.I)),

@@ -85,9 +85,12 @@ _EOLS = ("\r\n", "\r", "\n")
 MAX_BLOCKS = 2000
 """Field blocks read from one delivery-status part (one per recipient, and one more)."""
 _EOL_CHAR = re.compile(r"[\r\n]")
-_BLANK_LINE = re.compile(r"\n[\r\n]|\r\r")
-"""A line end followed by another (``\r\n`` ends in ``\n``): one after its start, the end of
-the last line before a blank one."""
+_BLANK_PAIRS = ("\n\r", "\n\n", "\r\r")
+"""A line end followed by another (``\r\n`` ends in ``\n``; ``\r`` alone is a line end too):
+one after its start, the end of the last line before a blank one."""
+_WINDOW = 8192
+"""The blank line is looked for this many characters at a time (linear: a pair that comes
+late is not searched for beyond the window where another one was found)."""
 
 
 def _block_end(text: str, pos: int, stop: int) -> int:
@@ -95,8 +98,19 @@ def _block_end(text: str, pos: int, stop: int) -> int:
     line (at ``pos`` when the text starts with one; ``stop`` when there is none)."""
     if text.startswith(("\n", "\r"), pos):
         return pos  # the body starts with a blank line: no headers
-    blank = _BLANK_LINE.search(text, pos, stop)  # stops at the first blank line
-    return blank.start() + 1 if blank else stop
+    start = pos
+    while start < stop:
+        limit = min(start + _WINDOW, stop)
+        bound = min(limit + 1, stop)  # pairs that start before ``limit``
+        found = -1
+        for pair in _BLANK_PAIRS:
+            at = text.find(pair, start, bound)
+            if at >= 0:
+                found, bound = at, at + 1  # only an earlier pair can still come first
+        if found >= 0:
+            return found + 1
+        start = limit
+    return stop
 
 
 def _line_end(text: str, pos: int, stop: int) -> int:

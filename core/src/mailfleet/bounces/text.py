@@ -231,6 +231,8 @@ def _generic(region: str, spans: _Spans,
 def _generic_from(region: str, spans: _Spans,
                   start: int) -> list[tuple[str, int]]:
     found: list[tuple[str, int]] = []
+    if region.find("@", start) < 0:  # every address has one
+        return found
     for match in itertools.islice(ADDR_RE.finditer(region, start), _MAX_FOUND):
         if spans.inside(match.start()):
             continue
@@ -326,7 +328,7 @@ def lines_mentioning(region: str, address: str, limit: int = 3) -> str:
 
 def strip_addresses(text: str) -> str:
     """``text`` with addresses removed (so they do not sway the reason)."""
-    return ADDR_RE.sub(" ", text)
+    return ADDR_RE.sub(" ", text) if "@" in text else text
 
 
 __all__ = ["TextRecipient", "addresses_in", "find_recipients", "is_warning", "report_region",
