@@ -118,8 +118,8 @@ def trie_pattern(words: list[str]) -> str:
 
 class _WordScan:
     """Which items' needed words occur in a text, found with one scan: a trie pattern of
-    all the words tried at every position (the longest word there, and every needed word
-    that is a prefix of it)."""
+    all the words, searched from each position where one starts (the longest word there,
+    and every needed word that is a prefix of it)."""
 
     __slots__ = ("_always", "_by_word", "_scan")
 
@@ -132,12 +132,22 @@ class _WordScan:
         self._by_word = {word: frozenset(i for other, items in index.items()
                                          if word.startswith(other) for i in items)
                          for word in index}
-        self._scan = re.compile("(?=(" + trie_pattern(sorted(index)) + "))") if index else None
+        self._scan = re.compile(trie_pattern(sorted(index))) if index else None
 
     def candidates(self, low: str) -> set[int]:
         """The items that can match ``low``: those with a needed word in it, or none."""
         found = set(self._always)
-        for word in set(self._scan.findall(low)) if self._scan else ():
+        if self._scan is None:
+            return found
+        # search, not a findall of a look-ahead: the engine skips to the next position where
+        # a word can start; each start is tried once, so words that overlap are all found
+        search = self._scan.search
+        words: set[str] = set()
+        match = search(low)
+        while match is not None:
+            words.add(match.group())
+            match = search(low, match.start() + 1)
+        for word in words:
             found |= self._by_word[word]
         return found
 

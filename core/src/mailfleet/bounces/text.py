@@ -39,17 +39,18 @@ _ORIGINAL_MARKERS = Phrases(
     r"-++ ?returned mail follows|-++ ?message body suppressed)",
     _I,
 )
-_HEADER_LINE = re.compile(
-    r"^>?(?:Received|Return-Path|DKIM-Signature|Message-I[dD]|MIME-Version|X-[A-Za-z0-9\-]+|"
-    r"Content-Type|Date|From|To|Subject|Reply-To|Sender|Authentication-Results|"
-    r"ARC-[A-Za-z\-]+|Delivered-To|References|In-Reply-To):[ \t]",
+# (lower case: the prefilter runs them on the lowered text, without IGNORECASE)
+_HEADER_LINE = Phrases(
+    r"^>?(?:received|return-path|dkim-signature|message-id|mime-version|x-[a-z0-9\-]+|"
+    r"content-type|date|from|to|subject|reply-to|sender|authentication-results|"
+    r"arc-[a-z\-]+|delivered-to|references|in-reply-to):[ \t]",
     re.IGNORECASE | re.MULTILINE,
 )
-_HEADERISH_LINES = re.compile(
-    r"^[ \t]*+(?:>[ \t]*+)?(?:To|Cc|Bcc|From|Sender|Reply-To|Return-Path|Received|Subject|"
-    r"Sent|Date|Message-I[dD]|In-Reply-To|References|Delivered-To|Envelope-From|X-[\w\-]+|"
-    r"Auto-Submitted|List-[\w\-]+|De|Para|Enviado el|Asunto|Von|An|Betreff|"
-    r"Reporting-MTA|Received-From-MTA|Arrival-Date)[ \t]*:",
+_HEADERISH_LINES = Phrases(
+    r"^[ \t]*+(?:>[ \t]*+)?(?:to|cc|bcc|from|sender|reply-to|return-path|received|subject|"
+    r"sent|date|message-id|in-reply-to|references|delivered-to|envelope-from|x-[\w\-]+|"
+    r"auto-submitted|list-[\w\-]+|de|para|enviado el|asunto|von|an|betreff|"
+    r"reporting-mta|received-from-mta|arrival-date)[ \t]*:",
     re.IGNORECASE | re.MULTILINE,
 )
 _HEADINGS = Phrases(
