@@ -170,12 +170,15 @@ def _raw_body(msg: Message) -> str:
 
 
 def _letter_id(msg: Message, raw: bytes, parts: _Parts) -> str | None:
-    sources = [*(headers_text(o) for o in parts.originals), *parts.original_headers, *parts.texts]
-    for text in sources:
+    # a returned message's header fields are raw text: without the field's name in the raw
+    # bytes they cannot hold it (a decoded part can)
+    in_raw = _LETTER_HEADER in raw.lower()
+    returned = [headers_text(o) for o in parts.originals] if in_raw else []
+    for text in [*returned, *parts.original_headers, *parts.texts]:
         match = _LETTER_ID.search(text)
         if match:
             return match.group(1)
-    if _LETTER_HEADER in raw.lower():
+    if in_raw:
         match = LETTER_ID_RE.search(raw.decode("latin-1"))
         if match:
             return match.group(1)
@@ -227,7 +230,9 @@ def _recipient(address: str, status: str | None, reply: str | None, diagnostic: 
     plain = strip_addresses(diag_text or "")
     command = smtp_command(diag_text) or smtp_command(context)
     reason = classify(status, plain, temporary=kind == "delay",
-                      context=strip_addresses(context), remote=remote, command=command)
+                      # the context only tells the command, when the texts named none
+                      context=None if command else strip_addresses(context), remote=remote,
+                      command=command)
     if diag_text:
         # the receiving provider's own codes and texts (sisimai's per-host rules)
         hosts = (remote_mta or remote_host(diag_text) or remote_host(context),
