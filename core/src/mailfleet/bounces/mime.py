@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Iterator
 from email.message import Message
 
-from mailfleet.bounces.split import SplitMessage, content_type_of, simple_params, split_message
+from mailfleet.bounces.split import SplitMessage, content_type_of, split_message
 
 MAX_BYTES = 512 * 1024
 """The input budget: only this much of a message is parsed (the report comes first; the
@@ -165,10 +165,7 @@ def part_text(part: Message) -> str:
 def _simple_params(part: Message) -> dict[str, str] | None:
     """The splitter's parts: the Content-Type parameters read from the raw value when it is
     simple (:func:`~mailfleet.bounces.split.simple_params`); None: ask the email package."""
-    if not isinstance(part, SplitMessage):
-        return None
-    values = part.fields.get("content-type")
-    return simple_params(values[0]) if values else {}
+    return part.content_params() if isinstance(part, SplitMessage) else None
 
 
 def content_param(part: Message, name: str) -> str:

@@ -29,6 +29,17 @@ class SplitMessage(Message):
     def __init__(self) -> None:
         super().__init__()
         self.fields = {}
+        self._params: dict[str, str] | None = None
+        self._params_read = False
+
+    def content_params(self) -> dict[str, str] | None:
+        """The Content-Type parameters as ``get_param`` gives them ({} without the field), or
+        None when the value is not simple (:func:`simple_params`); read once."""
+        if not self._params_read:
+            values = self.fields.get("content-type")
+            self._params = simple_params(values[0]) if values else {}
+            self._params_read = True
+        return self._params
 
 
 def content_type_of(values: list[str], default: str) -> str:
@@ -73,8 +84,7 @@ def _type(msg: SplitMessage) -> str:
 
 def _boundary(msg: SplitMessage) -> str | None:
     """``msg.get_boundary()``."""
-    values = msg.fields.get("content-type")
-    params = simple_params(values[0]) if values else None
+    params = msg.content_params()
     if params is None:
         return msg.get_boundary()
     boundary = params.get("boundary")
@@ -85,9 +95,11 @@ _EOLS = ("\r\n", "\r", "\n")
 MAX_BLOCKS = 2000
 """Field blocks read from one delivery-status part (one per recipient, and one more)."""
 _EOL_CHAR = re.compile(r"[\r\n]")
-_BLANK_PAIRS = ("\n\r", "\n\n", "\r\r")
+_BLANK_PAIRS = ("\n\n", "\n\r", "\r\r")
 """A line end followed by another (``\r\n`` ends in ``\n``; ``\r`` alone is a line end too):
 one after its start, the end of the last line before a blank one."""
+_CRLF_FIRST = ("\n\r", "\n\n", "\r\r")
+"""The same, the blank line of a CRLF text first."""
 _WINDOW = 8192
 """The blank line is looked for this many characters at a time (linear: a pair that comes
 late is not searched for beyond the window where another one was found)."""
@@ -98,12 +110,16 @@ def _block_end(text: str, pos: int, stop: int) -> int:
     line (at ``pos`` when the text starts with one; ``stop`` when there is none)."""
     if text.startswith(("\n", "\r"), pos):
         return pos  # the body starts with a blank line: no headers
+    # the pair of the text's own line ends first: found at the blank line, it bounds the
+    # search for the others (which are mostly absent)
+    newline = text.find("\n", pos, min(pos + _WINDOW, stop))
+    pairs = _CRLF_FIRST if newline > pos and text[newline - 1] == "\r" else _BLANK_PAIRS
     start = pos
     while start < stop:
         limit = min(start + _WINDOW, stop)
         bound = min(limit + 1, stop)  # pairs that start before ``limit``
         found = -1
-        for pair in _BLANK_PAIRS:
+        for pair in pairs:
             at = text.find(pair, start, bound)
             if at >= 0:
                 found, bound = at, at + 1  # only an earlier pair can still come first
