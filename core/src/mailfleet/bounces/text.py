@@ -83,7 +83,7 @@ _LINE_ADDR = re.compile(
     re.MULTILINE)
 # A labelled field naming the failed address: Domino "Failed Recipient:", "Recipient
 # address:", "Original recipient:", "Invalid recipient:", and the same in other languages.
-_FIELD_ADDR = re.compile(
+_FIELD_ADDR = Phrases(  # run on the lowered text: the address is read from the text
     r"^[ \t]*+(?:(?:failed|original|intended|final|rejected|invalid|unknown|bad|undeliverable|"
     r"unreachable)[ \t-]*+|-[ \t]*+)?(?:recipient|addressee|empfänger|destinataire|destinatario|"
     r"получатель|адресат|宛先|收件人|收信人)s?(?:\(s\))?(?:[ \t]+(?:address|adresse|"
@@ -96,7 +96,7 @@ _EXIM_ADDR = re.compile(
     re.MULTILINE)
 _LONE_TO_LINE = re.compile(r"^[ \t]*+(?:To|An|Para)[ \t]*+:[ \t]*+<?[^\s@]++@\S++[ \t\r]*$",
                            re.MULTILINE)
-_RECEIVED_LINES = re.compile(
+_RECEIVED_LINES = Phrases(
     r"^[ \t]*+(?:(?:from|by)[ \t]++\S++[ \t]++\(|\(envelope-from|for <)", re.I | re.M)
 _GENERATED = re.compile(
     r"\((?:generated|expanded) from:?[ \t]*+<?([^<>\s)@]{1,256}@[^<>\s)]{1,256})>?\)", re.I)
@@ -203,7 +203,7 @@ def _structured(region: str, spans: _Spans,
     found: list[tuple[str, int]] = []
     for rx in (_LINE_ADDR, _FIELD_ADDR):
         for match in itertools.islice(rx.finditer(region), _MAX_FOUND):
-            addr = clean_address(match.group(1))
+            addr = clean_address(region[match.start(1):match.end(1)])
             if addr and not spans.inside(match.start()):
                 found.append((addr, match.start()))
     if found or not heading:
