@@ -16,6 +16,7 @@ _sre_parse: Any = getattr(re, "_parser", None)  # the standard library's own reg
 if _sre_parse is not None:
     LITERAL, SUBPATTERN, BRANCH = _sre_parse.LITERAL, _sre_parse.SUBPATTERN, _sre_parse.BRANCH
     _REPEATS = (_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT, _sre_parse.POSSESSIVE_REPEAT)
+    _ZERO_WIDTH = (_sre_parse.ASSERT, _sre_parse.ASSERT_NOT, _sre_parse.AT)
 
 _SCAN_WORDS = 100
 _MIN_WORD = 3
@@ -39,6 +40,8 @@ def _needed(items: Any) -> list[str] | None:
         if op is LITERAL:
             run.append(chr(arg))
             continue
+        if op in _ZERO_WIDTH:
+            continue  # it consumes nothing: the literals around it are adjacent in a match
         consider(["".join(run)] if run else None)
         run = []
         if op is SUBPATTERN:
