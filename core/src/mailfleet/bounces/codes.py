@@ -28,16 +28,22 @@ SYSTEM_LOCALS = frozenset({
 })
 
 
+_STRIPPED = "<>[]()'\",;:"
+
+
 def clean_address(text: str) -> str | None:
     """Normalise one address: strip brackets, quotes around the local part, trailing dots."""
-    text = text.strip().strip("<>[]()'\",;:").strip()
-    if text.lower().startswith(("mailto:", "smtp:", "rfc822;")):
+    text = text.strip().strip(_STRIPPED).strip()
+    if text[:7].lower().startswith(("mailto:", "smtp:", "rfc822;")):
         text = text.split(":", 1)[1] if ":" in text else text.split(";", 1)[1]
         text = text.strip().strip("<>").strip()
     match = ADDR_RE.search(text)
-    if not match:
-        return None
-    addr = match.group(0).rstrip(".-")
+    return _cleaned(match.group(0)) if match else None
+
+
+def _cleaned(addr: str) -> str | None:
+    """The address ``ADDR_RE`` matched, normalised (the end of :func:`clean_address`)."""
+    addr = addr.rstrip(".-")
     local, _, domain = addr.rpartition("@")
     # an address-type prefix glued to the local part (Domino "smtp=", Exchange "SMTP:")
     if "=" in local or ":" in local:
@@ -56,7 +62,11 @@ def addresses_in(text: str) -> list[str]:
     seen: set[str] = set()
     out: list[str] = []
     for match in ADDR_RE.finditer(text):
-        addr = clean_address(match.group(0))
+        found = match.group(0)
+        # a match that neither starts nor ends with a character clean_address strips is
+        # already what it would find in it
+        addr = _cleaned(found) if found[0] not in _STRIPPED and found[-1] not in _STRIPPED \
+            else clean_address(found)
         if addr and addr.lower() not in seen:
             seen.add(addr.lower())
             out.append(addr)
