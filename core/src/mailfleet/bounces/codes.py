@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 # Linear on any input: a match attempt starts only where a local part can start (the
 # look-behind refuses every character a local part may hold, so a run of ``!#$&'*`` is
@@ -26,6 +27,24 @@ SYSTEM_LOCALS = frozenset({
     "noreply", "no-reply", "donotreply", "do-not-reply", "double-bounce", "nobody",
     "mail.delivery.system", "hostmaster", "webmaster",
 })
+
+
+def address_matches(text: str, pos: int = 0) -> Iterator[re.Match[str]]:
+    """``ADDR_RE.finditer(text, pos)``, searched only from the line of the next ``@``.
+
+    No part of an address (local part, quoted or not, and domain) holds a line end, so no
+    match starts before the last line end ahead of the next ``@``: the text before it is
+    skipped, which is most of a report. Linear: each step starts past the previous match."""
+    while True:
+        at = text.find("@", pos)
+        if at < 0:
+            return
+        line = max(text.rfind("\n", pos, at), text.rfind("\r", pos, at)) + 1
+        match = ADDR_RE.search(text, max(pos, line))
+        if match is None:
+            return
+        yield match
+        pos = match.end()
 
 
 _STRIPPED = "<>[]()'\",;:"
@@ -61,7 +80,7 @@ def addresses_in(text: str) -> list[str]:
         return []
     seen: set[str] = set()
     out: list[str] = []
-    for match in ADDR_RE.finditer(text):
+    for match in address_matches(text):
         found = match.group(0)
         # a match that neither starts nor ends with a character clean_address strips is
         # already what it would find in it

@@ -15,7 +15,12 @@ import re
 
 import attrs
 
-from mailfleet.bounces.codes import ADDR_RE, addresses_in, clean_address, is_system_address
+from mailfleet.bounces.codes import (
+    address_matches,
+    addresses_in,
+    clean_address,
+    is_system_address,
+)
 from mailfleet.bounces.prefilter import Phrases
 
 _I = re.IGNORECASE | re.MULTILINE
@@ -234,7 +239,7 @@ def _generic_from(region: str, spans: _Spans,
     found: list[tuple[str, int]] = []
     if region.find("@", start) < 0:  # every address has one
         return found
-    for match in itertools.islice(ADDR_RE.finditer(region, start), _MAX_FOUND):
+    for match in itertools.islice(address_matches(region, start), _MAX_FOUND):
         if spans.inside(match.start()):
             continue
         before = region[max(0, match.start() - 80):match.start()]
@@ -328,8 +333,16 @@ def lines_mentioning(region: str, address: str, limit: int = 3) -> str:
 
 
 def strip_addresses(text: str) -> str:
-    """``text`` with addresses removed (so they do not sway the reason)."""
-    return ADDR_RE.sub(" ", text) if "@" in text else text
+    """``text`` with each address replaced by a space (so they do not sway the reason)."""
+    pieces: list[str] = []
+    pos = 0
+    for match in address_matches(text):
+        pieces += (text[pos:match.start()], " ")
+        pos = match.end()
+    if not pieces:
+        return text
+    pieces.append(text[pos:])
+    return "".join(pieces)
 
 
 __all__ = ["TextRecipient", "addresses_in", "find_recipients", "is_warning", "report_region",
