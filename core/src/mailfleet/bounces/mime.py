@@ -138,10 +138,38 @@ def headers_text(msg: Message) -> str:
     return "\n".join(lines)
 
 
+_TRANSFER_ENCODED = frozenset({"quoted-printable", "base64", "x-uuencode", "uuencode", "uue",
+                               "x-uue"})
+
+
+def _payload_bytes(part: Message) -> object:
+    """``part.get_payload(decode=True)``: a splitter's text part that is not transfer-encoded
+    is its text's bytes (the email package would first look its encoding up again)."""
+    if isinstance(part, SplitMessage):
+        payload = vars(part).get("_payload")
+        values = part.fields.get("content-transfer-encoding")
+        encoding = values[0].lower() if values else ""
+        if isinstance(payload, str) and encoding.isascii() and encoding not in _TRANSFER_ENCODED:
+            with contextlib.suppress(UnicodeEncodeError):
+                return payload.encode("ascii", "surrogateescape")
+    return part.get_payload(decode=True)
+
+
+def content_disposition(part: Message) -> str | None:
+    """``part.get_content_disposition()``."""
+    if isinstance(part, SplitMessage):
+        values = part.fields.get("content-disposition")
+        if not values:
+            return None
+        if values[0].isascii():
+            return values[0].partition(";")[0].strip().lower()
+    return part.get_content_disposition()
+
+
 def part_text(part: Message) -> str:
     """The decoded text of a leaf part (any charset; never raises)."""
     try:
-        payload = part.get_payload(decode=True)
+        payload = _payload_bytes(part)
     except Exception:
         payload = None
     if isinstance(payload, bytes):

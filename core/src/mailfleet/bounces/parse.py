@@ -21,6 +21,7 @@ from mailfleet.bounces.codes import (
 from mailfleet.bounces.dsn import DSN_HINT, DsnRecipient, parse_dsn
 from mailfleet.bounces.mime import (
     MAX_TEXT,
+    content_disposition,
     content_param,
     decode_header_value,
     header,
@@ -115,7 +116,7 @@ def _collect(msg: Message) -> _Parts:
         elif ctype == "text/plain" or (ctype.startswith("text/") and ctype != "text/html"
                                        and not part.is_multipart()):
             try:
-                disposition = part.get_content_disposition()
+                disposition = content_disposition(part)
             except Exception:
                 disposition = None
             text = part_text(part)
