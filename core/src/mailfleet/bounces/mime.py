@@ -216,6 +216,8 @@ def content_charset(part: Message) -> str | None:
 def content_type(part: Message) -> str:
     """The part's content type in lower case (``Message.get_content_type``'s rules, read
     from the header index: its default when absent, ``text/plain`` when malformed)."""
+    if isinstance(part, SplitMessage):
+        return part.content_type()
     try:
         default = part.get_default_type()
     except Exception:

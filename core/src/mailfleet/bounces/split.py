@@ -31,6 +31,14 @@ class SplitMessage(Message):
         self.fields = {}
         self._params: dict[str, str] | None = None
         self._params_read = False
+        self._type: tuple[str, str] | None = None  # (default type, content type)
+
+    def content_type(self) -> str:
+        """``get_content_type()`` read from the raw field (once per default type)."""
+        default = self.get_default_type()
+        if self._type is None or self._type[0] != default:
+            self._type = (default, content_type_of(self.fields.get("content-type", []), default))
+        return self._type[1]
 
     def content_params(self) -> dict[str, str] | None:
         """The Content-Type parameters as ``get_param`` gives them ({} without the field), or
@@ -76,10 +84,6 @@ def simple_params(value: str) -> dict[str, str] | None:
         if key not in params:
             params[key] = unquote(val.strip()) if sep else ""
     return params
-
-
-def _type(msg: SplitMessage) -> str:
-    return content_type_of(msg.fields.get("content-type", []), msg.get_default_type())
 
 
 def _boundary(msg: SplitMessage) -> str | None:
@@ -285,7 +289,7 @@ def _boundary_lines(text: str, sep: str, pos: int, stop: int) -> list[tuple[int,
 
 
 def _body(msg: SplitMessage, text: str, pos: int, stop: int) -> None:
-    ctype = _type(msg)
+    ctype = msg.content_type()
     if ctype == "message/delivery-status":
         _status_blocks(msg, text, pos, stop)
         return
@@ -327,7 +331,7 @@ def _trim_last(part: SplitMessage) -> None:
     """The line end before a boundary belongs to the boundary: the feed parser removes it
     from the last message it finished (the part, or the one it encloses)."""
     while True:
-        if _type(part).startswith("multipart/"):
+        if part.content_type().startswith("multipart/"):
             if part.epilogue == "":
                 part.epilogue = None
             elif part.epilogue is not None:
