@@ -20,7 +20,12 @@ if _sre_parse is not None:
 
 _SCAN_WORDS = 100
 _MIN_WORD = 3
-"""Literals shorter than this filter too little to be worth a check."""
+"""Literals shorter than this filter too little to be worth a check (two characters of a
+non-Latin script, "無法", are rare enough)."""
+
+
+def _selective(word: str) -> bool:
+    return len(word) >= _MIN_WORD or (len(word) == 2 and not word.isascii())
 
 
 def _needed(items: Any) -> list[str] | None:
@@ -31,7 +36,7 @@ def _needed(items: Any) -> list[str] | None:
     def consider(words: list[str] | None) -> None:
         nonlocal best
         # the most selective choice: fewest words, then the longest shortest word
-        if words and all(len(w) >= _MIN_WORD for w in words) and (
+        if words and all(_selective(w) for w in words) and (
                 best is None or (len(words), -min(map(len, words)))
                 < (len(best), -min(map(len, best)))):
             best = words
