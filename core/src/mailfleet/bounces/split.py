@@ -186,8 +186,8 @@ def _headers(msg: SplitMessage, text: str, pos: int, stop: int, *, keep_blank: b
     regex scans; any other block line by line (:func:`_header_lines`)."""
     end = _block_end(text, pos, stop)
     block = text[pos:end]
-    if block.count("\r") != block.count("\r\n") or block.startswith("From ") \
-            or "\nFrom " in block:
+    returns = block.count("\r")
+    if returns != block.count("\r\n") or block.startswith("From ") or "\nFrom " in block:
         return _header_lines(msg, text, pos, stop, keep_blank=keep_blank)
     run = _HEADER_RUN.match(block).end()  # type: ignore[union-attr]  # matches empty
     if run < len(block):  # a line that is not a header line ends the headers
@@ -196,14 +196,14 @@ def _headers(msg: SplitMessage, text: str, pos: int, stop: int, *, keep_blank: b
     else:
         body = end
         if body < stop and not keep_blank:
-            blank_end = _line_end(text, body, stop)
-            if text[body:blank_end] in _EOLS:
-                body = blank_end  # the blank separator line is consumed
+            # the blank separator line (the block ends where one starts) is consumed
+            body += 2 if text.startswith("\r\n", body) and body + 2 <= stop else 1
+    pairs = _FIELD.findall(block)
+    if returns:  # CRLF: a value ends with the "\r" of its line end
+        pairs = [(name, value.rstrip("\r\n")) for name, value in pairs]
+    msg._headers += pairs
     fields = msg.fields
-    headers = msg._headers
-    for name, value in _FIELD.findall(block):
-        value = value.rstrip("\r\n")
-        headers.append((name, value))
+    for name, value in pairs:
         key = name.lower()
         if key in fields:
             fields[key].append(value)
