@@ -66,3 +66,30 @@ EDGE_CASES = {
 @pytest.mark.parametrize("raw", list(EDGE_CASES.values()), ids=list(EDGE_CASES))
 def test_edge_case_splits_into_the_email_package_tree(raw: bytes) -> None:
     _same(raw)
+
+
+PARAMETER_VALUES = [
+    'multipart/report; report-type=delivery-status;\r\n\tboundary="=_a;b"',
+    'multipart/mixed; BOUNDARY = "<x y>" ; boundary=second',
+    'text/plain; charset="UTF-8"; format=flowed',
+    'text/plain; charset=""; name="a=b"',
+    'multipart/alternative; boundary="\\"quoted\\""',  # a backslash: read by the email package
+    "text/plain; charset*=utf-8''%C3%A9",  # RFC 2231: read by the email package
+    'multipart/mixed; boundary="unclosed; charset=x',
+    "multipart/mixed;; boundary ;=x; boundary=\"trailing  \"",
+]
+
+
+@pytest.mark.parametrize("value", PARAMETER_VALUES)
+def test_content_type_parameters_read_as_the_email_package_reads_them(value: str) -> None:
+    from mailfleet.bounces.mime import content_charset, content_param
+
+    head = f"Content-Type: {value}\r\n\r\n".encode()
+    boundary = email.message_from_bytes(head, policy=email.policy.compat32).get_boundary()
+    body = f"--{boundary}\r\n\r\nA\r\n--{boundary}--\r\n".encode() if boundary else b"A\r\n"
+    _same(head + body)  # the parts are found at the boundary the email package reads
+    ours = split_message(head + body)
+    reference = email.message_from_bytes(head + body, policy=email.policy.compat32)
+    assert content_charset(ours) == reference.get_content_charset()
+    for name in ("boundary", "charset", "report-type", "name", "format"):
+        assert content_param(ours, name) == str(reference.get_param(name) or "")

@@ -7,10 +7,11 @@ import re
 import attrs
 
 from mailfleet.bounces.codes import clean_address, find_reply_code, find_status
+from mailfleet.bounces.prefilter import Phrases
 
 _FIELD_RE = re.compile(r"^([A-Za-z][A-Za-z0-9\-]{1,40})\s*:\s*(.*)$")
-DSN_HINT_RE = re.compile(r"^[ \t]*(?:Final|Original)-Recipient[ \t]*:",
-                         re.IGNORECASE | re.MULTILINE)
+DSN_HINT = Phrases(r"^[ \t]*(?:final|original)-recipient[ \t]*:", re.IGNORECASE | re.MULTILINE)
+"""A delivery-status recipient field (also pasted into a text part)."""
 
 
 @attrs.frozen

@@ -6,10 +6,11 @@ import contextlib
 import email
 import email.header
 import email.policy
+import weakref
 from collections.abc import Iterator
 from email.message import Message
 
-from mailfleet.bounces.split import HEADER_INDEX, content_type_of, split_message
+from mailfleet.bounces.split import SplitMessage, content_type_of, split_message
 
 MAX_BYTES = 512 * 1024
 """The input budget: only this much of a message is parsed (the report comes first; the
@@ -94,10 +95,16 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
     return data.decode("latin-1", "replace")
 
 
+_INDEX: weakref.WeakKeyDictionary[Message, dict[str, list[str]]] = weakref.WeakKeyDictionary()
+"""The raw header values by lower-case name of messages the splitter did not build."""
+
+
 def raw_headers(msg: Message, name: str) -> list[str]:
     """Every raw (undecoded) value of the header ``name`` (an index built once per part;
     the splitter builds it while it parses)."""
-    index = HEADER_INDEX.get(msg)
+    if isinstance(msg, SplitMessage):
+        return msg.fields.get(name.lower(), [])
+    index = _INDEX.get(msg)
     if index is None:
         index = {}
         try:
@@ -105,7 +112,7 @@ def raw_headers(msg: Message, name: str) -> list[str]:
                 index.setdefault(key.lower(), []).append(str(value))
         except Exception:  # noqa: S110 - an unreadable header list counts as empty
             pass
-        HEADER_INDEX[msg] = index
+        _INDEX[msg] = index
     values: list[str] = index.get(name.lower(), [])
     return values
 
@@ -131,15 +138,43 @@ def headers_text(msg: Message) -> str:
     return "\n".join(lines)
 
 
+_TRANSFER_ENCODED = frozenset({"quoted-printable", "base64", "x-uuencode", "uuencode", "uue",
+                               "x-uue"})
+
+
+def _payload_bytes(part: Message) -> object:
+    """``part.get_payload(decode=True)``: a splitter's text part that is not transfer-encoded
+    is its text's bytes (the email package would first look its encoding up again)."""
+    if isinstance(part, SplitMessage):
+        payload = vars(part).get("_payload")
+        values = part.fields.get("content-transfer-encoding")
+        encoding = values[0].lower() if values else ""
+        if isinstance(payload, str) and encoding.isascii() and encoding not in _TRANSFER_ENCODED:
+            with contextlib.suppress(UnicodeEncodeError):
+                return payload.encode("ascii", "surrogateescape")
+    return part.get_payload(decode=True)
+
+
+def content_disposition(part: Message) -> str | None:
+    """``part.get_content_disposition()``."""
+    if isinstance(part, SplitMessage):
+        values = part.fields.get("content-disposition")
+        if not values:
+            return None
+        if values[0].isascii():
+            return values[0].partition(";")[0].strip().lower()
+    return part.get_content_disposition()
+
+
 def part_text(part: Message) -> str:
     """The decoded text of a leaf part (any charset; never raises)."""
     try:
-        payload = part.get_payload(decode=True)
+        payload = _payload_bytes(part)
     except Exception:
         payload = None
     if isinstance(payload, bytes):
         try:
-            charset = part.get_content_charset()
+            charset = content_charset(part)
         except Exception:
             charset = None
         return decode_bytes(payload, charset)
@@ -155,9 +190,34 @@ def part_text(part: Message) -> str:
     return ""
 
 
+def _simple_params(part: Message) -> dict[str, str] | None:
+    """The splitter's parts: the Content-Type parameters read from the raw value when it is
+    simple (:func:`~mailfleet.bounces.split.simple_params`); None: ask the email package."""
+    return part.content_params() if isinstance(part, SplitMessage) else None
+
+
+def content_param(part: Message, name: str) -> str:
+    """``str(part.get_param(name) or "")``."""
+    params = _simple_params(part)
+    if params is None:
+        return str(part.get_param(name) or "")
+    return params.get(name) or ""
+
+
+def content_charset(part: Message) -> str | None:
+    """``part.get_content_charset()``."""
+    params = _simple_params(part)
+    if params is None:
+        return part.get_content_charset()
+    charset = params.get("charset")
+    return charset.lower() if charset is not None else None
+
+
 def content_type(part: Message) -> str:
     """The part's content type in lower case (``Message.get_content_type``'s rules, read
     from the header index: its default when absent, ``text/plain`` when malformed)."""
+    if isinstance(part, SplitMessage):
+        return part.content_type()
     try:
         default = part.get_default_type()
     except Exception:
@@ -166,25 +226,26 @@ def content_type(part: Message) -> str:
 
 
 def walk(msg: Message) -> Iterator[tuple[Message, str, bool]]:
-    """Yield ``(part, content_type, inside_returned_message)`` with part and depth limits."""
+    """Yield ``(part, content_type, inside_returned_message)`` with part and depth limits
+    (depth first, each part before its subparts)."""
     count = 0
-
-    def _walk(part: Message, depth: int, inside: bool) -> Iterator[tuple[Message, str, bool]]:
-        nonlocal count
-        if count >= MAX_PARTS or depth > MAX_DEPTH:
-            return
+    stack: list[tuple[Message, int, bool]] = [(msg, 0, False)]
+    while stack and count < MAX_PARTS:
+        part, depth, inside = stack.pop()
+        if depth > MAX_DEPTH:
+            continue
         count += 1
         ctype = content_type(part)
         yield part, ctype, inside
+        # a leaf's get_payload() would look up its transfer encoding and re-encode its text
+        if not part.is_multipart() or ctype.endswith("delivery-status"):
+            continue
         try:
             payload = part.get_payload()
-        except Exception:
-            return
-        if not isinstance(payload, list) or ctype.endswith("delivery-status"):
-            return
+        except Exception:  # noqa: S112 - an unreadable part has no subparts to walk
+            continue
+        if not isinstance(payload, list):
+            continue
         child_inside = inside or ctype in {"message/rfc822", "message/global"}
-        for sub in payload:
-            if isinstance(sub, Message):
-                yield from _walk(sub, depth + 1, child_inside)
-
-    yield from _walk(msg, 0, False)
+        stack.extend((sub, depth + 1, child_inside) for sub in reversed(payload)
+                     if isinstance(sub, Message))

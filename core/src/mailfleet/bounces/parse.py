@@ -18,9 +18,12 @@ from mailfleet.bounces.codes import (
     find_status,
     is_system_address,
 )
-from mailfleet.bounces.dsn import DSN_HINT_RE, DsnRecipient, parse_dsn
+from mailfleet.bounces.dsn import DSN_HINT, DsnRecipient, parse_dsn
 from mailfleet.bounces.mime import (
     MAX_TEXT,
+    content_disposition,
+    content_param,
+    decode_header_value,
     header,
     headers_text,
     limit_input,
@@ -89,7 +92,7 @@ class _Parts:
 def _collect(msg: Message) -> _Parts:
     parts = _Parts()
     try:
-        parts.report_type = str(msg.get_param("report-type", "") or "").lower()
+        parts.report_type = (content_param(msg, "report-type") or "").lower()
     except Exception:
         parts.report_type = ""
     for part, ctype, inside in walk(msg):
@@ -113,11 +116,11 @@ def _collect(msg: Message) -> _Parts:
         elif ctype == "text/plain" or (ctype.startswith("text/") and ctype != "text/html"
                                        and not part.is_multipart()):
             try:
-                disposition = part.get_content_disposition()
+                disposition = content_disposition(part)
             except Exception:
                 disposition = None
             text = part_text(part)
-            if disposition == "attachment" and not DSN_HINT_RE.search(text):
+            if disposition == "attachment" and not DSN_HINT.hit(text):
                 parts.original_headers.append(text)
             else:
                 parts.texts.append(text)
@@ -168,19 +171,25 @@ def _raw_body(msg: Message) -> str:
 
 
 def _letter_id(msg: Message, raw: bytes, parts: _Parts) -> str | None:
-    sources = [*(headers_text(o) for o in parts.originals), *parts.original_headers, *parts.texts]
-    for text in sources:
+    # a returned message's header fields are raw text: without the field's name in the raw
+    # bytes they cannot hold it (a decoded part can)
+    in_raw = _LETTER_HEADER in raw.lower()
+    returned = [headers_text(o) for o in parts.originals] if in_raw else []
+    for text in [*returned, *parts.original_headers, *parts.texts]:
         match = _LETTER_ID.search(text)
         if match:
             return match.group(1)
-    if _LETTER_HEADER in raw.lower():
+    if in_raw:
         match = LETTER_ID_RE.search(raw.decode("latin-1"))
         if match:
             return match.group(1)
     for name in _VERP_HEADERS:
-        verp = VERP_RE.search(header(msg, name))
-        if verp:
-            return verp.group(1)
+        values = raw_headers(msg, name)
+        # a VERP address has a "+" (decoding adds one only from an encoded word)
+        if values and ("+" in values[0] or "=?" in values[0]):
+            verp = VERP_RE.search(decode_header_value(values[0]))
+            if verp:
+                return verp.group(1)
     for text in parts.dsn:
         verp = VERP_RE.search(text)
         if verp:
@@ -222,7 +231,9 @@ def _recipient(address: str, status: str | None, reply: str | None, diagnostic: 
     plain = strip_addresses(diag_text or "")
     command = smtp_command(diag_text) or smtp_command(context)
     reason = classify(status, plain, temporary=kind == "delay",
-                      context=strip_addresses(context), remote=remote, command=command)
+                      # the context only tells the command, when the texts named none
+                      context=None if command else strip_addresses(context), remote=remote,
+                      command=command)
     if diag_text:
         # the receiving provider's own codes and texts (sisimai's per-host rules)
         hosts = (remote_mta or remote_host(diag_text) or remote_host(context),
@@ -259,7 +270,8 @@ _RCPT_HEADERS = ("To", "Cc", "Bcc", "Delivered-To", "X-Original-To", "Envelope-T
                  "X-Envelope-To", "X-Rcpt-To")
 _TEXT_RCPT_RE = Phrases(r"^>?[ \t]*(?:to|cc|delivered-to|x-original-to|envelope-to)[ \t]*:"
                         r"[ \t]*(.+(?:\r?\n[ \t]+.+)*)", re.IGNORECASE | re.MULTILINE)
-_FOR_RE = Phrases(r"\bfor[ \t]++<([^<>\s@]{1,256}@[^<>\s]{1,256})>", re.IGNORECASE)
+# "f(?<!\wf)or" is "\bfor" starting with its letter (searched for the letter first)
+_FOR_RE = Phrases(r"f(?<!\wf)or[ \t]++<([^<>\s@]{1,256}@[^<>\s]{1,256})>", re.IGNORECASE)
 
 
 def _original_recipients(parts: _Parts, tail: str) -> list[str]:
@@ -489,8 +501,8 @@ def _parse(msg: Message, raw: bytes) -> BounceReport:
 
     warning = is_warning(subject + "\n" + region)
     dsn_sources = list(parts.dsn)
-    if not any(DSN_HINT_RE.search(t) for t in dsn_sources):
-        dsn_sources += [t for t in parts.texts if DSN_HINT_RE.search(t)]
+    if not any(DSN_HINT.hit(t) for t in dsn_sources):
+        dsn_sources += [t for t in parts.texts if DSN_HINT.hit(t)]
     dsn_mta: str | None = None
     dsn_recipients: list[DsnRecipient] = []
     for text in dsn_sources:

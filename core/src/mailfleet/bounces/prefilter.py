@@ -16,10 +16,16 @@ _sre_parse: Any = getattr(re, "_parser", None)  # the standard library's own reg
 if _sre_parse is not None:
     LITERAL, SUBPATTERN, BRANCH = _sre_parse.LITERAL, _sre_parse.SUBPATTERN, _sre_parse.BRANCH
     _REPEATS = (_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT, _sre_parse.POSSESSIVE_REPEAT)
+    _ZERO_WIDTH = (_sre_parse.ASSERT, _sre_parse.ASSERT_NOT, _sre_parse.AT)
 
 _SCAN_WORDS = 100
 _MIN_WORD = 3
-"""Literals shorter than this filter too little to be worth a check."""
+"""Literals shorter than this filter too little to be worth a check (two characters of a
+non-Latin script, "無法", are rare enough)."""
+
+
+def _selective(word: str) -> bool:
+    return len(word) >= _MIN_WORD or (len(word) == 2 and not word.isascii())
 
 
 def _needed(items: Any) -> list[str] | None:
@@ -30,7 +36,7 @@ def _needed(items: Any) -> list[str] | None:
     def consider(words: list[str] | None) -> None:
         nonlocal best
         # the most selective choice: fewest words, then the longest shortest word
-        if words and all(len(w) >= _MIN_WORD for w in words) and (
+        if words and all(_selective(w) for w in words) and (
                 best is None or (len(words), -min(map(len, words)))
                 < (len(best), -min(map(len, best)))):
             best = words
@@ -39,6 +45,8 @@ def _needed(items: Any) -> list[str] | None:
         if op is LITERAL:
             run.append(chr(arg))
             continue
+        if op in _ZERO_WIDTH:
+            continue  # it consumes nothing: the literals around it are adjacent in a match
         consider(["".join(run)] if run else None)
         run = []
         if op is SUBPATTERN:
@@ -118,8 +126,8 @@ def trie_pattern(words: list[str]) -> str:
 
 class _WordScan:
     """Which items' needed words occur in a text, found with one scan: a trie pattern of
-    all the words tried at every position (the longest word there, and every needed word
-    that is a prefix of it)."""
+    all the words, searched from each position where one starts (the longest word there,
+    and every needed word that is a prefix of it)."""
 
     __slots__ = ("_always", "_by_word", "_scan")
 
@@ -132,14 +140,48 @@ class _WordScan:
         self._by_word = {word: frozenset(i for other, items in index.items()
                                          if word.startswith(other) for i in items)
                          for word in index}
-        self._scan = re.compile("(?=(" + trie_pattern(sorted(index)) + "))") if index else None
+        self._scan = re.compile(trie_pattern(sorted(index))) if index else None
 
     def candidates(self, low: str) -> set[int]:
         """The items that can match ``low``: those with a needed word in it, or none."""
         found = set(self._always)
-        for word in set(self._scan.findall(low)) if self._scan else ():
+        if self._scan is None:
+            return found
+        # search, not a findall of a look-ahead: the engine skips to the next position where
+        # a word can start; each start is tried once, so words that overlap are all found
+        search = self._scan.search
+        words: set[str] = set()
+        match = search(low)
+        while match is not None:
+            words.add(match.group())
+            match = search(low, match.start() + 1)
+        for word in words:
             found |= self._by_word[word]
         return found
+
+
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_CASELESS_CLASSES = frozenset("sSdDwWbBAZ")
+"""Escapes whose meaning does not depend on case (``\\S`` matches lowered text as it does
+the text)."""
+_CODED = frozenset("xuUN0123456789")
+"""Escapes that name a character by its code (it may be an upper-case letter)."""
+
+
+def _lower_case(pattern: str) -> bool:
+    """Whether ``pattern`` names no upper-case letter (escapes of the classes above aside)."""
+    bare: list[str] = []
+    pos = 0
+    for match in _ESCAPE.finditer(pattern):
+        if match.group(1) in _CODED:
+            return False
+        bare.append(pattern[pos:match.start()])
+        if match.group(1) not in _CASELESS_CLASSES:
+            bare.append(match.group(0))
+        pos = match.end()
+    bare.append(pattern[pos:])
+    text = "".join(bare)
+    return text == text.lower()
 
 
 class _Alternative:
@@ -147,7 +189,7 @@ class _Alternative:
 
     def __init__(self, pattern: str, flags: int) -> None:
         self.folded = re.compile(pattern, flags)
-        lowered = bool(flags & re.IGNORECASE) and pattern == pattern.lower()
+        lowered = bool(flags & re.IGNORECASE) and _lower_case(pattern)
         self.lowered = re.compile(pattern, flags & ~re.IGNORECASE) if lowered else None
         self.words = needed_words(pattern)
 
@@ -178,13 +220,10 @@ class Phrases:
         """The whole pattern, compiled as given."""
         return self._whole.folded
 
-    @staticmethod
-    def _run(part: _Alternative, text: str, low: str, pos: int) -> re.Match[str] | None:
-        if part.words is not None and not any(w in low for w in part.words):
-            return None
-        if part.lowered is not None and len(low) == len(text):
-            return part.lowered.search(low, pos)
-        return part.folded.search(text, pos)
+    @property
+    def words(self) -> tuple[str, ...] | None:
+        """Lower-case words one of which every match contains (None: not known)."""
+        return self._whole.words
 
     def search(self, text: str, pos: int = 0, *, low: str | None = None) -> re.Match[str] | None:
         """The leftmost match, as ``pattern.search(text, pos)`` would give it (its start
@@ -192,9 +231,20 @@ class Phrases:
         ``text.lower()`` when the caller has it."""
         if low is None:
             low = text.lower()
+        same = len(low) == len(text)
         best: re.Match[str] | None = None
         for part in self._candidates(low):
-            match = self._run(part, text, low, pos)
+            words = part.words
+            if words is not None:
+                for word in words:
+                    if word in low:
+                        break
+                else:
+                    continue
+            if part.lowered is not None and same:
+                match = part.lowered.search(low, pos)
+            else:
+                match = part.folded.search(text, pos)
             if match and (best is None or match.start() < best.start()):
                 best = match
                 if best.start() == pos:
@@ -205,7 +255,21 @@ class Phrases:
         """Whether the pattern matches anywhere in ``text``."""
         if low is None:
             low = text.lower()
-        return any(self._run(part, text, low, 0) for part in self._candidates(low))
+        same = len(low) == len(text)
+        for part in self._candidates(low):
+            words = part.words
+            if words is not None:
+                for word in words:
+                    if word in low:
+                        break
+                else:
+                    continue
+            if part.lowered is not None and same:
+                if part.lowered.search(low):
+                    return True
+            elif part.folded.search(text):
+                return True
+        return False
 
     def _candidates(self, low: str) -> list[_Alternative]:
         if self._words is None:
@@ -222,8 +286,12 @@ class Phrases:
         if low is None:
             low = text.lower()
         whole = self._whole
-        if whole.words is not None and not any(w in low for w in whole.words):
-            return iter(())
+        if whole.words is not None:
+            for word in whole.words:
+                if word in low:
+                    break
+            else:
+                return iter(())
         if whole.lowered is not None and len(low) == len(text):
             return whole.lowered.finditer(low)
         return whole.folded.finditer(text)

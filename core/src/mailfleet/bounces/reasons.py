@@ -226,8 +226,9 @@ _WEAK_SET = RuleSet(_WEAK_RULES)
 _CMD_WORDS = (("RCPT", r"rcpt(?:[ _]to)?"), ("MAIL", r"mail from"),
               ("DATA", r"(?:end of )?data"), ("HELO", r"helo|ehlo"))
 _EXPLICIT: tuple[tuple[str, Phrases], ...] = (
-    *((name, Phrases(r"(?:>>>|\bafter|\bin reply to|\bdid not like our|\[)\s*+" + word
-                     + r"\b", re.IGNORECASE)) for name, word in _CMD_WORDS),
+    # "a(?<!\wa)fter" is "\bafter" written to start with its letter (see codes.STATUS_RE)
+    *((name, Phrases(r"(?:>>>|a(?<!\wa)fter|i(?<!\wi)n reply to|d(?<!\wd)id not like our|\[)"
+                     r"\s*+" + word + r"\b", re.IGNORECASE)) for name, word in _CMD_WORDS),
     ("RCPT", Phrases(r"recipient was rejected", re.I)),
     ("MAIL", Phrases(r"sender was rejected", re.I)),
     ("HELO", Phrases(r"my name was rejected", re.I)),
@@ -240,11 +241,30 @@ _BARE: tuple[tuple[str, Phrases], ...] = (
 )
 
 
+def _command_words() -> tuple[str, ...] | None:
+    words: set[str] = set()
+    for _name, rx in (*_EXPLICIT, *_BARE):
+        if rx.words is None:
+            return None
+        words.update(rx.words)
+    return tuple(sorted(words))
+
+
+_COMMAND_WORDS = _command_words()
+"""One of these is in every text that names a command (most texts name none)."""
+
+
 def smtp_command(text: str | None) -> str | None:
     """The SMTP command (RCPT, MAIL, DATA, HELO, CONN) that ``text`` says was refused."""
     if not text:
         return None
     low = text.lower()
+    if _COMMAND_WORDS is not None:
+        for word in _COMMAND_WORDS:
+            if word in low:
+                break
+        else:
+            return None
     for table in (_EXPLICIT, _BARE):
         best: tuple[int, str] | None = None
         for name, rx in table:
@@ -256,9 +276,10 @@ def smtp_command(text: str | None) -> str | None:
     return None
 
 
-_CONTINUATION = re.compile(r"(?<=\s)[245]\d\d[- ](?:[245]\.\d{1,3}\.\d{1,3}\s)?")
-_SYNTAX_REPLY = re.compile(r"(?<![\d.])50[0-4](?![\d.])")
-_REPLY = re.compile(r"(?<![\d.])[45]\d\d(?![\d.])")
+# look-behinds after the first digit (see codes.STATUS_RE): searched for the digit first
+_CONTINUATION = re.compile(r"[245](?<=\s[245])\d\d[- ](?:[245]\.\d{1,3}\.\d{1,3}\s)?")
+_SYNTAX_REPLY = re.compile(r"5(?<![\d.]5)0[0-4](?![\d.])")
+_REPLY = re.compile(r"[45](?<![\d.][45])\d\d(?![\d.])")
 
 
 _STATUS_RULES: dict[str, str] = {
@@ -362,7 +383,7 @@ _GENERIC_CODES = frozenset({"", "0.0", "1.0", "5.0", "2.0", "4.0", "3.0"})
 #: With a generic code the text alone must carry the evidence: an SMTP reply of its own
 #: (5xx, as every MTA quotes the remote reply) and no word of a transport failure (a reset
 #: or timed-out session says nothing about the address, whatever else the report quotes).
-_PERMANENT_REPLY = re.compile(r"(?<!\d)5\d\d(?:[ -]|$)")
+_PERMANENT_REPLY = re.compile(r"5(?<!\d5)\d\d(?:[ -]|$)")
 _TRANSPORT_TROUBLE = re.compile(r"connection (?:reset|refused|timed out|closed)|protocol error"
                                 r"|timed? ?out|broken pipe")
 

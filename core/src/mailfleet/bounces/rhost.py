@@ -17,8 +17,8 @@ from mailfleet.bounces.prefilter import Phrases
 
 _Rule = Callable[[str, str, str | None], str | None]
 
-_HOST_IN_TEXT = Phrases(
-    r"(?:\bhost\s+|while talking to\s+|remote system:\s*dns;\s*|\[)"
+_HOST_IN_TEXT = Phrases(  # "h(?<!\wh)ost" is "\bhost" starting with its letter (faster search)
+    r"(?:h(?<!\wh)ost\s+|while talking to\s+|remote system:\s*dns;\s*|\[)"
     r"([a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)+\.[a-z]{2,})\b", re.IGNORECASE)
 
 # Orange / Wanadoo / La Poste: "... OFR005_505 [505]", "LPN007_416", "OUK_513"; the last
@@ -125,23 +125,44 @@ _tencent = _phrases((
     ("mailboxfull", r"mailbox is full|over quota"),
 ))
 
-# (host/domain pattern, rule); the first provider whose pattern matches is used.
-_PROVIDERS: tuple[tuple[re.Pattern[str], _Rule], ...] = (
-    (re.compile(r"(^|\.)(orange\.fr|wanadoo\.fr|laposte\.net|francetelecom\.\w+)$"),
-     _franceptt),
-    (re.compile(r"(^|\.)(yahoodns\.net|yahoo\.(com|co\.\w+|\w{2})|ymail\.com|aol\.com|"
-                r"yahoo\.net)$"), _yahoo),
-    (re.compile(r"(^|\.)(google\.com|googlemail\.com|gmail\.com)$|^gmail-smtp-in"), _google),
-    (re.compile(r"(^|\.)(outlook\.com|hotmail\.\w+|live\.\w+|msn\.com|"
-                r"protection\.outlook\.com|office365\.com)$"), _microsoft),
-    (re.compile(r"(^|\.)(ezweb\.ne\.jp|au\.com|kddi\.com)$"), _kddi),
-    (re.compile(r"(^|\.)docomo\.ne\.jp$"), _docomo),
-    (re.compile(r"(^|\.)(facebook\.com|fb\.com)$"), _facebook),
-    (re.compile(r"(^|\.)cox\.net$"), _cox),
-    (re.compile(r"(^|\.)mimecast\.(com|co\.\w+)$"), _mimecast),
-    (re.compile(r"(^|\.)(zoho\.com|zohomail\.com)$"), _zoho),
-    (re.compile(r"(^|\.)(qq\.com|exmail\.qq\.com)$"), _tencent),
+# (domains, rule): a host belongs to the first provider one of whose domains it is or ends
+# in (after a dot).
+_PROVIDERS: tuple[tuple[str, _Rule], ...] = (
+    (r"orange\.fr|wanadoo\.fr|laposte\.net|francetelecom\.\w+", _franceptt),
+    (r"yahoodns\.net|yahoo\.(?:com|co\.\w+|\w{2})|ymail\.com|aol\.com|yahoo\.net", _yahoo),
+    (r"google\.com|googlemail\.com|gmail\.com", _google),
+    (r"outlook\.com|hotmail\.\w+|live\.\w+|msn\.com|protection\.outlook\.com|office365\.com",
+     _microsoft),
+    (r"ezweb\.ne\.jp|au\.com|kddi\.com", _kddi),
+    (r"docomo\.ne\.jp", _docomo),
+    (r"facebook\.com|fb\.com", _facebook),
+    (r"cox\.net", _cox),
+    (r"mimecast\.(?:com|co\.\w+)", _mimecast),
+    (r"zoho\.com|zohomail\.com", _zoho),
+    (r"qq\.com|exmail\.qq\.com", _tencent),
 )
+_GMAIL_MX = "gmail-smtp-in"
+"""Google's MX hosts (gmail-smtp-in.l.google.com) are Google's whatever follows."""
+_DOMAINS = re.compile("|".join(f"({domains})" for domains, _rule in _PROVIDERS))
+"""Group N matches a domain of the N-th provider (matched whole: the first such group)."""
+
+
+def _provider(name: str) -> _Rule | None:
+    """The rule of the first provider that ``name`` (a host name) belongs to: the name, or
+    the part after one of its dots, is one of its domains (a Gmail MX name is Google's)."""
+    first = len(_PROVIDERS)
+    if name.startswith(_GMAIL_MX):
+        first = next(n for n, (_d, rule) in enumerate(_PROVIDERS) if rule is _google)
+    start = 0
+    while start >= 0:
+        match = _DOMAINS.fullmatch(name, start)
+        if match and match.lastindex is not None and match.lastindex - 1 < first:
+            first = match.lastindex - 1
+        dot = name.find(".", start)
+        start = dot + 1 if dot >= 0 else -1
+    return _PROVIDERS[first][1] if first < len(_PROVIDERS) else None
+
+
 # Codes that name their provider by themselves.
 _SELF_NAMED: tuple[tuple[re.Pattern[str], _Rule], ...] = (
     (re.compile(r"\b(?:ofr|lpn|ouk)\d*_\d{3}\b"), _franceptt),
@@ -177,12 +198,7 @@ def by_host(hosts: tuple[str | None, ...], text: str | None, status: str | None,
     rule: _Rule | None = None
     for value in hosts:
         name = _host_name(value)
-        if not name:
-            continue
-        for pattern, candidate in _PROVIDERS:
-            if pattern.search(name):
-                rule = candidate
-                break
+        rule = _provider(name) if name else None
         if rule:
             break
     if rule is None:

@@ -15,7 +15,12 @@ import re
 
 import attrs
 
-from mailfleet.bounces.codes import ADDR_RE, addresses_in, clean_address, is_system_address
+from mailfleet.bounces.codes import (
+    address_matches,
+    addresses_in,
+    clean_address,
+    is_system_address,
+)
 from mailfleet.bounces.prefilter import Phrases
 
 _I = re.IGNORECASE | re.MULTILINE
@@ -39,17 +44,18 @@ _ORIGINAL_MARKERS = Phrases(
     r"-++ ?returned mail follows|-++ ?message body suppressed)",
     _I,
 )
-_HEADER_LINE = re.compile(
-    r"^>?(?:Received|Return-Path|DKIM-Signature|Message-I[dD]|MIME-Version|X-[A-Za-z0-9\-]+|"
-    r"Content-Type|Date|From|To|Subject|Reply-To|Sender|Authentication-Results|"
-    r"ARC-[A-Za-z\-]+|Delivered-To|References|In-Reply-To):[ \t]",
+# (lower case: the prefilter runs them on the lowered text, without IGNORECASE)
+_HEADER_LINE = Phrases(
+    r"^>?(?:received|return-path|dkim-signature|message-id|mime-version|x-[a-z0-9\-]+|"
+    r"content-type|date|from|to|subject|reply-to|sender|authentication-results|"
+    r"arc-[a-z\-]+|delivered-to|references|in-reply-to):[ \t]",
     re.IGNORECASE | re.MULTILINE,
 )
-_HEADERISH_LINES = re.compile(
-    r"^[ \t]*+(?:>[ \t]*+)?(?:To|Cc|Bcc|From|Sender|Reply-To|Return-Path|Received|Subject|"
-    r"Sent|Date|Message-I[dD]|In-Reply-To|References|Delivered-To|Envelope-From|X-[\w\-]+|"
-    r"Auto-Submitted|List-[\w\-]+|De|Para|Enviado el|Asunto|Von|An|Betreff|"
-    r"Reporting-MTA|Received-From-MTA|Arrival-Date)[ \t]*:",
+_HEADERISH_LINES = Phrases(
+    r"^[ \t]*+(?:>[ \t]*+)?(?:to|cc|bcc|from|sender|reply-to|return-path|received|subject|"
+    r"sent|date|message-id|in-reply-to|references|delivered-to|envelope-from|x-[\w\-]+|"
+    r"auto-submitted|list-[\w\-]+|de|para|enviado el|asunto|von|an|betreff|"
+    r"reporting-mta|received-from-mta|arrival-date)[ \t]*:",
     re.IGNORECASE | re.MULTILINE,
 )
 _HEADINGS = Phrases(
@@ -82,7 +88,7 @@ _LINE_ADDR = re.compile(
     re.MULTILINE)
 # A labelled field naming the failed address: Domino "Failed Recipient:", "Recipient
 # address:", "Original recipient:", "Invalid recipient:", and the same in other languages.
-_FIELD_ADDR = re.compile(
+_FIELD_ADDR = Phrases(  # run on the lowered text: the address is read from the text
     r"^[ \t]*+(?:(?:failed|original|intended|final|rejected|invalid|unknown|bad|undeliverable|"
     r"unreachable)[ \t-]*+|-[ \t]*+)?(?:recipient|addressee|empfänger|destinataire|destinatario|"
     r"получатель|адресат|宛先|收件人|收信人)s?(?:\(s\))?(?:[ \t]+(?:address|adresse|"
@@ -95,7 +101,7 @@ _EXIM_ADDR = re.compile(
     re.MULTILINE)
 _LONE_TO_LINE = re.compile(r"^[ \t]*+(?:To|An|Para)[ \t]*+:[ \t]*+<?[^\s@]++@\S++[ \t\r]*$",
                            re.MULTILINE)
-_RECEIVED_LINES = re.compile(
+_RECEIVED_LINES = Phrases(
     r"^[ \t]*+(?:(?:from|by)[ \t]++\S++[ \t]++\(|\(envelope-from|for <)", re.I | re.M)
 _GENERATED = re.compile(
     r"\((?:generated|expanded) from:?[ \t]*+<?([^<>\s)@]{1,256}@[^<>\s)]{1,256})>?\)", re.I)
@@ -202,7 +208,7 @@ def _structured(region: str, spans: _Spans,
     found: list[tuple[str, int]] = []
     for rx in (_LINE_ADDR, _FIELD_ADDR):
         for match in itertools.islice(rx.finditer(region), _MAX_FOUND):
-            addr = clean_address(match.group(1))
+            addr = clean_address(region[match.start(1):match.end(1)])
             if addr and not spans.inside(match.start()):
                 found.append((addr, match.start()))
     if found or not heading:
@@ -231,7 +237,9 @@ def _generic(region: str, spans: _Spans,
 def _generic_from(region: str, spans: _Spans,
                   start: int) -> list[tuple[str, int]]:
     found: list[tuple[str, int]] = []
-    for match in itertools.islice(ADDR_RE.finditer(region, start), _MAX_FOUND):
+    if region.find("@", start) < 0:  # every address has one
+        return found
+    for match in itertools.islice(address_matches(region, start), _MAX_FOUND):
         if spans.inside(match.start()):
             continue
         before = region[max(0, match.start() - 80):match.start()]
@@ -325,8 +333,16 @@ def lines_mentioning(region: str, address: str, limit: int = 3) -> str:
 
 
 def strip_addresses(text: str) -> str:
-    """``text`` with addresses removed (so they do not sway the reason)."""
-    return ADDR_RE.sub(" ", text)
+    """``text`` with each address replaced by a space (so they do not sway the reason)."""
+    pieces: list[str] = []
+    pos = 0
+    for match in address_matches(text):
+        pieces += (text[pos:match.start()], " ")
+        pos = match.end()
+    if not pieces:
+        return text
+    pieces.append(text[pos:])
+    return "".join(pieces)
 
 
 __all__ = ["TextRecipient", "addresses_in", "find_recipients", "is_warning", "report_region",
