@@ -44,6 +44,15 @@ from mailfleet.store.leases import HELD_IN_DATA, LEASE_SECONDS, RESENT_IN_DATA, 
 from mailfleet.store.sql import SqlStore
 
 T = TypeVar("T")
+#: Marks a transaction's last statement: the event-loop driver sends COMMIT with it (the
+#: row locks it takes are then held for its execution only, not a round trip more).
+_LAST = "/* last */ "
+#: A claim's last statement: skip the suppressed, hand over the letters, charge the quota.
+_CHARGE = (_LAST + "WITH sk AS (UPDATE letters SET state='skipped', last_error='suppressed' "  # noqa: S608
+           "WHERE id = ANY(%(skipped)s)), c AS (UPDATE letters SET state='claimed', "
+           "claimed_by=%(d)s, claimed_at=%(now)s, server=%(s)s WHERE id = ANY(%(ids)s)) "
+           "INSERT INTO ledger (server, at, letter_id) SELECT %(s)s, %(now)s, "
+           "unnest(%(ids)s::bigint[])")
 #: A transaction written once for the blocking and the event-loop drivers: it yields each
 #: statement with its parameters and is sent back the rows and the row count.
 Steps = Generator[tuple[str, Any], tuple[list[tuple[Any, ...]], int], T]
@@ -522,21 +531,14 @@ class PostgresStore(SqlStore):
             return cur.rowcount
 
     # -- dispatching ----------------------------------------------------------------------
-    def register_dispatcher(self, dispatcher_id: str, now: float,
-                            servers: Sequence[str] = ()) -> None:
-        self._drive(self._register_steps(dispatcher_id, now, servers))
-
     async def register_dispatcher_async(self, dispatcher_id: str, now: float,
                                         servers: Sequence[str] = ()) -> None:
         await self._drive_async(self._register_steps(dispatcher_id, now, servers))
 
     def _register_steps(self, dispatcher_id: str, now: float,
                         servers: Sequence[str]) -> Steps[None]:
-        yield ("INSERT INTO dispatchers (id, host, pid, seen_at, started_at, servers) "
-               "VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO UPDATE SET "
-               "host=EXCLUDED.host, pid=EXCLUDED.pid, seen_at=EXCLUDED.seen_at, "
-               "servers=EXCLUDED.servers",
-               (dispatcher_id, self.host, os.getpid(), now, now, ",".join(servers)))
+        sql, params = self._registration(dispatcher_id, now, servers)
+        yield _spelled(sql), params
 
     def recover(self, now: float, *, lease: float = LEASE_SECONDS,
                 hold_in_doubt: bool = False) -> Recovery:
@@ -648,12 +650,31 @@ class PostgresStore(SqlStore):
         async with self._async_tx("claim") as cur:
             sql, params = next(steps)
             while True:
-                await cur.execute(sql, params)
+                if sql.startswith(_LAST):  # the COMMIT goes with it: no round trip more
+                    await self._commit_with(cur.connection, sql, params)  # with the locks
+                    result: tuple[list[tuple[Any, ...]], int] = ([], -1)
+                else:
+                    await cur.execute(sql, params)
+                    result = (await cur.fetchall() if cur.description else [], cur.rowcount)
                 try:
-                    sql, params = steps.send(
-                        (await cur.fetchall() if cur.description else [], cur.rowcount))
+                    sql, params = steps.send(result)
                 except StopIteration as done:
                     return done.value  # type: ignore[no-any-return]
+
+    async def _commit_with(self, conn: psycopg.AsyncConnection[tuple[Any, ...]], sql: str,
+                           params: Any) -> None:
+        """The transaction's last statement and its COMMIT in one message (bound here)."""
+        pg = conn.pgconn
+        pg.send_query(psycopg.AsyncClientCursor(conn).mogrify(sql, params).encode()
+                      + b"; COMMIT")
+        while pg.flush():
+            await self._ready(pg.socket, write=True)
+        status = await self._results(pg)
+        if any(error for _, error in status) or len(status) != 2:
+            if pg.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                await conn.rollback()
+            raise StoreUnavailable(f"the PostgreSQL store {self.location!r} did not "
+                                   f"commit: {mask_dsn(self._dsn, repr(status))}")
 
     def _claim_steps(self, dispatcher_id: str, server: str, limits: Limits, count: int,
                      now: float, mailing_ids: Sequence[str] | None, tenant: str | None
@@ -703,12 +724,7 @@ class PostgresStore(SqlStore):
             {int(r[1]) for r in rows if r[7]}, want)
         ids = [r.id for r in letters]
         if letters or skipped:
-            yield ("WITH sk AS (UPDATE letters SET state='skipped', last_error='suppressed' "
-                   "WHERE id = ANY(%(skipped)s)), c AS (UPDATE letters SET state='claimed', "
-                   "claimed_by=%(d)s, claimed_at=%(now)s, server=%(s)s WHERE id = ANY(%(ids)s)) "
-                   "INSERT INTO ledger (server, at, letter_id) SELECT %(s)s, %(now)s, "
-                   "unnest(%(ids)s::bigint[])",
-                   {"skipped": [r.id for r in skipped], "d": dispatcher_id, "now": now,
+            yield (_CHARGE, {"skipped": [r.id for r in skipped], "d": dispatcher_id, "now": now,
                     "s": server, "ids": ids})
         return Claim(tuple(letters), tuple(skipped), "" if letters or skipped else "empty")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import json
+import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
@@ -179,6 +180,19 @@ class SqlStore(Store):
         return [mid for _, mid in sorted((float(at), str(mid)) for mid, at in rows)]
 
     # -- dispatching ----------------------------------------------------------------------
+    def register_dispatcher(self, dispatcher_id: str, now: float,
+                            servers: Sequence[str] = ()) -> None:
+        with self._write() as db:
+            db.execute(*self._registration(dispatcher_id, now, servers))
+
+    def _registration(self, dispatcher_id: str, now: float, servers: Sequence[str]
+                      ) -> tuple[str, tuple[Any, ...]]:
+        """The statement that registers (or renews) a dispatcher of this process."""
+        return ("INSERT INTO dispatchers (id, host, pid, seen_at, started_at, servers) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET host=excluded.host, "
+                "pid=excluded.pid, seen_at=excluded.seen_at, servers=excluded.servers",
+                (dispatcher_id, self.host, os.getpid(), now, now, ",".join(servers)))
+
     def unregister_dispatcher(self, dispatcher_id: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM dispatchers WHERE id=?", (dispatcher_id,))

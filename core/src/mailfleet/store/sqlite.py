@@ -132,15 +132,6 @@ class SqliteStore(SqlStore):
             return self.db.total_changes - before
 
     # -- dispatching ----------------------------------------------------------------------
-    def register_dispatcher(self, dispatcher_id: str, now: float,
-                            servers: Sequence[str] = ()) -> None:
-        with self._tx():
-            self.db.execute(
-                "INSERT INTO dispatchers (id, host, pid, seen_at, started_at, servers) "
-                "VALUES (?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET host=excluded.host, "
-                "pid=excluded.pid, seen_at=excluded.seen_at, servers=excluded.servers",
-                (dispatcher_id, self.host, os.getpid(), now, now, ",".join(servers)))
-
     def recover(self, now: float, *, lease: float = LEASE_SECONDS,
                 hold_in_doubt: bool = False) -> Recovery:
         with self._tx():
