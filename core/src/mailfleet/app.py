@@ -73,7 +73,7 @@ from mailfleet.store.base import Claim, Holder, LetterRecord, Store, WorkerInfo
 log = logging.getLogger(__name__)
 
 #: The version of the embedding API (semantic versioning: a new minor version only adds).
-API_VERSION = "1.0.0"
+API_VERSION = "1.1.0"
 
 #: Letter states that still wait to be sent (claimed and ``sending`` ones are in flight).
 WAITING_STATES = ("queued", "claimed", "sending")

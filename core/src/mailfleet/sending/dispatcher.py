@@ -70,11 +70,6 @@ class RunReport:
                                   self.recovered.resent + other.recovered.resent,
                                   self.recovered.held + other.recovered.held))
 
-    def as_dict(self) -> dict[str, object]:
-        return {"sent": self.sent, "failed": self.failed, "skipped": self.skipped,
-                "deferred": self.deferred, "waiting": self.waiting,
-                "resume_at": iso(self.resume_at)}
-
 
 def iso(at: float | None) -> str | None:
     """An epoch time as ISO 8601 UTC (``None`` stays ``None``)."""
