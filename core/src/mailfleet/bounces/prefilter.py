@@ -234,13 +234,6 @@ class Phrases:
         same = len(low) == len(text)
         best: re.Match[str] | None = None
         for part in self._candidates(low):
-            words = part.words
-            if words is not None:
-                for word in words:
-                    if word in low:
-                        break
-                else:
-                    continue
             if part.lowered is not None and same:
                 match = part.lowered.search(low, pos)
             else:
@@ -257,13 +250,6 @@ class Phrases:
             low = text.lower()
         same = len(low) == len(text)
         for part in self._candidates(low):
-            words = part.words
-            if words is not None:
-                for word in words:
-                    if word in low:
-                        break
-                else:
-                    continue
             if part.lowered is not None and same:
                 if part.lowered.search(low):
                     return True
@@ -272,9 +258,11 @@ class Phrases:
         return False
 
     def _candidates(self, low: str) -> list[_Alternative]:
-        if self._words is None:
-            return self._parts
-        return [self._parts[i] for i in sorted(self._words.candidates(low))]
+        """The alternatives that can match ``low``: one of their needed words is in it."""
+        parts = (self._parts if self._words is None
+                 else [self._parts[i] for i in sorted(self._words.candidates(low))])
+        return [part for part in parts
+                if part.words is None or any(word in low for word in part.words)]
 
     def groups(self, text: str, group: int = 1, *, low: str | None = None) -> list[str]:
         """Group ``group`` of every :meth:`finditer` match, as written in ``text``."""
