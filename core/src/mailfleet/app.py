@@ -945,7 +945,6 @@ class Mailfleet:
         except BaseException:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            self._release()
             raise
         finally:
             self._dispatcher = None
@@ -953,7 +952,6 @@ class Mailfleet:
             why = "letters"
         elif dispatcher._stop and why == "idle":
             why = "stopped"
-        self._release()
         return SendReport.of(report, why)
 
     async def _waiting(self, dispatcher: Dispatcher, on_wait: WaitCallback) -> RunReport:
@@ -968,15 +966,10 @@ class Mailfleet:
             await self.clock.sleep(max(1.0, total.resume_at - self.clock.now()))
 
     def _after_cancel(self, why: str, dispatcher: Dispatcher) -> SendReport:
-        self._release()
+        # the cancelled dispatcher left the store's list and took its letters back
+        # (Dispatcher.unregister, as its run ended)
         waiting, next_retry = self.store.waiting(dispatcher.mailings, self.clock.now())
         return SendReport.of(RunReport(waiting=waiting, resume_at=next_retry), why)
-
-    def _release(self) -> None:
-        """Take back at once the letters a stopped dispatcher of this process held."""
-        deployment = self.config.deployment
-        self.store.recover(self.clock.now(), lease=deployment.lease_seconds,
-                           hold_in_doubt=deployment.in_doubt == "hold")
 
     # -- servers: checks and one-off letters ---------------------------------------------
     async def check(self, servers: Sequence[str] | None = None, *, force: bool = False

@@ -232,6 +232,23 @@ class DatabaseClock(SystemClock):
         return time.time() + self.offset
 
 
+async def _ready(fd: int, *, write: bool = False) -> None:
+    """Wait on the event loop until ``fd`` can be read (or written)."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    if write:
+        loop.add_writer(fd, ready.set_result, None)
+    else:
+        loop.add_reader(fd, ready.set_result, None)
+    try:
+        await ready
+    finally:
+        if write:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
+
+
 class _Listener:
     """``LISTEN mailfleet`` on a connection of its own, read by the event loop."""
 
@@ -242,7 +259,6 @@ class _Listener:
 
     async def wait(self) -> None:
         pg = self.conn.pgconn
-        loop = asyncio.get_running_loop()
         while True:
             pg.consume_input()
             if pg.notifies() is not None:
@@ -252,12 +268,7 @@ class _Listener:
             if pg.status != psycopg.pq.ConnStatus.OK:
                 raise StoreUnavailable(f"the PostgreSQL store {self.location!r} closed the "
                                        "connection that listened for new letters")
-            readable = loop.create_future()
-            loop.add_reader(pg.socket, readable.set_result, None)
-            try:
-                await readable
-            finally:
-                loop.remove_reader(pg.socket)
+            await _ready(pg.socket)
 
     def close(self) -> None:
         self.conn.close()
@@ -389,15 +400,12 @@ class PostgresStore(SqlStore):
                                    f"{mask_dsn(self._dsn, repr(status))}")
 
     @contextlib.asynccontextmanager
-    async def _async_tx(self, lane: str, committed: Callable[[], None] | None = None
+    async def _async_tx(self, lane: str
                         ) -> AsyncIterator[psycopg.AsyncCursor[tuple[Any, ...]]]:
-        """:meth:`_tx` on the event loop: a connection of its own per ``lane`` (``claim``,
-        ``journal``), so a claim never waits for a commit, and the loop serves the SMTP
-        sessions while the database works. ``committed`` as for :meth:`_tx`."""
+        """:meth:`_tx` on the event loop, on the connection of ``lane``: the loop serves the
+        SMTP sessions while the database works."""
         async with self._lane_lock(lane):
-            conn = self._async_conns.get(lane)
-            if conn is None or conn.closed or conn.broken:
-                conn = self._async_conns[lane] = await self._aconnect()
+            conn = await self._lane(lane)
             try:
                 async with conn.cursor() as cur:
                     yield cur
@@ -405,21 +413,40 @@ class PostgresStore(SqlStore):
                 if not conn.broken and not conn.closed:
                     await conn.rollback()
                 raise
-            if committed is None:
-                await conn.commit()
-                return
-            pg = conn.pgconn
-            pg.send_query(b"COMMIT")
-            while pg.flush():  # wait until the command is out, then write (as _commit_then)
-                await self._ready(pg.socket, write=True)
-            try:
+            await conn.commit()
+
+    async def _lane(self, lane: str) -> psycopg.AsyncConnection[tuple[Any, ...]]:
+        """The connection of ``lane`` (``claim``: claims, heartbeats and recoveries;
+        ``journal``: the journal's commits), so a claim never waits for a commit; the
+        caller holds the lane's lock."""
+        conn = self._async_conns.get(lane)
+        if conn is None or conn.closed or conn.broken:
+            conn = self._async_conns[lane] = await self._aconnect()
+        return conn
+
+    async def _commit_in_one(self, conn: psycopg.AsyncConnection[tuple[Any, ...]], sql: str,
+                             params: Any, *, begin: bool,
+                             committed: Callable[[], None] | None = None) -> None:
+        """Send ``sql`` (bound on this side) and COMMIT, after BEGIN when ``begin``, as one
+        message; run ``committed`` once it is on the wire (as :meth:`_commit_then`); check
+        that every statement succeeded."""
+        statement = psycopg.AsyncClientCursor(conn).mogrify(sql, params).encode()
+        message = (b"BEGIN; " if begin else b"") + statement + b"; COMMIT"
+        results = 3 if begin else 2
+        pg = conn.pgconn
+        pg.send_query(message)
+        while pg.flush():
+            await _ready(pg.socket, write=True)
+        try:
+            if committed is not None:
                 committed()
-            finally:
-                status = await self._results(pg)
-            if (status != [(psycopg.pq.ExecStatus.COMMAND_OK, b"")]
-                    or pg.transaction_status != psycopg.pq.TransactionStatus.IDLE):
-                raise StoreUnavailable(f"the PostgreSQL store {self.location!r} did not "
-                                       f"commit: {mask_dsn(self._dsn, repr(status))}")
+        finally:
+            status = await self._results(pg)
+        if pg.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            await conn.rollback()
+        if any(error for _, error in status) or len(status) != results:
+            raise StoreUnavailable(f"the PostgreSQL store {self.location!r} did not "
+                                   f"commit: {mask_dsn(self._dsn, repr(status))}")
 
     def _lane_lock(self, lane: str) -> asyncio.Lock:
         """The lock of a lane's connection on the running loop; a new loop (a later
@@ -436,22 +463,6 @@ class PostgresStore(SqlStore):
                 conn.pgconn.finish()
         self._async_conns.clear()
         self._async_locks.clear()
-
-    @staticmethod
-    async def _ready(fd: int, *, write: bool = False) -> None:
-        loop = asyncio.get_running_loop()
-        ready = loop.create_future()
-        if write:
-            loop.add_writer(fd, ready.set_result, None)
-        else:
-            loop.add_reader(fd, ready.set_result, None)
-        try:
-            await ready
-        finally:
-            if write:
-                loop.remove_writer(fd)
-            else:
-                loop.remove_reader(fd)
 
     async def _aconnect(self) -> psycopg.AsyncConnection[tuple[Any, ...]]:
         try:
@@ -473,24 +484,8 @@ class PostgresStore(SqlStore):
             return
         sql, params = self._record_statement(sending, outcomes, now, settled)
         async with self._lane_lock("journal"):
-            conn = self._async_conns.get("journal")
-            if conn is None or conn.closed or conn.broken:
-                conn = self._async_conns["journal"] = await self._aconnect()
-            query = psycopg.AsyncClientCursor(conn).mogrify(sql, params)
-            pg = conn.pgconn
-            pg.send_query(b"BEGIN; " + query.encode() + b"; COMMIT")
-            while pg.flush():
-                await self._ready(pg.socket, write=True)
-            try:
-                if committed is not None:
-                    committed()
-            finally:
-                status = await self._results(pg)
-            if pg.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                await conn.rollback()
-            if any(error for _, error in status) or len(status) != 3:
-                raise StoreUnavailable(f"the PostgreSQL store {self.location!r} did not "
-                                       f"commit: {mask_dsn(self._dsn, repr(status))}")
+            await self._commit_in_one(await self._lane("journal"), sql, params, begin=True,
+                                      committed=committed)
 
     async def _results(self, pg: psycopg.pq.abc.PGconn) -> list[tuple[object, bytes]]:
         """Every result of the query sent on ``pg``, read on the event loop."""
@@ -502,7 +497,7 @@ class PostgresStore(SqlStore):
                 if result is None:
                     return status
                 status.append((result.status, result.error_message))
-            await self._ready(pg.socket)
+            await _ready(pg.socket)
 
     @contextmanager
     def _write(self) -> Iterator[_CoreCursor]:
@@ -651,7 +646,8 @@ class PostgresStore(SqlStore):
             sql, params = next(steps)
             while True:
                 if sql.startswith(_LAST):  # the COMMIT goes with it: no round trip more
-                    await self._commit_with(cur.connection, sql, params)  # with the locks
+                    # the claim's locks go with its COMMIT
+                    await self._commit_in_one(cur.connection, sql, params, begin=False)
                     result: tuple[list[tuple[Any, ...]], int] = ([], -1)
                 else:
                     await cur.execute(sql, params)
@@ -660,21 +656,6 @@ class PostgresStore(SqlStore):
                     sql, params = steps.send(result)
                 except StopIteration as done:
                     return done.value  # type: ignore[no-any-return]
-
-    async def _commit_with(self, conn: psycopg.AsyncConnection[tuple[Any, ...]], sql: str,
-                           params: Any) -> None:
-        """The transaction's last statement and its COMMIT in one message (bound here)."""
-        pg = conn.pgconn
-        pg.send_query(psycopg.AsyncClientCursor(conn).mogrify(sql, params).encode()
-                      + b"; COMMIT")
-        while pg.flush():
-            await self._ready(pg.socket, write=True)
-        status = await self._results(pg)
-        if any(error for _, error in status) or len(status) != 2:
-            if pg.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                await conn.rollback()
-            raise StoreUnavailable(f"the PostgreSQL store {self.location!r} did not "
-                                   f"commit: {mask_dsn(self._dsn, repr(status))}")
 
     def _claim_steps(self, dispatcher_id: str, server: str, limits: Limits, count: int,
                      now: float, mailing_ids: Sequence[str] | None, tenant: str | None
