@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 import test_mailing_support as support
 from hypothesis import HealthCheck, given, settings
@@ -23,8 +25,8 @@ from mailfleet.plugins.providers import Limits
 from mailfleet.sending.dispatcher import Dispatcher, RunReport
 from mailfleet.sending.fleet import Fleet
 from mailfleet.store import open_store
-from mailfleet.store.base import Recovery
-from mailfleet.store.postgres import PostgresStore, mask_dsn
+from mailfleet.store.base import LetterRow, Outcome, Recovery
+from mailfleet.store.postgres import PostgresStore, StoreUnavailable, mask_dsn
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.postgres import PostgresServer
 from mailfleet_testing.smtpd import FakeSMTP
@@ -212,4 +214,77 @@ def test_a_claim_re_registers_a_dispatcher_dropped_while_it_slept(pg_dsn: str) -
     assert len(store.claim("b", "a", Limits(), 2, T0 + 3600).letters) == 2  # b wakes
     store.host = "machine-a"
     assert store.recover(T0 + 3601).requeued == 0  # b is alive again: its claims stay
+    store.close()
+
+
+def claimed_letters(store: PostgresStore, count: int) -> tuple[str, tuple[LetterRow, ...]]:
+    mailing = create_mailing(store, support.TEMPLATE, people(count), clock=FakeClock(T0)).id
+    store.register_dispatcher("d1", T0)
+    return mailing, store.claim("d1", "a", Limits(), count, T0).letters
+
+
+def outcomes(letters: tuple[LetterRow, ...], state: str, **extra: Any) -> list[Outcome]:
+    return [Outcome(r.id, state, "a", None, None, None, 1, charged=True,  # type: ignore[arg-type]
+                    **extra) for r in letters]
+
+
+def test_journal_commits_sent_back_to_back_apply_in_the_order_they_were_made(
+        pg_dsn: str) -> None:
+    store = PostgresStore(pg_dsn)
+    assert store.journal_depth > 1
+    mailing, letters = claimed_letters(store, 3)
+
+    async def commits() -> None:
+        # into DATA, a temporary failure, then sent: all three in flight at once
+        await asyncio.gather(store.record_async([r.id for r in letters], [], T0),
+                             store.record_async([], outcomes(letters, "queued"), T0 + 1),
+                             store.record_async([], outcomes(letters, "sent"), T0 + 2))
+
+    asyncio.run(commits())
+    assert store.counts(mailing) == {"sent": 3}
+    assert store.quota("a", Limits(), T0 + 3).hour.used == 3
+    store.close()
+
+
+def test_a_failed_journal_commit_changes_nothing_and_the_next_one_commits(
+        pg_dsn: str) -> None:
+    store = PostgresStore(pg_dsn.replace("postgres@", f"postgres:{SECRET}@", 1))
+    mailing, letters = claimed_letters(store, 2)
+    first, second = letters
+    # an attempt count PostgreSQL cannot hold fails the whole commit, on the server
+    bad = [*outcomes((first,), "sent"),
+           Outcome(second.id, "sent", "a", None, None, None, 2**31, charged=True)]
+
+    async def commits() -> None:
+        with pytest.raises(StoreUnavailable) as info:
+            await store.record_async([], bad, T0)
+        assert SECRET not in str(info.value) and "out of range" in str(info.value)
+        assert store.counts(mailing) == {"claimed": 2}  # neither letter changed
+        await store.record_async([], outcomes(letters, "sent"), T0 + 1)
+
+    asyncio.run(commits())
+    assert store.counts(mailing) == {"sent": 2}
+    store.close()
+
+
+def test_a_journal_connection_dropped_while_idle_is_replaced_before_the_next_commit(
+        pg_dsn: str) -> None:
+    store = PostgresStore(pg_dsn)
+    mailing, letters = claimed_letters(store, 2)
+    first, second = letters
+    killer = psycopg.connect(pg_dsn, autocommit=True)
+
+    async def commits() -> None:
+        await store.record_async([], outcomes((first,), "sent"), T0)
+        killed = killer.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+            "application_name = 'mailfleet' AND pid <> %s",
+            (store.conn.info.backend_pid,)).fetchall()
+        assert killed == [(True,)]  # the journal's own connection
+        await asyncio.sleep(0.5)  # the loop sees the connection close
+        await store.record_async([], outcomes((second,), "sent"), T0 + 1)
+
+    asyncio.run(commits())
+    assert store.counts(mailing) == {"sent": 2}
+    killer.close()
     store.close()

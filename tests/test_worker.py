@@ -208,7 +208,7 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("pg_dsn"))
 
 
-def test_sigterm_finishes_the_letters_in_hand_exits_0_and_leaves_nothing_claimed(
+def test_sigterm_finishes_the_letters_in_hand_exits_0_and_leaves_nothing_claimed_or_charged(
         tmp_path: Path, servers: list[FakeSMTP], location: str) -> None:
     smtp = servers[0]
     smtp.add_rule("DATA", "250 2.0.0 Ok: queued slowly", delay=0.01)
@@ -226,6 +226,8 @@ def test_sigterm_finishes_the_letters_in_hand_exits_0_and_leaves_nothing_claimed
     assert counts.get("claimed", 0) == counts.get("sending", 0) == 0
     assert 50 <= counts["sent"] < 2000 and counts["sent"] + counts["queued"] == 2000
     assert len(delivered(smtp)) == counts["sent"]  # each letter in hand finished, none cut off
+    # the batches claimed ahead of the sends went back uncharged
+    assert store.quota("a", Limits(), time.time()).day.used == counts["sent"]
     assert store.workers(time.time()) == []
     assert took < 20
     assert b"stopping: finishing the letters in hand" in err

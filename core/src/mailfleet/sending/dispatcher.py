@@ -125,9 +125,11 @@ class _Run:
 class _Journal:
     """Group commit of per-letter facts: letters entering DATA (the session waits until that
     is durable) and outcomes (committed within ``linger`` seconds, or with the next DATA of
-    any connection), one store transaction for all of them. One commit is in flight at a
-    time; what arrives meanwhile goes in the next one, right after (the event loop never
-    waits for the store: on PostgreSQL the round trip runs beside the SMTP sessions)."""
+    any connection), one store transaction for all of them. Up to the store's
+    ``journal_depth`` commits are in flight at a time (one on SQLite; on PostgreSQL the next
+    is sent while the last one runs); what arrives meanwhile goes in the next one, right
+    after (the event loop never waits for the store: on PostgreSQL the round trips run
+    beside the SMTP sessions)."""
 
     def __init__(self, store: Store, clock: Clock, linger: float = 0.005) -> None:
         self.store = store
@@ -139,7 +141,8 @@ class _Journal:
         self._waiters: list[tuple[asyncio.Future[None], Callable[[], None]]] = []
         self._flush: asyncio.Handle | None = None
         self._soon = False
-        self._running: asyncio.Task[None] | None = None
+        self._depth = max(1, store.journal_depth)
+        self._running: set[asyncio.Task[None]] = set()
         self._error: BaseException | None = None
 
     async def stop(self) -> None:
@@ -172,42 +175,44 @@ class _Journal:
         return bool(self._sending or self._outcomes or self._settled or self._waiters)
 
     def _start(self) -> None:
-        """Commit now, or right after the commit in flight."""
+        """Commit now, or right after a commit in flight."""
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
         self._soon = False
-        if self._running is None and self._pending():
-            self._running = asyncio.ensure_future(self._commits())
+        while len(self._running) < self._depth and self._pending():
+            task = asyncio.ensure_future(self._commit(*self._take()))
+            self._running.add(task)
+            task.add_done_callback(self._committed)
 
-    async def _commits(self) -> None:
-        try:
-            while self._pending():
-                try:
-                    await self._commit()
-                except Exception as exc:  # the waiters got the error; the letters stay
-                    log.exception("the store could not record letter outcomes")
-                    self._error = exc
-        finally:
-            self._running = None
+    def _committed(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # the waiters got the error; the letters stay as they were
+            log.error("the store could not record letter outcomes", exc_info=exc)
+            self._error = exc
+        self._start()  # what arrived meanwhile
 
     async def flush(self) -> None:
         """Commit every entry now and wait until it is done; raises the store's error if a
         commit failed since the last flush."""
         self._start()
-        while self._running is not None:
-            await asyncio.wait([self._running])
+        while self._running:
+            await asyncio.wait(set(self._running))
         error, self._error = self._error, None
         if error is not None:
             raise error
 
-    async def _commit(self) -> None:
-        """One store transaction for every entry so far; the waiting messages are written
-        the moment the commit is sure (see :meth:`Store.record`)."""
-        sending, self._sending = self._sending, []
-        outcomes, self._outcomes = self._outcomes, []
-        settled, self._settled = self._settled, []
-        waiters, self._waiters = self._waiters, []
+    def _take(self) -> tuple[list[int], list[Outcome], list[int],
+                             list[tuple[asyncio.Future[None], Callable[[], None]]]]:
+        taken = self._sending, self._outcomes, self._settled, self._waiters
+        self._sending, self._outcomes, self._settled, self._waiters = [], [], [], []
+        return taken
+
+    async def _commit(self, sending: list[int], outcomes: list[Outcome], settled: list[int],
+                      waiters: list[tuple[asyncio.Future[None], Callable[[], None]]]) -> None:
+        """One store transaction for these entries; the waiting messages are written the
+        moment the commit is sure (see :meth:`Store.record`)."""
 
         def write_all() -> None:
             for waiter, write in waiters:
@@ -480,17 +485,23 @@ class Dispatcher:
         return max(first, next_retry or now)
 
     async def _worker(self, run: _Run, server: Server) -> None:
+        """One connection's loop: claim a batch, send it, again. While a full batch goes
+        out, the next one is claimed beside it (on PostgreSQL a claim is a few round trips,
+        and connections that finish together would otherwise queue for their claims)."""
         run.workers[server.name] += 1
         session: SmtpSession | None = None
         healthy = False
+        ahead: asyncio.Task[Claim] | None = None
         try:
-            while not self._stop and run.status[server.name] == "open":
-                if not run.my_turn(server):
+            # a batch claimed ahead is charged to this server: it goes out even when
+            # another connection has since found the limit spent
+            while not self._stop and (run.status[server.name] == "open" or (
+                    ahead is not None and run.status[server.name] == "spent")):
+                if ahead is None and not run.my_turn(server):
                     await run.wait(run.version)
                     continue
-                claim = await self.store.claim_async(self.id, server.name, server.limits,
-                                                     self.batch_size, self.clock.now(),
-                                                     self.mailings, tenant=server.tenant)
+                claim = await (ahead if ahead is not None else self._claim(server))
+                ahead = None
                 self._skipped(run, claim)
                 if not claim.letters:
                     if claim.skipped:
@@ -510,6 +521,9 @@ class Dispatcher:
                     except SmtpError as exc:
                         await self._batch_failed(run, server, claim.letters, exc)
                         return
+                if (len(claim.letters) >= self.batch_size and not self._stop
+                        and run.status[server.name] == "open"):
+                    ahead = asyncio.ensure_future(self._claim(server))
                 sent, usable = await self._send(run, server, session, claim.letters)
                 if sent and not healthy:
                     healthy = True
@@ -518,11 +532,38 @@ class Dispatcher:
                     await session.close()
                     session = None
         finally:
+            if ahead is not None:
+                await self._give_back(run, server, ahead)
             if session is not None:
                 await session.close()
             run.workers[server.name] -= 1
             if run.workers[server.name] == 0:
                 await run.close(server, "idle")
+
+    def _claim(self, server: Server) -> Coroutine[Any, Any, Claim]:
+        return self.store.claim_async(self.id, server.name, server.limits, self.batch_size,
+                                      self.clock.now(), self.mailings, tenant=server.tenant)
+
+    async def _give_back(self, run: _Run, server: Server, ahead: asyncio.Task[Claim]) -> None:
+        """A batch claimed ahead that will not be sent here goes back to the queue,
+        uncharged. A claim still running when the dispatcher is cancelled is cut short:
+        whatever it took comes back with this dispatcher's recovery."""
+        current = asyncio.current_task()
+        cancelled = current is not None and current.cancelling() > 0
+        if not ahead.done():
+            if cancelled:
+                ahead.cancel()
+                return
+            await asyncio.wait([ahead])
+        if ahead.cancelled() or ahead.exception() is not None:
+            return  # nothing was taken
+        claim = ahead.result()
+        self._skipped(run, claim)
+        journal = self._journal_for()
+        for letter in claim.letters:
+            journal.outcome(self._not_attempted(run, server, letter, None))
+        if not cancelled:  # else the dispatcher's last flush commits them
+            await journal.flush()
 
     async def _connect(self, server: Server) -> SmtpSession:
         async for attempt in self.retry.connect_retrying(self.clock.sleep):

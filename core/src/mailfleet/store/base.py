@@ -218,6 +218,11 @@ class Wakeups(Protocol):
 class Store(Protocol):
     """Everything the mailing engine and the bounce reader keep."""
 
+    #: How many :meth:`record_async` calls may be in flight at once. Above 1 the store
+    #: commits them in the order they were called (each is sent before its first await),
+    #: so the journal starts the next commit without waiting for the last one's reply.
+    journal_depth: int = 1
+
     # -- mailings -----------------------------------------------------------------------
     def create_mailing(self, mailing: MailingRecord) -> None: ...
     def add_letters(self, mailing_id: str,

@@ -10,6 +10,7 @@ transaction per method, never open across SMTP. The DSN's password is never show
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import hashlib
@@ -25,6 +26,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote
 
 import psycopg
+import psycopg.adapt
 from psycopg.conninfo import conninfo_to_dict
 
 from mailfleet.clock import Clock, SystemClock
@@ -183,12 +185,6 @@ _BLOCK_AND_USED = (
     + _USED.format(s="%(s)s", t="t.start")
     + " FROM unnest(%(starts)s::float8[]) WITH ORDINALITY AS t(start, o) ORDER BY o)")
 
-#: A server's block and its charges after each of several window starts, in one statement.
-_BLOCK_AND_USED = (
-    "SELECT (SELECT until FROM server_blocks WHERE server=%(s)s), ARRAY(SELECT "  # noqa: S608
-    + _USED.format(s="%(s)s", t="t.start")
-    + " FROM unnest(%(starts)s::float8[]) WITH ORDINALITY AS t(start, o) ORDER BY o)")
-
 #: The version of SCHEMA this code needs (kept in the ``meta`` table).
 _SCHEMA_VERSION = hashlib.sha256(SCHEMA.encode()).hexdigest()[:16]
 
@@ -278,6 +274,144 @@ class StoreUnavailable(MailfleetError):
     """The database of the store cannot be reached (the message never holds a password)."""
 
 
+#: The journal's commit, in parts (each only when it has rows: an empty part would still
+#: fire the ledger's statement triggers): letters entering DATA (``s``), outcomes (``o``),
+#: charges kept and settled at the commit's time (``k``), charges refunded (``r``).
+_RECORD_PARTS = {
+    "s": "s AS (UPDATE letters SET state='sending' WHERE id = ANY({sending}::bigint[]) AND "
+         "state='claimed')",
+    "o": "o AS (UPDATE letters l SET state=o.state, server=o.server, "
+         "from_addr=COALESCE(o.from_addr, l.from_addr), last_error=o.error, "
+         "not_before=o.not_before, attempts=o.attempts, claimed_by=NULL, "
+         "sent_at=CASE WHEN o.state='sent' THEN {now}::float8 ELSE l.sent_at END "
+         "FROM unnest({ids}::bigint[], {states}::text[], {servers}::text[], {froms}::text[], "
+         "{errors}::text[], {later}::float8[], {attempts}::int[]) AS o(id, state, server, "
+         "from_addr, error, not_before, attempts) WHERE l.id = o.id)",
+    "k": "k AS (UPDATE ledger SET settled=TRUE, at={now}::float8 WHERE NOT settled AND "
+         "letter_id = ANY({kept}::bigint[]))",
+    "r": "r AS (DELETE FROM ledger WHERE NOT settled AND letter_id = ANY({refunds}::bigint[]))",
+}
+#: Its parameters, in the order of a prepared statement's ``$n``, with their type OIDs.
+_RECORD_PARAMS = {"sending": 1016, "now": 701, "ids": 1016, "states": 1009, "servers": 1009,
+                  "froms": 1009, "errors": 1009, "later": 1022, "attempts": 1007,
+                  "kept": 1016, "refunds": 1016}
+
+
+@functools.cache
+def _record_sql(parts: str, *, numbered: bool) -> str:
+    """The statement of these parts, with ``$n`` (a prepared statement) or ``%(name)s``."""
+    marks = {name: f"${n}" if numbered else f"%({name})s"
+             for n, name in enumerate(_RECORD_PARAMS, 1)}
+    return ("WITH " + ", ".join(_RECORD_PARTS[p].format(**marks) for p in parts)
+            + " SELECT 1")
+
+
+class _Pipe:
+    """The journal's connection in pipeline mode. Each commit goes out the moment it is
+    made: one prepared statement (a generic plan, planned once per connection) and a sync,
+    so it is a transaction of its own; replies are read in order by the event loop. The
+    next commit never waits for the last one's reply, and they never wait on each other's
+    locks: one server process runs them one after the other."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[tuple[Any, ...]], location: str,
+                 dsn: str) -> None:
+        self.conn = conn
+        self.location = location
+        self.dsn = dsn
+        self.pg = conn.pgconn
+        self.fd = self.pg.socket  # kept: a lost connection no longer says its socket
+        self.dump = psycopg.adapt.Transformer(conn)
+        self.prepared: set[str] = set()
+        self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.errors: list[bytes] = []
+        self.broken: StoreUnavailable | None = None
+        self._writable: asyncio.Future[None] | None = None
+        self.loop = asyncio.get_running_loop()
+        self.pg.enter_pipeline_mode()
+        self.loop.add_reader(self.fd, self._read)
+
+    async def commit(self, parts: str, params: dict[str, Any],
+                     committed: Callable[[], None] | None) -> None:
+        if self.broken is not None:
+            raise self.broken
+        name = f"mailfleet_record_{parts}".encode()
+        pg = self.pg
+        try:
+            if parts not in self.prepared:
+                pg.send_prepare(name, _record_sql(parts, numbered=True).encode(),
+                                param_types=list(_RECORD_PARAMS.values()))
+                self.prepared.add(parts)
+            values = self.dump.dump_sequence([params[p] for p in _RECORD_PARAMS],
+                                             [psycopg.adapt.PyFormat.TEXT] * len(params))
+            pg.send_query_prepared(name, values)
+            pg.pipeline_sync()
+        except psycopg.Error as exc:
+            raise self._fail(exc) from None
+        done = self.loop.create_future()
+        self.waiting.append(done)
+        while pg.flush():  # a non-blocking connection: wait until the commit is out
+            if self._writable is None:
+                self._writable = self.loop.create_future()
+                self.loop.add_writer(self.fd, self._can_write)
+            await asyncio.shield(self._writable)
+        if committed is not None:
+            committed()
+        await done
+
+    def _can_write(self) -> None:
+        self.loop.remove_writer(self.fd)
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
+
+    def _read(self) -> None:
+        """Every reply that has come: a commit is done at its sync, failed if any of its
+        statements failed."""
+        pg = self.pg
+        try:
+            pg.consume_input()
+            while self.waiting and not pg.is_busy():
+                result = pg.get_result()
+                if result is None:  # the end of one statement's results
+                    continue
+                if result.status == psycopg.pq.ExecStatus.PIPELINE_SYNC:
+                    done = self.waiting.popleft()
+                    errors, self.errors = self.errors, []
+                    if not done.done():
+                        if errors:
+                            done.set_exception(StoreUnavailable(
+                                f"the PostgreSQL store {self.location!r} did not commit: "
+                                f"{mask_dsn(self.dsn, repr(errors))}"))
+                        else:
+                            done.set_result(None)
+                elif result.status in (psycopg.pq.ExecStatus.FATAL_ERROR,
+                                       psycopg.pq.ExecStatus.PIPELINE_ABORTED):
+                    self.errors.append(result.error_message or b"aborted")
+        except psycopg.Error as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> StoreUnavailable:
+        self.broken = StoreUnavailable(
+            f"the PostgreSQL store {self.location!r} lost the journal's connection: "
+            f"{mask_dsn(self.dsn, str(exc)).strip()}")
+        while self.waiting:
+            done = self.waiting.popleft()
+            if not done.done():
+                done.set_exception(self.broken)
+        self.close()
+        return self.broken
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self.fd)
+        with contextlib.suppress(Exception):
+            self.loop.remove_writer(self.fd)
+        if self.broken is None:
+            self.broken = StoreUnavailable(f"the PostgreSQL store {self.location!r}: closed")
+        if not self.conn.closed:  # no await here: close the socket alone
+            self.pg.finish()
+
+
 @functools.cache
 def _spelled(sql: str) -> str:
     """A statement of the SQL core as psycopg reads it (``%s`` placeholders)."""
@@ -298,6 +432,8 @@ class _CoreCursor:
 class PostgresStore(SqlStore):
     """The store in a PostgreSQL database (``deployment.store = "postgresql://..."``)."""
 
+    journal_depth = 4  # commits in flight on the pipeline, run back to back (see _Pipe)
+
     def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:
         self._dsn = dsn
         self.location = mask_dsn(dsn)
@@ -307,6 +443,8 @@ class PostgresStore(SqlStore):
         self._async_conns: dict[str, psycopg.AsyncConnection[tuple[Any, ...]]] = {}
         self._async_locks: dict[str, asyncio.Lock] = {}
         self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._pipe: _Pipe | None = None
+        self._pipe_opening: asyncio.Future[_Pipe] | None = None
         self.conn = self._connect()
         self._create_schema()
         self._clock = DatabaseClock(self._database_offset())
@@ -416,23 +554,22 @@ class PostgresStore(SqlStore):
             await conn.commit()
 
     async def _lane(self, lane: str) -> psycopg.AsyncConnection[tuple[Any, ...]]:
-        """The connection of ``lane`` (``claim``: claims, heartbeats and recoveries;
-        ``journal``: the journal's commits), so a claim never waits for a commit; the
-        caller holds the lane's lock."""
+        """The connection of ``lane`` (``claim``: claims, heartbeats and recoveries; the
+        journal's commits have a pipeline of their own, :class:`_Pipe`), so a claim never
+        waits for a commit; the caller holds the lane's lock."""
         conn = self._async_conns.get(lane)
         if conn is None or conn.closed or conn.broken:
             conn = self._async_conns[lane] = await self._aconnect()
         return conn
 
     async def _commit_in_one(self, conn: psycopg.AsyncConnection[tuple[Any, ...]], sql: str,
-                             params: Any, *, begin: bool,
+                             params: Any,
                              committed: Callable[[], None] | None = None) -> None:
-        """Send ``sql`` (bound on this side) and COMMIT, after BEGIN when ``begin``, as one
-        message; run ``committed`` once it is on the wire (as :meth:`_commit_then`); check
-        that every statement succeeded."""
+        """Send ``sql`` (bound on this side) and COMMIT as one message; run ``committed``
+        once it is on the wire (as :meth:`_commit_then`); check that every statement
+        succeeded."""
         statement = psycopg.AsyncClientCursor(conn).mogrify(sql, params).encode()
-        message = (b"BEGIN; " if begin else b"") + statement + b"; COMMIT"
-        results = 3 if begin else 2
+        message = statement + b"; COMMIT"
         pg = conn.pgconn
         pg.send_query(message)
         while pg.flush():
@@ -444,18 +581,22 @@ class PostgresStore(SqlStore):
             status = await self._results(pg)
         if pg.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             await conn.rollback()
-        if any(error for _, error in status) or len(status) != results:
+        if any(error for _, error in status) or len(status) != 2:
             raise StoreUnavailable(f"the PostgreSQL store {self.location!r} did not "
                                    f"commit: {mask_dsn(self._dsn, repr(status))}")
 
     def _lane_lock(self, lane: str) -> asyncio.Lock:
-        """The lock of a lane's connection on the running loop; a new loop (a later
-        blocking ``run``) gets new connections (the old ones belonged to the loop gone)."""
+        """The lock of a lane's connection on the running loop (see :meth:`_on_loop`)."""
+        self._on_loop()
+        return self._async_locks.setdefault(lane, asyncio.Lock())
+
+    def _on_loop(self) -> None:
+        """A new event loop (a later blocking ``run``) gets new connections: the old ones
+        belonged to the loop gone."""
         loop = asyncio.get_running_loop()
         if loop is not self._async_loop:
             self._drop_async()
             self._async_loop = loop
-        return self._async_locks.setdefault(lane, asyncio.Lock())
 
     def _drop_async(self) -> None:
         for conn in self._async_conns.values():
@@ -463,12 +604,17 @@ class PostgresStore(SqlStore):
                 conn.pgconn.finish()
         self._async_conns.clear()
         self._async_locks.clear()
+        if self._pipe is not None:
+            self._pipe.close()
+            self._pipe = None
+        self._pipe_opening = None
 
-    async def _aconnect(self) -> psycopg.AsyncConnection[tuple[Any, ...]]:
+    async def _aconnect(self, *, autocommit: bool = False
+                        ) -> psycopg.AsyncConnection[tuple[Any, ...]]:
         try:
             return await psycopg.AsyncConnection.connect(
-                self._dsn, autocommit=False, connect_timeout=max(1, int(self.connect_timeout)),
-                application_name="mailfleet")
+                self._dsn, autocommit=autocommit,
+                connect_timeout=max(1, int(self.connect_timeout)), application_name="mailfleet")
         except psycopg.Error as exc:
             raise StoreUnavailable(f"cannot connect to the PostgreSQL store {self.location!r}: "
                                    f"{mask_dsn(self._dsn, str(exc)).strip()}") from None
@@ -476,16 +622,38 @@ class PostgresStore(SqlStore):
     async def record_async(self, sending: Sequence[int], outcomes: Sequence[Outcome],
                            now: float, *, settled: Sequence[int] = (),
                            committed: Callable[[], None] | None = None) -> None:
-        """The journal's commit in one round trip: BEGIN, the statement and COMMIT go as one
-        message (bound on this side); ``committed`` runs once it is on the wire."""
-        if not sending and not outcomes and not settled:
+        """The journal's commit on the journal's pipeline (:class:`_Pipe`): sent at once,
+        before any await, as one prepared statement that is its own transaction, so up to
+        :attr:`journal_depth` commits run back to back; ``committed`` runs once it is on the
+        wire."""
+        parts, params = self._record_parts(sending, outcomes, now, settled)
+        if not parts:
             if committed is not None:
                 committed()
             return
-        sql, params = self._record_statement(sending, outcomes, now, settled)
-        async with self._lane_lock("journal"):
-            await self._commit_in_one(await self._lane("journal"), sql, params, begin=True,
-                                      committed=committed)
+        self._on_loop()
+        pipe = self._pipe
+        if pipe is None or pipe.broken:
+            if self._pipe_opening is None:
+                self._pipe_opening = asyncio.ensure_future(self._open_pipe())
+            opening = self._pipe_opening
+            try:
+                pipe = await opening  # callers resume in their order: the sends keep it
+            finally:
+                if self._pipe_opening is opening:
+                    self._pipe_opening = None
+        await pipe.commit(parts, params, committed)
+
+    async def _open_pipe(self) -> _Pipe:
+        conn = await self._aconnect(autocommit=True)
+        try:
+            await conn.execute("SET plan_cache_mode = force_generic_plan")
+        except psycopg.Error as exc:
+            await conn.close()
+            raise StoreUnavailable(f"the PostgreSQL store {self.location!r}: "
+                                   f"{mask_dsn(self._dsn, str(exc)).strip()}") from None
+        self._pipe = _Pipe(conn, self.location, self._dsn)
+        return self._pipe
 
     async def _results(self, pg: psycopg.pq.abc.PGconn) -> list[tuple[object, bytes]]:
         """Every result of the query sent on ``pg``, read on the event loop."""
@@ -647,7 +815,7 @@ class PostgresStore(SqlStore):
             while True:
                 if sql.startswith(_LAST):  # the COMMIT goes with it: no round trip more
                     # the claim's locks go with its COMMIT
-                    await self._commit_in_one(cur.connection, sql, params, begin=False)
+                    await self._commit_in_one(cur.connection, sql, params)
                     result: tuple[list[tuple[Any, ...]], int] = ([], -1)
                 else:
                     await cur.execute(sql, params)
@@ -711,39 +879,28 @@ class PostgresStore(SqlStore):
 
     def _record(self, sending: Sequence[int], outcomes: Sequence[Outcome], now: float,
                 settled: Sequence[int], committed: Callable[[], None] | None) -> None:
+        parts, params = self._record_parts(sending, outcomes, now, settled)
         with self._tx(committed) as cur:
-            cur.execute(*self._record_statement(sending, outcomes, now, settled))
+            if parts:
+                cur.execute(_record_sql(parts, numbered=False), params)
 
     @staticmethod
-    def _record_statement(sending: Sequence[int], outcomes: Sequence[Outcome], now: float,
-                          settled: Sequence[int]) -> tuple[str, dict[str, Any]]:
-        """The journal's commit as one statement (two round trips with COMMIT, whatever it
-        holds). A letter is never both entering DATA and finished in one commit (its
-        outcome comes after its message, which waits for this commit)."""
+    def _record_parts(sending: Sequence[int], outcomes: Sequence[Outcome], now: float,
+                      settled: Sequence[int]) -> tuple[str, dict[str, Any]]:
+        """The journal's commit as one statement: the parts it needs (a letter is never
+        both entering DATA and finished in one commit: its outcome comes after its message,
+        which waits for this commit) and every parameter (see :data:`_RECORD_PARAMS`)."""
         ordered = sorted(outcomes, key=lambda o: o.letter)  # row locks in one order
-        return (
-            "WITH s AS (UPDATE letters SET state='sending' WHERE id = ANY(%(sending)s) "
-            "AND state='claimed'), "
-            "o AS (UPDATE letters l SET state=o.state, server=o.server, "
-            "from_addr=COALESCE(o.from_addr, l.from_addr), last_error=o.error, "
-            "not_before=o.not_before, attempts=o.attempts, claimed_by=NULL, "
-            "sent_at=CASE WHEN o.state='sent' THEN %(now)s ELSE l.sent_at END "
-            "FROM unnest(%(ids)s::bigint[], %(states)s::text[], %(servers)s::text[], "
-            "%(froms)s::text[], %(errors)s::text[], %(later)s::float8[], "
-            "%(attempts)s::int[]) AS o(id, state, server, from_addr, error, not_before, "
-            "attempts) WHERE l.id = o.id), "
-            "k AS (UPDATE ledger SET settled=TRUE, at=%(now)s WHERE NOT settled AND "
-            "letter_id = ANY(%(kept)s)), "
-            "r AS (DELETE FROM ledger WHERE NOT settled AND letter_id = ANY(%(refunds)s)) "
-            "SELECT 1",
-            {"sending": sorted(sending), "now": now,
-             "ids": [o.letter for o in ordered], "states": [o.state for o in ordered],
-             "servers": [o.server for o in ordered],
-             "froms": [o.from_addr for o in ordered], "errors": [o.error for o in ordered],
-             "later": [o.not_before for o in ordered],
-             "attempts": [o.attempts for o in ordered],
-             "kept": [o.letter for o in ordered if o.charged and o.settle] + sorted(settled),
-             "refunds": [o.letter for o in ordered if not o.charged]})
+        kept = [o.letter for o in ordered if o.charged and o.settle] + sorted(settled)
+        refunds = [o.letter for o in ordered if not o.charged]
+        parts = "".join(part for part, rows in (("s", sending), ("o", ordered), ("k", kept),
+                                                 ("r", refunds)) if rows)
+        return parts, {
+            "sending": sorted(sending), "now": now,
+            "ids": [o.letter for o in ordered], "states": [o.state for o in ordered],
+            "servers": [o.server for o in ordered], "froms": [o.from_addr for o in ordered],
+            "errors": [o.error for o in ordered], "later": [o.not_before for o in ordered],
+            "attempts": [o.attempts for o in ordered], "kept": kept, "refunds": refunds}
 
     def waiting(self, mailing_ids: Sequence[str] | None, now: float) -> tuple[int, float | None]:
         total = 0
