@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import tomllib
 import typing
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,29 @@ def test_bad_ca_file_is_refused_at_load_naming_the_key(tmp_path: Path, tls_certs
 def test_a_real_pem_ca_file_loads(tmp_path: Path, tls_certs: TLSCerts) -> None:
     path = write(tmp_path, SERVER + f'ca_file = "{tls_certs.ca_file}"\n')
     assert Fleet.from_file(path).servers[0].ca_file == str(tls_certs.ca_file)
+
+
+def test_relative_ca_and_password_files_are_found_beside_the_config_from_any_directory(
+        tmp_path: Path, tls_certs: TLSCerts, monkeypatch: pytest.MonkeyPatch) -> None:
+    etc, elsewhere = tmp_path / "etc", tmp_path / "elsewhere"
+    etc.mkdir()
+    elsewhere.mkdir()
+    (etc / "ca.pem").write_text(tls_certs.ca_file.read_text())
+    (etc / "pw").write_text("from-beside\n")
+    monkeypatch.chdir(elsewhere)  # the operator runs mailfleet from another directory
+    text = (SERVER + 'login = "a"\nca_file = "ca.pem"\npassword_file = "pw"\n'
+            '[bounces]\nlogin = "b@example.com"\nhost = "imap.example.com"\n'
+            'ca_file = "ca.pem"\npassword_file = "pw"\n')
+    config = load_config(write(etc, text))
+    assert config.servers[0].ca_file == config.bounces.ca_file == str(etc / "ca.pem")  # type: ignore[union-attr]
+    server = Fleet(config, load_plugins(entry_points=False)).servers[0]
+    password = server.password()
+    assert password is not None and password.reveal() == "from-beside"
+    # from memory (a host application's data) a relative path is the process's own
+    (elsewhere / "pw").write_text("from-cwd\n")
+    data = tomllib.loads(text.replace('"ca.pem"', f'"{tls_certs.ca_file}"'))
+    own = Fleet(parse_config(data), load_plugins(entry_points=False)).servers[0].password()
+    assert own is not None and own.reveal() == "from-cwd"
 
 
 def test_non_utf8_password_file_names_the_file_not_the_content(tmp_path: Path) -> None:

@@ -313,6 +313,9 @@ class BouncesConfig:
                          inline=self.password)
 
 
+_WithFiles = TypeVar("_WithFiles", ServerConfig, BouncesConfig)
+
+
 @attrs.frozen
 class Config:
     """The whole configuration file."""
@@ -327,9 +330,24 @@ class Config:
     def store_location(self) -> str:
         """``deployment.store``; a relative path is taken from the config file's directory."""
         location = self.deployment.store
-        if "://" in location or Path(location).is_absolute() or self.source.startswith("<"):
-            return location
-        return str(Path(self.source).resolve().parent / location)
+        return location if "://" in location else self.beside(location)
+
+    def beside(self, path: str) -> str:
+        """A path the config names: a relative one is taken from the config file's
+        directory (a config from memory, whose source is ``<...>``, keeps it as given)."""
+        if Path(path).is_absolute() or self.source.startswith("<"):
+            return path
+        return str(Path(self.source).resolve().parent / path)
+
+    def with_files_beside(self) -> Config:
+        """Every ``ca_file`` and ``password_file`` as :meth:`beside` reads it."""
+        def fixed(table: _WithFiles) -> _WithFiles:
+            return attrs.evolve(
+                table, ca_file=table.ca_file and self.beside(table.ca_file),
+                password_file=table.password_file and self.beside(table.password_file))
+
+        return attrs.evolve(self, servers=tuple(fixed(s) for s in self.servers),
+                            bounces=None if self.bounces is None else fixed(self.bounces))
 
 
 # Tables whose models live outside this module are checked when they are structured.
@@ -519,7 +537,7 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
         if len(problems) > _MAX_PROBLEMS:
             problems[_MAX_PROBLEMS:] = [f"... and {len(problems) - _MAX_PROBLEMS} more problems"]
         raise ConfigError([f"{source}: {p}" for p in _enum_hint(problems)]) from None
-    config = attrs.evolve(config, source=source)
+    config = attrs.evolve(config, source=source).with_files_beside()
     if problems := check_files(config):
         raise ConfigError([f"{source}: {p}" for p in problems])
     return config
