@@ -126,6 +126,14 @@ def test_open_store_without_psycopg_says_what_to_install(
     assert SECRET not in str(info.value)
 
 
+def test_a_libpq_without_pipeline_mode_is_refused_saying_what_to_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(psycopg.Pipeline, "is_supported", classmethod(lambda cls: False))
+    with pytest.raises(StoreUnavailable, match=r"libpq 14 or later.*psycopg\[binary\]") as info:
+        PostgresStore(f"postgresql://u:{SECRET}@127.0.0.1:1/mail")
+    assert SECRET not in str(info.value)
+
+
 def test_the_password_never_shows(postgres: PostgresServer, pg_dsn: str) -> None:
     with_password = pg_dsn.replace("postgres@", f"postgres:{SECRET}@", 1)  # trust auth
     store = PostgresStore(with_password)

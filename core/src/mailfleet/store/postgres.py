@@ -437,6 +437,11 @@ class PostgresStore(SqlStore):
     def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:
         self._dsn = dsn
         self.location = mask_dsn(dsn)
+        if not psycopg.Pipeline.is_supported():  # the journal's connection is pipelined
+            raise StoreUnavailable(
+                f"the PostgreSQL store {self.location!r} needs libpq 14 or later, and psycopg "
+                f"uses libpq {psycopg.pq.version()}; install the bundled one with "
+                f"pip install 'psycopg[binary]', or upgrade the system's libpq")
         self.connect_timeout = connect_timeout
         self.host = socket.gethostname()
         self._lock = threading.RLock()
