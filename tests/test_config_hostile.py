@@ -443,6 +443,7 @@ RANGES: list[tuple[str, str, list[Any], Any]] = [
     ("retry", "server_rest_max", [-1, math.inf], 3600),
     ("deployment", "lease_seconds", [0, 0.4, -1, math.nan, math.inf, 86_401], 15),
     ("retry", "max_server_failures", [0, 10_001], 1),
+    ("retry", "store_retry_seconds", [-1, 3601, math.nan, math.inf], 0),
 ]
 RANGE_CASES = [(t, k, bad) for t, k, bads, _ in RANGES for bad in bads]
 

@@ -3,6 +3,7 @@ and the fleet diagnosing each failure once where the transport returns it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from mailfleet.clock import FakeClock
 from mailfleet.config import parse_config
-from mailfleet.errors import Classification, Diagnosis, SmtpError, Stage
+from mailfleet.errors import Classification, Diagnosis, SmtpError, Stage, StoreUnavailable
 from mailfleet.events import EventType
 from mailfleet.mailings.mailing import create_mailing
 from mailfleet.mailings.template import Template
@@ -219,3 +220,31 @@ def test_a_refusal_that_stops_the_batch_is_diagnosed_once(
     status = store.quota("s1", Limits(), clock.now())
     assert status.blocked_until is not None  # the quota verdict reached the server
     assert counting.errors == [(Stage.DATA, "Your sending limit exceeded")]
+
+
+def test_an_unreachable_store_is_retried_for_store_retry_seconds_then_the_error_is_raised(
+        ) -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # an injected clock: no time passes
+        waits.append(seconds)
+
+    async def calls(error: Exception) -> int:
+        tries = 0
+
+        async def failing() -> None:
+            nonlocal tries
+            async for attempt in RetryPolicy(store_retry_seconds=5).store_retrying(
+                    sleep, "the test's store"):
+                with attempt:
+                    tries += 1
+                    raise error
+
+        with pytest.raises(type(error)):
+            await failing()
+        return tries
+
+    tries = asyncio.run(calls(StoreUnavailable("the database restarts")))
+    assert tries == len(waits) + 1 and 5 <= sum(waits) < 7 and max(waits) == 2
+    waits.clear()
+    assert asyncio.run(calls(ValueError("a bug"))) == 1 and waits == []  # only the store's

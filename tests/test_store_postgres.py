@@ -18,7 +18,7 @@ from test_mailing_support import people, recipients_of, server_entry
 
 from mailfleet.clock import FakeClock
 from mailfleet.config import parse_config
-from mailfleet.errors import ConfigError, MailfleetError
+from mailfleet.errors import ConfigError, MailfleetError, StoreUnavailable
 from mailfleet.mailings.mailing import create_mailing
 from mailfleet.plugins.manager import load_plugins
 from mailfleet.plugins.providers import Limits
@@ -26,7 +26,7 @@ from mailfleet.sending.dispatcher import Dispatcher, RunReport
 from mailfleet.sending.fleet import Fleet
 from mailfleet.store import open_store
 from mailfleet.store.base import LetterRow, Outcome, Recovery
-from mailfleet.store.postgres import PostgresStore, StoreUnavailable, mask_dsn
+from mailfleet.store.postgres import PostgresStore, mask_dsn
 from mailfleet_testing.certs import TLSCerts
 from mailfleet_testing.postgres import PostgresServer
 from mailfleet_testing.smtpd import FakeSMTP

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import test_mailing_support as support
 from test_mailing_crash import delivered, new_mailing, plain_entry
@@ -357,3 +358,56 @@ def test_fair_share_takes_turns_between_tenants_then_between_their_mailings() ->
             + [row("acme", "m2", i) for i in range(5, 7)]
             + [row("globex", "m3", i) for i in range(7, 9)])
     assert [r.id for r in fair_share(rows)] == [1, 7, 5, 8, 2, 6, 3, 4]
+
+
+def test_a_worker_whose_database_connections_are_cut_mid_run_reconnects_and_finishes(
+        tmp_path: Path, pg_dsn: str) -> None:
+    with SmtpSink(dump=True) as sink:
+        config = write_config(tmp_path / "cut.toml", pg_dsn, [sink_entry("a", sink,
+                                                                          connections=4)])
+        store = open_store(pg_dsn)
+        created = new_mailing(store, 3000, FakeClock(time.time()))  # type: ignore[arg-type]
+        killer = psycopg.connect(pg_dsn, autocommit=True, application_name="killer")
+        with workers(config, 1) as (child,):
+            wait_for(lambda: sum(sink.dumped().values()) >= 300, 60, "300 letters", [child])
+            cut = killer.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                "application_name = 'mailfleet' AND pid <> %s",
+                (store.conn.info.backend_pid,)).fetchall()
+            assert len(cut) >= 2  # the worker's claims and its journal, at least
+            wait_for(lambda: store.counts(created.id) == {"sent": 3000}, 120, "3,000 sent",
+                     [child])
+            assert stop([child]) == [0]
+            _, err = child.communicate()
+        kept = sink.dumped()
+    killer.close()
+    assert b"Traceback" not in err, err.decode()[-3000:]
+    assert b"lost the journal's connection" in err or b"failed: " in err  # said, in a line
+    assert set(kept) == {f"{created.id}-{i}" for i in range(1, 3001)}  # none lost
+    assert sum(kept.values()) - 3000 <= 4 * 100  # copies: at most the batches in hand
+    store.close()
+
+
+def test_wake_up_notifications_come_back_after_the_listening_connection_is_cut(
+        tmp_path: Path, pg_dsn: str) -> None:
+    with SmtpSink(dump=True) as sink:
+        config = write_config(tmp_path / "listen.toml", pg_dsn, [sink_entry("a", sink)])
+        store = open_store(pg_dsn)
+        killer = psycopg.connect(pg_dsn, autocommit=True, application_name="killer")
+        with workers(config, 1, "--poll", "120") as (child,):
+            wait_for(lambda: len(store.workers(time.time())) == 1, 30, "the worker", [child])
+            time.sleep(0.5)  # its first pass is over: it rests, listening
+            cut = killer.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                "application_name = 'mailfleet' AND pid <> %s",
+                (store.conn.info.backend_pid,)).fetchall()
+            assert cut  # the listening connection among them
+            time.sleep(2.5)  # the listener is opened again after 1 s
+            created = new_mailing(store, 10, FakeClock(time.time()))  # type: ignore[arg-type]
+            # woken by the notification, long before the 120 s poll
+            wait_for(lambda: store.counts(created.id) == {"sent": 10}, 20, "10 sent", [child])
+            assert stop([child]) == [0]
+            _, err = child.communicate()
+    killer.close()
+    assert b"wake-up notifications stopped" in err and b"Traceback" not in err
+    store.close()

@@ -364,7 +364,8 @@ _TABLE_RULES: dict[type, Mapping[str, Rule]] = {
                   "server_rest_seconds": _number(0, 604_800, "seconds", 300),
                   "breaker_seconds": _number(0, 86_400, "seconds", 30),
                   "server_rest_max": _number(0, 604_800, "seconds", 3600),
-                  "max_server_failures": _count(1, 10_000, 10)},
+                  "max_server_failures": _count(1, 10_000, 10),
+                  "store_retry_seconds": _number(0, 3600, "seconds", 15)},
 }
 
 

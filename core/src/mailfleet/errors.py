@@ -65,6 +65,11 @@ class PluginError(MailfleetError):
     """A plugin could not be loaded or broke its contract."""
 
 
+class StoreUnavailable(MailfleetError):
+    """The store's database cannot be reached now (a dropped connection, a database
+    restarting, a deadlock); the same call may succeed later. Never holds a password."""
+
+
 class AddressError(MailfleetError, ValueError):
     """An e-mail address is malformed."""
 

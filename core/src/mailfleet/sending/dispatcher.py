@@ -36,7 +36,7 @@ import attrs
 
 from mailfleet import aio
 from mailfleet.clock import Clock, SystemClock
-from mailfleet.errors import SmtpError
+from mailfleet.errors import SmtpError, StoreUnavailable
 from mailfleet.events import DeliveryEvent, EventType
 from mailfleet.mailings.template import CompiledTemplate, DateCache, Template
 from mailfleet.sending import failure, identity
@@ -131,9 +131,11 @@ class _Journal:
     after (the event loop never waits for the store: on PostgreSQL the round trips run
     beside the SMTP sessions)."""
 
-    def __init__(self, store: Store, clock: Clock, linger: float = 0.005) -> None:
+    def __init__(self, store: Store, clock: Clock, retry: RetryPolicy,
+                 linger: float = 0.005) -> None:
         self.store = store
         self.clock = clock
+        self.retry = retry
         self.linger = linger
         self._sending: list[int] = []
         self._outcomes: list[Outcome] = []
@@ -189,7 +191,8 @@ class _Journal:
         self._running.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             # the waiters got the error; the letters stay as they were
-            log.error("the store could not record letter outcomes", exc_info=exc)
+            log.error("the store could not record letter outcomes: %s", exc,
+                      exc_info=None if isinstance(exc, StoreUnavailable) else exc)
             self._error = exc
         self._start()  # what arrived meanwhile
 
@@ -225,9 +228,21 @@ class _Journal:
                 else:
                     waiter.set_result(None)
 
-        try:
+        async def record() -> None:
             await self.store.record_async(sending, outcomes, self.clock.now(),
                                           settled=settled, committed=write_all)
+
+        try:
+            try:
+                await record()
+            except StoreUnavailable as exc:
+                # again, for a while: every part of a commit is idempotent (one whose reply
+                # was lost may go twice)
+                what = "the store could not record letter outcomes"
+                log.warning("%s: %s; trying again", what, exc)
+                async for attempt in self.retry.store_retrying(asyncio.sleep, what):
+                    with attempt:
+                        await record()
         except BaseException as exc:
             for waiter, _ in waiters:
                 if not waiter.done():
@@ -358,10 +373,10 @@ class Dispatcher:
     def unregister(self) -> None:
         """Leave the store's list of dispatchers and take back at once the letters this
         dispatcher still holds (after a cancelled pass)."""
-        if self._registered:
+        if self._registered:  # until both are done (a store that failed between: again)
             self.store.unregister_dispatcher(self.id)
-            self._registered = False
             self._recover(None)
+            self._registered = False
 
     async def rest(self, delay: float, wake: asyncio.Event | None = None) -> None:
         """Sleep ``delay`` seconds of the clock, renewing the lease and recovering others'
@@ -387,7 +402,7 @@ class Dispatcher:
         self._observed = self.fleet.plugins.has_event_observers()
         run = _Run(servers)
         self._recover(run)
-        self._journal = _Journal(self.store, self.clock)
+        self._journal = _Journal(self.store, self.clock, self.retry)
         for server in servers:
             self._spawn(run, server)
         beat = asyncio.ensure_future(self._heartbeat(run))
@@ -465,7 +480,10 @@ class Dispatcher:
                 found = self._recovered(run, await self.store.recover_async(
                     self.clock.now(), lease=self.lease_seconds,
                     hold_in_doubt=self.hold_in_doubt))
-            except Exception:  # a store hiccup: the next beat tries again
+            except StoreUnavailable as exc:  # a store hiccup: the next beat tries again
+                log.warning("the dispatcher's heartbeat failed: %s", exc)
+                continue
+            except Exception:
                 log.exception("the dispatcher's heartbeat failed")
                 continue
             if wake is not None and (found.requeued or found.resent):

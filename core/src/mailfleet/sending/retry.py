@@ -7,12 +7,15 @@ many consecutive server failures a mailing pauses itself.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import attrs
 import tenacity
 
-from mailfleet.errors import Classification, SmtpError
+from mailfleet.errors import Classification, SmtpError, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -27,7 +30,9 @@ class RetryPolicy:
     broke (dropped, timed out, 421, a broken reply); each consecutive failure doubles the rest
     (the circuit breaker, shared by every dispatcher through the store), up to
     ``server_rest_max``; ``max_server_failures``: consecutive server failures before a
-    mailing pauses.
+    mailing pauses; ``store_retry_seconds``: how long a commit of letter facts is retried
+    while the store cannot be reached (the sessions wait meanwhile), and after that how long
+    a worker waits at most between tries of the store.
     """
 
     max_attempts: int = 5
@@ -40,6 +45,7 @@ class RetryPolicy:
     breaker_seconds: float = 30.0
     server_rest_max: float = 3600.0
     max_server_failures: int = 10
+    store_retry_seconds: float = 15.0
 
     def server_rest(self, failures: int, *, broken: bool) -> float:
         """Seconds a server rests after its ``failures``-th consecutive failure."""
@@ -65,6 +71,32 @@ class RetryPolicy:
             wait=tenacity.wait_exponential(multiplier=self.connect_backoff, max=60),
             retry=tenacity.retry_if_exception(_is_transient),
             sleep=sleep,
+            reraise=True,
+        )
+
+
+    def store_retrying(self, sleep: Callable[[float], Awaitable[None]], what: str
+                       ) -> tenacity.AsyncRetrying:
+        """Retry a store call while the store cannot be reached (:class:`StoreUnavailable`
+        only), waiting 0.1 s, doubling up to 2 s, for about ``store_retry_seconds`` in all
+        (counted in waits, so an injected clock's sleep counts too), with a warning naming
+        ``what`` before each wait; re-raise the last error."""
+
+        def warn(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            pause = state.next_action.sleep if state.next_action is not None else 0.0
+            log.warning("%s: %s; trying again in %.1f s", what, error, pause)
+
+        waits, total = 0, 0.0
+        while total < self.store_retry_seconds:
+            total += min(2.0, 0.1 * 2 ** waits)
+            waits += 1
+        return tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(waits + 1),
+            wait=tenacity.wait_exponential(multiplier=0.1, max=2),
+            retry=tenacity.retry_if_exception_type(StoreUnavailable),
+            sleep=sleep,
+            before_sleep=warn,
             reraise=True,
         )
 

@@ -7,6 +7,11 @@ rests until the next quota window or retry is due, or until the store says there
 notifications (SQLite) it polls every ``poll_seconds``. While it rests it renews its lease and
 takes back the letters of workers that are gone.
 
+A store that cannot be reached (a dropped connection, a database restarting) does not end
+the worker: the journal retries its commits for ``store_retry_seconds``; a pass that fails
+anyway is followed by waits until the store answers, the worker's letters go back to the
+queue and it carries on.
+
 Stopping is in two steps: :meth:`Worker.stop` lets the batches in hand finish (no new claim),
 releases the letters not yet sent and returns; if the batches are not done within ``grace``
 seconds they are cancelled (a letter inside DATA is then in doubt, as after a crash).
@@ -15,9 +20,11 @@ seconds they are cancelled (a letter inside DATA is then in doubt, as after a cr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from mailfleet.clock import Clock
+from mailfleet.errors import StoreUnavailable
 from mailfleet.sending.dispatcher import Dispatcher, RunReport
 from mailfleet.sending.fleet import Fleet
 from mailfleet.store.base import Store, Wakeups
@@ -48,6 +55,7 @@ class Worker:
         self.grace = grace
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        self._listening = False  # a notification wakes it (else it polls)
         self.report = RunReport()  # the sum of the passes
         self._last = RunReport()
 
@@ -68,9 +76,7 @@ class Worker:
     async def run(self) -> RunReport:
         """Send until stopped; returns what was done. Cancelling it is safe (the letters it
         holds are released; one inside DATA is in doubt)."""
-        wakeups = self.store.wakeups()
-        listening = (None if wakeups is None
-                     else asyncio.ensure_future(self._listen(wakeups)))
+        listening = asyncio.ensure_future(self._listen(self.store.wakeups()))
         try:
             while not self.stopping:
                 self._wake.clear()
@@ -82,16 +88,13 @@ class Worker:
                     delay = report.resume_at - self.clock.now()
                     if delay <= 0 and report.sent == 0 and report.failed == 0:
                         delay = min(1.0, self.poll_seconds)  # something else holds them
-                    if wakeups is None:
+                    if not self._listening:
                         delay = min(delay, self.poll_seconds)
                 if delay > 0 and not self.stopping:
                     await self.dispatcher.rest(delay, self._wake)
         finally:
-            if listening is not None:
-                listening.cancel()
-                await asyncio.gather(listening, return_exceptions=True)
-            if wakeups is not None:
-                wakeups.close()
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
             self.dispatcher.unregister()
         return self.report
 
@@ -109,7 +112,12 @@ class Worker:
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
                     return False
-            self._last = task.result()
+            try:
+                self._last = task.result()
+            except StoreUnavailable as exc:
+                await self._outage(exc)
+                self._last = RunReport()
+                return not self.stopping
             self.report = self.report + self._last
             return not self.stopping
         finally:
@@ -118,11 +126,54 @@ class Worker:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
-    async def _listen(self, wakeups: Wakeups) -> None:
-        while True:
+    async def _outage(self, error: StoreUnavailable) -> None:
+        """The store could not be reached, even after the journal's retries: wait (1 s,
+        doubling up to the retry policy's ``store_retry_seconds``) until it answers again,
+        then hand back every letter this worker still holds (a claim whose reply was lost
+        is held too) and carry on. A stop ends the wait."""
+        pause, limit = 1.0, max(1.0, self.dispatcher.retry.store_retry_seconds)
+        while not self.stopping:
+            log.warning("the store cannot be reached (%s); the worker tries again in %.0f s",
+                        error, pause)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), pause)
             try:
-                await wakeups.wait()
-            except Exception:  # the listening connection broke: polling goes on
-                log.exception("wake-up notifications stopped; polling instead")
-                return
-            self._wake.set()
+                self.dispatcher.unregister()
+            except StoreUnavailable as exc:
+                error, pause = exc, min(limit, pause * 2)
+                continue
+            log.warning("the store answers again; sending goes on")
+            self._wake.set()  # the next pass at once: what woke the failed one is unknown
+            return
+
+    async def _listen(self, wakeups: Wakeups | None) -> None:
+        """Wake the worker on each notification of new work (``wakeups``: the store's first
+        listening connection; ``None``: the store has none, the worker polls). A connection
+        that breaks is opened again, 1 s later, doubling up to the retry policy's
+        ``store_retry_seconds``; meanwhile the worker polls."""
+        pause, limit = 1.0, max(1.0, self.dispatcher.retry.store_retry_seconds)
+        while wakeups is not None:
+            self._listening = True
+            try:
+                while True:
+                    await wakeups.wait()
+                    self._wake.set()
+                    pause = 1.0
+            except StoreUnavailable as exc:
+                log.warning("wake-up notifications stopped (%s); polling until they are "
+                            "back", exc)
+            except Exception:
+                log.exception("wake-up notifications stopped; polling until they are back")
+            finally:
+                self._listening = False
+                wakeups.close()
+            while True:
+                await asyncio.sleep(pause)
+                pause = min(limit, pause * 2)
+                try:
+                    wakeups = self.store.wakeups()
+                except StoreUnavailable as exc:
+                    log.warning("wake-up notifications: %s; trying again in %.0f s", exc,
+                                pause)
+                    continue
+                break

@@ -30,7 +30,7 @@ import psycopg.adapt
 from psycopg.conninfo import conninfo_to_dict
 
 from mailfleet.clock import Clock, SystemClock
-from mailfleet.errors import ConfigError, MailfleetError
+from mailfleet.errors import ConfigError, StoreUnavailable
 from mailfleet.plugins.providers import Limits
 from mailfleet.sending.quota import QuotaStatus, remaining_now, window_status, windows
 from mailfleet.store.base import (
@@ -217,6 +217,11 @@ def mask_dsn(dsn: str, text: str | None = None) -> str:
     return out
 
 
+def _said(dsn: str, exc: BaseException) -> str:
+    """What psycopg said, on one line, without the DSN's password."""
+    return " ".join(mask_dsn(dsn, str(exc)).split())
+
+
 class DatabaseClock(SystemClock):
     """This machine's clock moved onto the database's (the offset measured when the store
     opened): every worker on every machine counts quota windows on one clock."""
@@ -248,15 +253,22 @@ async def _ready(fd: int, *, write: bool = False) -> None:
 class _Listener:
     """``LISTEN mailfleet`` on a connection of its own, read by the event loop."""
 
-    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]], location: str) -> None:
+    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]], location: str,
+                 dsn: str) -> None:
         self.conn = conn
         self.location = location
+        self.dsn = dsn
         conn.execute("LISTEN mailfleet")
 
     async def wait(self) -> None:
         pg = self.conn.pgconn
         while True:
-            pg.consume_input()
+            try:
+                pg.consume_input()
+            except psycopg.Error as exc:
+                raise StoreUnavailable(f"the PostgreSQL store {self.location!r} lost the "
+                                       f"connection that listened for new letters: "
+                                       f"{_said(self.dsn, exc)}") from None
             if pg.notifies() is not None:
                 while pg.notifies() is not None:  # the ones that came meanwhile count too
                     pass
@@ -268,10 +280,6 @@ class _Listener:
 
     def close(self) -> None:
         self.conn.close()
-
-
-class StoreUnavailable(MailfleetError):
-    """The database of the store cannot be reached (the message never holds a password)."""
 
 
 #: The journal's commit, in parts (each only when it has rows: an empty part would still
@@ -393,7 +401,7 @@ class _Pipe:
     def _fail(self, exc: BaseException) -> StoreUnavailable:
         self.broken = StoreUnavailable(
             f"the PostgreSQL store {self.location!r} lost the journal's connection: "
-            f"{mask_dsn(self.dsn, str(exc)).strip()}")
+            f"{_said(self.dsn, exc)}")
         while self.waiting:
             done = self.waiting.popleft()
             if not done.done():
@@ -495,10 +503,10 @@ class PostgresStore(SqlStore):
                                    application_name="mailfleet")
         except psycopg.ProgrammingError as exc:
             raise ConfigError(f"deployment.store: {self.location!r}: "
-                              f"{mask_dsn(self._dsn, str(exc))}") from None
+                              f"{_said(self._dsn, exc)}") from None
         except psycopg.Error as exc:
             raise StoreUnavailable(f"cannot connect to the PostgreSQL store {self.location!r}: "
-                                   f"{mask_dsn(self._dsn, str(exc)).strip()}") from None
+                                   f"{_said(self._dsn, exc)}") from None
 
     @contextmanager
     def _tx(self, committed: Callable[[], None] | None = None
@@ -507,7 +515,7 @@ class PostgresStore(SqlStore):
         connection before starting. ``committed`` runs once COMMIT is on the wire, before its
         reply (see :meth:`Store.record`). The hot path's thread has a connection of its
         own on the event loop (:meth:`_async_tx`)."""
-        with self._lock:
+        with self._lock, self._reaching():
             conn = self.conn
             if conn.closed or conn.broken:
                 conn = self.conn = self._connect()
@@ -548,15 +556,27 @@ class PostgresStore(SqlStore):
         """:meth:`_tx` on the event loop, on the connection of ``lane``: the loop serves the
         SMTP sessions while the database works."""
         async with self._lane_lock(lane):
-            conn = await self._lane(lane)
-            try:
-                async with conn.cursor() as cur:
-                    yield cur
-            except BaseException:
-                if not conn.broken and not conn.closed:
-                    await conn.rollback()
-                raise
-            await conn.commit()
+            with self._reaching():
+                conn = await self._lane(lane)
+                try:
+                    async with conn.cursor() as cur:
+                        yield cur
+                except BaseException:
+                    if not conn.broken and not conn.closed:
+                        await conn.rollback()
+                    raise
+                await conn.commit()
+
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """A connection-level failure (connection lost, the server shutting down, a
+        deadlock or a cancelled statement) as :class:`StoreUnavailable`: the call may be
+        made again; the next one reconnects."""
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"the PostgreSQL store {self.location!r} failed: "
+                                   f"{_said(self._dsn, exc)}") from None
 
     async def _lane(self, lane: str) -> psycopg.AsyncConnection[tuple[Any, ...]]:
         """The connection of ``lane`` (``claim``: claims, heartbeats and recoveries; the
@@ -622,7 +642,7 @@ class PostgresStore(SqlStore):
                 connect_timeout=max(1, int(self.connect_timeout)), application_name="mailfleet")
         except psycopg.Error as exc:
             raise StoreUnavailable(f"cannot connect to the PostgreSQL store {self.location!r}: "
-                                   f"{mask_dsn(self._dsn, str(exc)).strip()}") from None
+                                   f"{_said(self._dsn, exc)}") from None
 
     async def record_async(self, sending: Sequence[int], outcomes: Sequence[Outcome],
                            now: float, *, settled: Sequence[int] = (),
@@ -656,7 +676,7 @@ class PostgresStore(SqlStore):
         except psycopg.Error as exc:
             await conn.close()
             raise StoreUnavailable(f"the PostgreSQL store {self.location!r}: "
-                                   f"{mask_dsn(self._dsn, str(exc)).strip()}") from None
+                                   f"{_said(self._dsn, exc)}") from None
         self._pipe = _Pipe(conn, self.location, self._dsn)
         return self._pipe
 
@@ -750,7 +770,7 @@ class PostgresStore(SqlStore):
         return Recovery(requeued, resent, held)
 
     def wakeups(self) -> Wakeups:
-        return _Listener(self._connect(autocommit=True), self.location)
+        return _Listener(self._connect(autocommit=True), self.location, self._dsn)
 
     def clock(self) -> Clock:
         return self._clock
