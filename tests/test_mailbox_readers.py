@@ -236,6 +236,21 @@ def test_imap_untrusted_certificate_is_refused_without_retry(
     assert proxy.connections == 1
 
 
+def test_a_report_that_came_before_the_idle_wakes_the_watcher_at_once(
+        mailbox: Mailbox) -> None:
+    import time
+
+    from mailfleet.mailbox.imap import idle_wait
+
+    reader = ImapReader(settings_for(mailbox), MemoryState())
+    mailbox.append(report(1))  # after the last read, before the watcher waits again
+    started = time.monotonic()
+    assert idle_wait(reader, 30.0)
+    assert time.monotonic() - started < 10
+    assert len(collect(reader)) == 1
+    assert not idle_wait(reader, 0.5)  # taken: nothing new any more
+
+
 def test_imap_idle_wakes_the_watcher_when_a_report_arrives(mailbox: Mailbox) -> None:
     import time
 

@@ -151,16 +151,7 @@ class ImapReader:
     def _messages(self, client: imapclient.IMAPClient) -> Iterator[tuple[int, Fetched | str]]:
         """(UID, message) for each new message; a message the server would not give is
         (UID, the server's reason)."""
-        s = self.settings
-        info = client.select_folder(s.folder)
-        validity = int(info[b"UIDVALIDITY"])
-        saved = json.loads(self.state.kv_get(s.state_key) or "{}")
-        last = int(saved.get("last_uid", 0)) if saved.get("uidvalidity") == validity else 0
-        self._validity, self._folder_ready = validity, False
-        criteria: list[Any] = ["UID", f"{last + 1}:*", "UNKEYWORD", SET_ASIDE_FLAG.decode()]
-        if s.processed == "flag":
-            criteria += ["UNKEYWORD", PROCESSED_FLAG.decode()]
-        uids = sorted(uid for uid in client.search(criteria) if uid > last)
+        uids = self._new_uids(client, readonly=False)
         for start in range(0, len(uids), BATCH):
             chunk = uids[start:start + BATCH]
             try:
@@ -171,6 +162,19 @@ class ImapReader:
                 yield from (self._fetch_one(client, uid) for uid in chunk)
                 continue
             yield from ((uid, _fetched(uid, data[uid])) for uid in chunk if uid in data)
+
+    def _new_uids(self, client: imapclient.IMAPClient, *, readonly: bool) -> list[int]:
+        """Select the folder; the UIDs of the messages not taken yet, in order."""
+        s = self.settings
+        info = client.select_folder(s.folder, readonly=readonly)
+        validity = int(info[b"UIDVALIDITY"])
+        saved = json.loads(self.state.kv_get(s.state_key) or "{}")
+        last = int(saved.get("last_uid", 0)) if saved.get("uidvalidity") == validity else 0
+        self._validity, self._folder_ready = validity, False
+        criteria: list[Any] = ["UID", f"{last + 1}:*", "UNKEYWORD", SET_ASIDE_FLAG.decode()]
+        if s.processed == "flag":
+            criteria += ["UNKEYWORD", PROCESSED_FLAG.decode()]
+        return sorted(uid for uid in client.search(criteria) if uid > last)
 
     def _fetch_one(self, client: imapclient.IMAPClient, uid: int) -> tuple[int, Fetched | str]:
         try:
@@ -214,7 +218,9 @@ def _fetched(uid: int, item: dict[bytes, Any]) -> Fetched | str:
 
 def idle_wait(reader: ImapReader, seconds: float) -> bool:
     """Wait up to ``seconds`` for new mail with IMAP IDLE; ``True`` when the server said
-    something arrived. Without IDLE, or when the server cannot be reached, it just waits."""
+    something arrived, or at once when a message not taken yet is already there (it came
+    after the last read, before the IDLE). Without IDLE, or when the server cannot be
+    reached, it just waits."""
     try:
         client = reader.connect()
     except MailboxError as exc:
@@ -223,7 +229,8 @@ def idle_wait(reader: ImapReader, seconds: float) -> bool:
         time.sleep(seconds)
         return False
     try:
-        client.select_folder(reader.settings.folder, readonly=True)
+        if reader._new_uids(client, readonly=True):
+            return True
         if not client.has_capability("IDLE"):
             time.sleep(seconds)
             return False
