@@ -357,14 +357,30 @@ class _Pipe:
             raise self._fail(exc) from None
         done = self.loop.create_future()
         self.waiting.append(done)
-        while pg.flush():  # a non-blocking connection: wait until the commit is out
+        try:
+            await self._flush()
+        except BaseException:
+            if done.done() and not done.cancelled():
+                done.exception()  # failed with the connection: the caller hears it here
+            raise
+        if committed is not None:
+            committed()
+        await done
+
+    async def _flush(self) -> None:
+        """Wait until everything sent is out (the connection does not block)."""
+        while True:
+            if self.broken is not None:
+                raise self.broken
+            try:
+                if not self.pg.flush():
+                    return
+            except psycopg.Error as exc:
+                raise self._fail(exc) from None
             if self._writable is None:
                 self._writable = self.loop.create_future()
                 self.loop.add_writer(self.fd, self._can_write)
             await asyncio.shield(self._writable)
-        if committed is not None:
-            committed()
-        await done
 
     def _can_write(self) -> None:
         self.loop.remove_writer(self.fd)
@@ -416,6 +432,9 @@ class _Pipe:
             self.loop.remove_writer(self.fd)
         if self.broken is None:
             self.broken = StoreUnavailable(f"the PostgreSQL store {self.location!r}: closed")
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)  # a commit waiting to be sent sees it broken
+        self._writable = None
         if not self.conn.closed:  # no await here: close the socket alone
             self.pg.finish()
 
