@@ -36,7 +36,7 @@ import attrs
 
 from mailfleet import aio
 from mailfleet.clock import Clock, SystemClock
-from mailfleet.errors import SmtpError, StoreUnavailable
+from mailfleet.errors import MailfleetError, SmtpError, StoreUnavailable
 from mailfleet.events import DeliveryEvent, EventType
 from mailfleet.mailings.template import CompiledTemplate, DateCache, Template
 from mailfleet.sending import failure, identity
@@ -192,7 +192,7 @@ class _Journal:
         if not task.cancelled() and (exc := task.exception()) is not None:
             # the waiters got the error; the letters stay as they were
             log.error("the store could not record letter outcomes: %s", exc,
-                      exc_info=None if isinstance(exc, StoreUnavailable) else exc)
+                      exc_info=None if isinstance(exc, MailfleetError) else exc)
             self._error = exc
         self._start()  # what arrived meanwhile
 

@@ -30,7 +30,7 @@ import psycopg.adapt
 from psycopg.conninfo import conninfo_to_dict
 
 from mailfleet.clock import Clock, SystemClock
-from mailfleet.errors import ConfigError, StoreUnavailable
+from mailfleet.errors import ConfigError, MailfleetError, StoreUnavailable
 from mailfleet.plugins.providers import Limits
 from mailfleet.sending.quota import QuotaStatus, remaining_now, window_status, windows
 from mailfleet.store.base import (
@@ -331,7 +331,7 @@ class _Pipe:
         self.dump = psycopg.adapt.Transformer(conn)
         self.prepared: set[str] = set()
         self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
-        self.errors: list[bytes] = []
+        self.errors: list[tuple[bytes, bytes]] = []  # (SQLSTATE, message) of a commit
         self.broken: StoreUnavailable | None = None
         self._writable: asyncio.Future[None] | None = None
         self.loop = asyncio.get_running_loop()
@@ -403,16 +403,27 @@ class _Pipe:
                     errors, self.errors = self.errors, []
                     if not done.done():
                         if errors:
-                            done.set_exception(StoreUnavailable(
-                                f"the PostgreSQL store {self.location!r} did not commit: "
-                                f"{mask_dsn(self.dsn, repr(errors))}"))
+                            done.set_exception(self._refused(errors))
                         else:
                             done.set_result(None)
-                elif result.status in (psycopg.pq.ExecStatus.FATAL_ERROR,
-                                       psycopg.pq.ExecStatus.PIPELINE_ABORTED):
-                    self.errors.append(result.error_message or b"aborted")
+                elif result.status == psycopg.pq.ExecStatus.FATAL_ERROR:
+                    self.errors.append((
+                        result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) or b"",
+                        result.error_message or b"failed"))
         except psycopg.Error as exc:
             self._fail(exc)
+
+    def _refused(self, errors: list[tuple[bytes, bytes]]) -> MailfleetError:
+        """A commit the server refused: :class:`StoreUnavailable` when it may go through
+        later (a deadlock, a serialization failure, the server shutting down or short of
+        resources: SQLSTATE classes 40, 53, 57, 58), else the error it is (retrying would
+        not help)."""
+        said = "; ".join(" ".join(message.decode(errors="replace").split())
+                         for _, message in errors)
+        text = f"the PostgreSQL store {self.location!r} did not commit: {mask_dsn(self.dsn, said)}"
+        if any(state[:2] in (b"40", b"53", b"57", b"58") for state, _ in errors):
+            return StoreUnavailable(text)
+        return MailfleetError(text)
 
     def _fail(self, exc: BaseException) -> StoreUnavailable:
         self.broken = StoreUnavailable(
