@@ -8,7 +8,7 @@ many consecutive server failures a mailing pauses itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import attrs
 import tenacity
@@ -74,7 +74,6 @@ class RetryPolicy:
             reraise=True,
         )
 
-
     def store_retrying(self, sleep: Callable[[float], Awaitable[None]], what: str
                        ) -> tenacity.AsyncRetrying:
         """Retry a store call while the store cannot be reached (:class:`StoreUnavailable`
@@ -99,6 +98,15 @@ class RetryPolicy:
             before_sleep=warn,
             reraise=True,
         )
+
+
+    def store_pauses(self) -> Iterator[float]:
+        """Seconds between a worker's tries of a store that cannot be reached: 1 s,
+        doubling up to ``store_retry_seconds`` (at least 1 s), for as long as it takes."""
+        pause, limit = 1.0, max(1.0, self.store_retry_seconds)
+        while True:
+            yield pause
+            pause = min(limit, pause * 2)
 
 
 def _is_transient(exc: BaseException) -> bool:

@@ -127,12 +127,13 @@ class Worker:
                 await asyncio.gather(task, return_exceptions=True)
 
     async def _outage(self, error: StoreUnavailable) -> None:
-        """The store could not be reached, even after the journal's retries: wait (1 s,
-        doubling up to the retry policy's ``store_retry_seconds``) until it answers again,
-        then hand back every letter this worker still holds (a claim whose reply was lost
-        is held too) and carry on. A stop ends the wait."""
-        pause, limit = 1.0, max(1.0, self.dispatcher.retry.store_retry_seconds)
+        """The store could not be reached, even after the journal's retries: wait (see
+        :meth:`RetryPolicy.store_pauses`) until it answers again, then hand back every
+        letter this worker still holds (a claim whose reply was lost is held too) and carry
+        on. A stop ends the wait."""
+        pauses = self.dispatcher.retry.store_pauses()
         while not self.stopping:
+            pause = next(pauses)
             log.warning("the store cannot be reached (%s); the worker tries again in %.0f s",
                         error, pause)
             with contextlib.suppress(TimeoutError):
@@ -140,7 +141,7 @@ class Worker:
             try:
                 self.dispatcher.unregister()
             except StoreUnavailable as exc:
-                error, pause = exc, min(limit, pause * 2)
+                error = exc
                 continue
             log.warning("the store answers again; sending goes on")
             self._wake.set()  # the next pass at once: what woke the failed one is unknown
@@ -149,16 +150,14 @@ class Worker:
     async def _listen(self, wakeups: Wakeups | None) -> None:
         """Wake the worker on each notification of new work (``wakeups``: the store's first
         listening connection; ``None``: the store has none, the worker polls). A connection
-        that breaks is opened again, 1 s later, doubling up to the retry policy's
-        ``store_retry_seconds``; meanwhile the worker polls."""
-        pause, limit = 1.0, max(1.0, self.dispatcher.retry.store_retry_seconds)
+        that breaks is opened again (see :meth:`_listen_again`); meanwhile the worker
+        polls."""
         while wakeups is not None:
             self._listening = True
             try:
                 while True:
                     await wakeups.wait()
                     self._wake.set()
-                    pause = 1.0
             except StoreUnavailable as exc:
                 log.warning("wake-up notifications stopped (%s); polling until they are "
                             "back", exc)
@@ -167,13 +166,15 @@ class Worker:
             finally:
                 self._listening = False
                 wakeups.close()
-            while True:
-                await asyncio.sleep(pause)
-                pause = min(limit, pause * 2)
-                try:
-                    wakeups = self.store.wakeups()
-                except StoreUnavailable as exc:
-                    log.warning("wake-up notifications: %s; trying again in %.0f s", exc,
-                                pause)
-                    continue
-                break
+            wakeups = await self._listen_again()
+
+    async def _listen_again(self) -> Wakeups | None:
+        """A new listening connection, tried after each of the retry policy's
+        :meth:`~RetryPolicy.store_pauses` until the store gives one."""
+        pauses = self.dispatcher.retry.store_pauses()
+        while True:
+            await asyncio.sleep(next(pauses))
+            try:
+                return self.store.wakeups()
+            except StoreUnavailable as exc:
+                log.warning("wake-up notifications: %s; trying again", exc)

@@ -217,9 +217,9 @@ def mask_dsn(dsn: str, text: str | None = None) -> str:
     return out
 
 
-def _said(dsn: str, exc: BaseException) -> str:
-    """What psycopg said, on one line, without the DSN's password."""
-    return " ".join(mask_dsn(dsn, str(exc)).split())
+def _said(dsn: str, said: object) -> str:
+    """What psycopg or the server said, on one line, without the DSN's password."""
+    return " ".join(mask_dsn(dsn, str(said)).split())
 
 
 class DatabaseClock(SystemClock):
@@ -418,9 +418,8 @@ class _Pipe:
         later (a deadlock, a serialization failure, the server shutting down or short of
         resources: SQLSTATE classes 40, 53, 57, 58), else the error it is (retrying would
         not help)."""
-        said = "; ".join(" ".join(message.decode(errors="replace").split())
-                         for _, message in errors)
-        text = f"the PostgreSQL store {self.location!r} did not commit: {mask_dsn(self.dsn, said)}"
+        said = "; ".join(message.decode(errors="replace") for _, message in errors)
+        text = f"the PostgreSQL store {self.location!r} did not commit: {_said(self.dsn, said)}"
         if any(state[:2] in (b"40", b"53", b"57", b"58") for state, _ in errors):
             return StoreUnavailable(text)
         return MailfleetError(text)
